@@ -1,0 +1,109 @@
+"""The Track contract and the registry the driver picks tracks from.
+
+A Track knows nothing about files, reports or other tracks: it fits on a train and
+validation split, scores texts into [0, 1] per label, and (where its framework
+allows) exports a SavedModel that takes raw strings.  Adding a model is one Track
+file plus one `register` line.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+
+
+@dataclass
+class TrainSettings:
+    """What the driver tells every track; each track reads what applies to it."""
+
+    epochs: int | None = None  # None: the track's own default
+    batch_size: int | None = None
+    seed: int = 42
+    quick: bool = False  # small, fast configuration for smoke runs and CI
+    loss: str = "bce"  # Keras tracks: a name from mlbench.losses
+    workdir: Path | None = None  # checkpoints and scratch files for this track
+    verbose: int = 2  # Keras fit verbosity (2: one line per epoch)
+    options: dict = field(default_factory=dict)  # track-specific extras (e.g. encoder preset)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["workdir"] = str(self.workdir) if self.workdir else None
+        return d
+
+
+class Track(abc.ABC):
+    """A multi-label text classifier under test."""
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "baseline"
+
+    def __init__(self, settings: TrainSettings | None = None):
+        self.settings = settings or TrainSettings()
+        self.labels: LabelSpace | None = None
+
+    @abc.abstractmethod
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        """Train; return the per-epoch history (metric name -> values), empty if none."""
+
+    @abc.abstractmethod
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Scores in [0, 1], shape [len(texts), n_labels], 0.5 the default cut-off."""
+
+    def export(self, directory: Path) -> Path | None:
+        """Write a raw-string SavedModel into `directory`; None if unsupported."""
+        return None
+
+    def size_bytes(self) -> int | None:
+        """Size of the trained model's parameters in bytes, if known."""
+        return None
+
+    def describe(self) -> dict:
+        """Configuration worth recording in results.json."""
+        return {}
+
+
+_REGISTRY: dict[str, str] = {
+    # name -> "module:ClassName"; imported lazily so optional deps stay optional.
+    "mlp": "baselines.tfidf_mlp:TfidfMLPTrack",
+    "svm": "baselines.svm:LinearSVMTrack",
+    "encoder": "transformers_track.encoder:EncoderTrack",
+    "pretrained": "transformers_track.pretrained:PretrainedTrack",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register a Track class by dotted path ``module:ClassName``."""
+    _REGISTRY[name] = target
+
+
+def track_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def available_tracks() -> list[str]:
+    """Tracks whose module imports on this machine (the default for --models)."""
+    out = []
+    for name in _REGISTRY:
+        try:
+            get_track_class(name)
+        except (ImportError, AttributeError):
+            continue
+        out.append(name)
+    return out
+
+
+def get_track_class(name: str) -> Callable[..., Track]:
+    if name not in _REGISTRY:
+        from mlbench.errors import InputError
+
+        raise InputError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
+    module_name, cls_name = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
