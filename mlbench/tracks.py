@@ -44,6 +44,11 @@ class Track(abc.ABC):
 
     name: ClassVar[str]
     family: ClassVar[str] = "baseline"
+    #: part of the default `--models` on a CPU-only machine (False for tracks too
+    #: slow to train on CPU; they still join the default when a GPU is present)
+    cpu_default: ClassVar[bool] = True
+    #: trains with a Keras loss from `mlbench.losses` (so `--loss a,b` makes variants)
+    uses_loss: ClassVar[bool] = False
 
     def __init__(self, settings: TrainSettings | None = None):
         self.settings = settings or TrainSettings()
@@ -74,6 +79,7 @@ _REGISTRY: dict[str, str] = {
     # name -> "module:ClassName"; imported lazily so optional deps stay optional.
     "mlp": "baselines.tfidf_mlp:TfidfMLPTrack",
     "svm": "baselines.svm:LinearSVMTrack",
+    "svm_balanced": "baselines.svm:BalancedLinearSVMTrack",
     "encoder": "transformers_track.encoder:EncoderTrack",
     "pretrained": "transformers_track.pretrained:PretrainedTrack",
 }
@@ -98,6 +104,11 @@ def available_tracks() -> list[str]:
             continue
         out.append(name)
     return out
+
+
+def default_tracks(gpu: bool) -> list[str]:
+    """The default `--models`: every available track, minus CPU-slow ones without a GPU."""
+    return [n for n in available_tracks() if gpu or get_track_class(n).cpu_default]
 
 
 def get_track_class(name: str) -> Callable[..., Track]:

@@ -1,0 +1,86 @@
+"""TF-IDF bigram features from Keras `TextVectorization`, dense (keras-io) or sparse.
+
+The keras-io example uses ``TextVectorization(ngrams=2, output_mode="tf_idf")``,
+which emits a dense vector over the whole vocabulary although a document has only
+a few hundred non-zero features.  Keras 3.15's ``sparse=True`` fails for
+``tf_idf`` (a GatherNd rank error), so the sparse path is its exact equivalent:
+the *same* adapted vocabulary in ``output_mode="count", sparse=True`` times the
+*same* IDF weights (Keras defines tf_idf as count × idf).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def keras_io_vocabulary_size(texts: Sequence[str]) -> int:
+    """The keras-io example's `max_tokens`: distinct lower-cased whitespace tokens."""
+    vocabulary: set[str] = set()
+    for text in texts:
+        vocabulary.update(text.lower().split())
+    return len(vocabulary)
+
+
+def adapt_tfidf(texts: Sequence[str], *, ngrams: int = 2, max_tokens: int | None = None,
+                batch_size: int = 1024) -> keras.layers.TextVectorization:
+    """The faithful dense layer, adapted on training texts only."""
+    if max_tokens is None:
+        max_tokens = keras_io_vocabulary_size(texts)
+    layer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, ngrams=ngrams, output_mode="tf_idf"
+    )
+    layer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size))
+    return layer
+
+
+@keras.saving.register_keras_serializable(package="mlbench")
+class SparseTfidf(keras.layers.Layer):
+    """Raw strings → sparse TF-IDF rows, equal to the dense layer it was built from."""
+
+    def __init__(self, vocabulary: Sequence[str], idf_weights: Sequence[float], ngrams: int = 2,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.ngrams = ngrams
+        self.counter = keras.layers.TextVectorization(
+            ngrams=ngrams, output_mode="count", sparse=True, vocabulary=self.vocabulary
+        )
+        self.idf = tf.constant(np.asarray(idf_weights, dtype=np.float32))
+
+    @classmethod
+    def from_dense(cls, dense: keras.layers.TextVectorization) -> "SparseTfidf":
+        vocab = dense.get_vocabulary()[1:]  # drop "[UNK]": the count layer adds its own
+        idf = np.asarray(dense._lookup_layer.idf_weights_const)
+        return cls(vocab, idf, ngrams=dense._ngrams)
+
+    def vocabulary_size(self) -> int:
+        return int(self.idf.shape[0])
+
+    def call(self, texts):
+        counts = self.counter(texts)
+        values = tf.cast(counts.values, tf.float32) * tf.gather(self.idf, counts.indices[:, 1])
+        return tf.SparseTensor(counts.indices, values, counts.dense_shape)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "vocabulary": self.vocabulary,
+            "idf_weights": self.idf.numpy().tolist(),
+            "ngrams": self.ngrams,
+        }
+
+
+def vectorize_once(vectorizer, texts: Sequence[str], batch_size: int = 2048):
+    """Vectorize a whole split once (in chunks, in graph), returning one tensor.
+
+    Sparse layers give one SparseTensor; dense layers one dense Tensor.
+    """
+    fn = tf.function(vectorizer, reduce_retracing=True)
+    parts = [fn(tf.constant(list(texts[i : i + batch_size]))) for i in range(0, len(texts), batch_size)]
+    if isinstance(parts[0], tf.SparseTensor):
+        return tf.sparse.concat(axis=0, sp_inputs=parts, expand_nonconcat_dims=True)
+    return tf.concat(parts, axis=0)

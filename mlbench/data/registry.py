@@ -1,0 +1,113 @@
+"""`load_corpus`: one entry point from a dataset name or file path to a Corpus.
+
+Why a registry: the driver and the tests should not know where each dataset lives or
+how it is cleaned; they ask for "arxiv", "reuters" or a file and get a checked Corpus.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from pathlib import Path
+from typing import Callable
+
+from mlbench.data.arxiv import load_arxiv
+from mlbench.data.corpus import Corpus
+from mlbench.data.reuters import load_reuters
+from mlbench.data.splits import MIN_TRAIN, SPLIT_METHODS, cap_indices
+from mlbench.data.user_file import SUFFIXES, load_user_file
+from mlbench.errors import InputError
+
+__all__ = ["DATASETS", "load_corpus", "check_corpus"]
+
+DATASETS = ("arxiv", "reuters")
+
+
+def load_corpus(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 42,
+    split_method: str = "stratified",
+    text_col: str | None = None,
+    labels_col: str | None = None,
+    label_sep: str | None = None,
+    max_docs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Corpus:
+    """Load ``"arxiv"``, ``"reuters"`` or a .csv/.jsonl path into train/val/test.
+
+    * ``data_dir``: where the named dataset lives (else env var, cache, download).
+    * ``split_method``: "stratified" (on the label-set string) or "iterative"
+      (multi-label iterative stratification); either falls back to a seeded random
+      split when impossible, noted in ``corpus.notes["split"]``.
+    * ``text_col`` / ``labels_col`` / ``label_sep``: for files (defaults ``text``,
+      ``labels``, one label per cell unless the cell is a list); arxiv honours them
+      as overrides of ``summaries`` / ``terms``; reuters rejects them.
+    * ``max_docs``: keep at most this many TRAIN documents (seeded subsample);
+      val and test are untouched so scores stay comparable.
+
+    Errors are InputError with one line naming the file, row and column. Row numbers
+    are what a spreadsheet shows: CSV header = row 1, first data row = row 2; in
+    JSONL, row = line number.
+    """
+    _check_options(seed, split_method, max_docs)
+    seed = int(seed)
+    common = dict(seed=seed, split_method=split_method, progress=progress)
+    key = str(dataset).strip().lower()
+    if key == "arxiv":
+        corpus = load_arxiv(
+            data_dir, text_col=text_col, labels_col=labels_col, label_sep=label_sep, **common
+        )
+    elif key == "reuters":
+        given = [n for n, v in (("text_col", text_col), ("labels_col", labels_col),
+                                ("label_sep", label_sep)) if v is not None]
+        if given:
+            raise InputError(f"reuters: {', '.join(given)} only apply to .csv/.jsonl files")
+        corpus = load_reuters(data_dir, **common)
+    elif Path(str(dataset)).suffix.lower() in SUFFIXES:
+        if data_dir is not None:
+            raise InputError(f"{dataset}: data_dir only applies to {', '.join(DATASETS)}")
+        corpus = load_user_file(
+            dataset, text_col=text_col, labels_col=labels_col, label_sep=label_sep, **common
+        )
+    else:
+        raise InputError(
+            f"unknown dataset {dataset!r}: use {' or '.join(DATASETS)}, or a path to a "
+            f"{' / '.join(SUFFIXES)} file"
+        )
+    if max_docs is not None and max_docs < len(corpus.train):
+        corpus = _cap_train(corpus, max_docs, seed)
+    check_corpus(corpus)
+    return corpus
+
+
+def _check_options(seed: object, split_method: str, max_docs: int | None) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**32:
+        raise InputError(f"seed {seed!r}: must be an integer from 0 to 2**32-1")
+    if split_method not in SPLIT_METHODS:
+        raise InputError(f"split method {split_method!r}: use one of {', '.join(SPLIT_METHODS)}")
+    if max_docs is not None and (isinstance(max_docs, bool) or not isinstance(max_docs, int)
+                                 or max_docs < MIN_TRAIN):
+        raise InputError(f"max_docs {max_docs!r}: must be an integer of at least {MIN_TRAIN}")
+
+
+def _cap_train(corpus: Corpus, max_docs: int, seed: int) -> Corpus:
+    keep = cap_indices(len(corpus.train), max_docs, seed)
+    notes = {**corpus.notes, "max_docs": max_docs, "train_before_cap": len(corpus.train)}
+    return Corpus(corpus.name, corpus.train.subset(keep), corpus.val, corpus.test,
+                  corpus.source, notes)
+
+
+def check_corpus(corpus: Corpus) -> None:
+    """Refuse a corpus no model can be trained and scored on."""
+    src = corpus.source or corpus.name
+    if len(corpus.train) < MIN_TRAIN:
+        raise InputError(
+            f"{src}: the train split has only {len(corpus.train)} documents "
+            f"(need at least {MIN_TRAIN})"
+        )
+    for name, split in (("val", corpus.val), ("test", corpus.test)):
+        if len(split) == 0:
+            raise InputError(f"{src}: the {name} split is empty; the file has too few rows")
+    if not any(corpus.train.labels):
+        raise InputError(f"{src}: no labels left in the train split after filtering")

@@ -1,0 +1,75 @@
+"""Score a fitted track on validation and test under every decision rule.
+
+Decision rules are chosen on validation only (`mlbench.thresholds`) and then
+applied unchanged to test, so test numbers stay honest.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Corpus
+from mlbench.labels import LabelSpace
+from mlbench.metrics import FrequencyGroups, evaluate, per_label_f1, predict_labels
+from mlbench.thresholds import DecisionRule, fit_decision_rules
+from mlbench.tracks import Track
+
+
+def _jsonable(thresholds: float | np.ndarray) -> float | list[float]:
+    if np.ndim(thresholds) == 0:
+        return float(thresholds)
+    return [float(t) for t in np.asarray(thresholds)]
+
+
+def rule_results(y_val: np.ndarray, s_val: np.ndarray, y_test: np.ndarray, s_test: np.ndarray,
+                 rules: dict[str, DecisionRule], labels: LabelSpace,
+                 groups: FrequencyGroups) -> dict[str, dict]:
+    """Metrics on val and test for each rule, plus per-label test F1."""
+    out = {}
+    for name, rule in rules.items():
+        kw = dict(threshold=rule.thresholds, train_counts=labels.train_counts, groups=groups)
+        out[name] = {
+            "threshold": _jsonable(rule.thresholds),
+            "fallback_labels": [int(i) for i in rule.fallback_labels],
+            "val": evaluate(y_val, s_val, **kw),
+            "test": evaluate(y_test, s_test, **kw),
+            "per_label_f1_test": per_label_f1(y_test, predict_labels(s_test, rule.thresholds)).tolist(),
+        }
+    return out
+
+
+def best_rule(results: dict[str, dict], key: str = "f1_micro") -> str:
+    """The rule with the best validation `key` (ties keep the simpler, earlier rule)."""
+    return max(results, key=lambda r: (results[r]["val"].get(key) or 0.0))
+
+
+def examples(texts: Sequence[str], y_true_names: Sequence[Sequence[str]], scores: np.ndarray,
+             labels: LabelSpace, n: int = 5, k: int = 3, chars: int = 300) -> list[dict]:
+    """A few test documents with their true labels and top-k predictions."""
+    tops = labels.top_k(scores[:n], k)
+    return [
+        {"text": texts[i][:chars], "true": list(y_true_names[i]), "top": [[l, s] for l, s in tops[i]]}
+        for i in range(min(n, len(texts)))
+    ]
+
+
+def evaluate_track(track: Track, corpus: Corpus, labels: LabelSpace,
+                   groups: FrequencyGroups = FrequencyGroups()) -> dict:
+    """Everything results.json records about one fitted track except training."""
+    y_val, y_test = labels.encode(corpus.val.labels), labels.encode(corpus.test.labels)
+    s_val = track.predict_scores(corpus.val.texts)
+    start = time.perf_counter()
+    s_test = track.predict_scores(corpus.test.texts)
+    seconds = time.perf_counter() - start
+    rules = fit_decision_rules(y_val, s_val, default=0.5)
+    results = rule_results(y_val, s_val, y_test, s_test, rules, labels, groups)
+    return {
+        "rules": results,
+        "best_rule": best_rule(results),
+        "decision_rules": rules,  # objects, for thresholds.json; dropped before JSON
+        "inference_docs_per_s": len(corpus.test) / seconds if seconds > 0 else None,
+        "examples": examples(corpus.test.texts, corpus.test.labels, s_test, labels),
+    }

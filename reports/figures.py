@@ -1,0 +1,307 @@
+"""Matplotlib figures for a run report, written as PNGs into ``run_dir/figures``.
+
+Why the object API (``matplotlib.figure.Figure``) instead of pyplot: it renders
+through Agg without touching global backend state, so importing this module
+never changes how the caller's own plots behave and nothing leaks between runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+from . import record as R
+
+DPI = 100
+GROUP_COLOURS = {"head": "#2b6cb0", "medium": "#d69e2e", "tail": "#c53030", None: "#718096"}
+MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*")
+GROUP_SHADE = {"head": "#ebf4ff", "medium": "#fffaf0", "tail": "#fff5f5"}
+CURVES = (("loss", "Loss"), ("binary_accuracy", "Binary accuracy"), ("f1_micro", "Micro-F1"))
+
+
+def _colour(i: int) -> str:
+    palette = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795",
+               "#b7791f", "#4a5568", "#e53e3e", "#3182ce"]
+    return palette[i % len(palette)]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    return path
+
+
+PAGE_WIDTH = 12.8        # inches at DPI: about the report's content width, so no downscaling
+MAX_PER_PANEL = 75       # labels per stacked panel: names stay >= ~7 pt with 150 labels
+
+
+def _panels(n_labels: int) -> list[range]:
+    """Split label positions into equal stacked panels.
+
+    Why panels instead of one very wide figure: a sideways-scrolling image hides
+    the tail labels in screenshots and prints; stacking keeps every name legible
+    at page width.
+    """
+    k = max(1, math.ceil(n_labels / MAX_PER_PANEL))
+    size = math.ceil(n_labels / k)
+    return [range(i, min(i + size, n_labels)) for i in range(0, n_labels, size)]
+
+
+def _label_font(per_panel: int) -> float:
+    return 8.0 if per_panel <= 40 else 7.0 if per_panel <= 60 else 6.5
+
+
+def _shade_groups(ax, groups: Sequence[str | None], span: range) -> None:
+    """Shade contiguous head/medium/tail runs so the regions read at a glance."""
+    idx = list(span)
+    start = 0
+    for i in range(1, len(idx) + 1):
+        if i == len(idx) or groups[idx[i]] != groups[idx[start]]:
+            g = groups[idx[start]]
+            if g in GROUP_SHADE:
+                a, b = idx[start], idx[i - 1]
+                ax.axvspan(a - 0.5, b + 0.5, color=GROUP_SHADE[g], zorder=0, lw=0)
+                ax.text((a + b) / 2, 1.0, g, transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=8, color=GROUP_COLOURS[g])
+            start = i
+
+
+def _label_ticks(ax, names: Sequence[str], span: range, per_panel: int) -> None:
+    ax.set_xticks(list(span))
+    ax.set_xticklabels([names[i] for i in span], rotation=90, fontsize=_label_font(per_panel))
+    # every panel gets the same x extent so a label column has the same width throughout
+    ax.set_xlim(span.start - 0.6, span.start + per_panel - 0.4)
+
+
+def _label_figure(n_labels: int, panel_height: float):
+    """A page-wide figure with one axes per panel of labels."""
+    spans = _panels(n_labels)
+    fig = Figure(figsize=(PAGE_WIDTH, panel_height * len(spans) + 0.4), layout="constrained")
+    axes = fig.subplots(len(spans), 1, squeeze=False)[:, 0]
+    return fig, list(zip(axes, spans)), max(len(s) for s in spans)
+
+
+def label_frequency(record: dict, path: Path) -> Path | None:
+    """Training documents per label in label order (log-y), coloured by group."""
+    names, counts = R.labels(record), R.train_counts(record)
+    if not names or len(counts) != len(names):
+        return None
+    groups = R.label_groups(record)
+    fig, panels, per_panel = _label_figure(len(names), 3.2)
+    positive = [c for c in counts if c and c > 0]
+    for ax, span in panels:
+        heights = [counts[i] if counts[i] and counts[i] > 0 else math.nan for i in span]
+        ax.bar(list(span), heights, width=0.8, zorder=2,
+               color=[GROUP_COLOURS.get(groups[i], "#718096") for i in span])
+        ax.set_yscale("log")
+        if positive:  # same y range on every panel, so bar heights compare across panels
+            ax.set_ylim(min(positive) * 0.7, max(positive) * 1.4)
+        ax.set_ylabel("training docs (log)")
+        _label_ticks(ax, names, span, per_panel)
+        ax.grid(axis="y", alpha=0.3, zorder=1)
+    present = [g for g in R.GROUPS if g in groups]
+    if present:
+        from matplotlib.patches import Patch
+
+        panels[0][0].legend(handles=[Patch(color=GROUP_COLOURS[g], label=g) for g in present],
+                            fontsize=8, loc="upper right")
+    panels[0][0].set_title("Label frequency (training split, labels in frequency order)", fontsize=10)
+    return _save(fig, path)
+
+
+def training_curves(name: str, model: dict, path: Path) -> Path | None:
+    """Loss, binary accuracy and micro-F1 per epoch, train vs validation."""
+    history = R.as_dict(model.get("history"))
+    if not R.has_history(model):
+        return None
+    fig = Figure(figsize=(12, 3.4))
+    axes = fig.subplots(1, 3)
+    for ax, (key, title) in zip(axes, CURVES):
+        drawn = False
+        for prefix, style, label in (("", "-", "train"), ("val_", "--", "validation")):
+            ys = [R.num(v) for v in R.as_list(history.get(prefix + key))]
+            if ys:
+                xs = range(1, len(ys) + 1)
+                ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o",
+                        markersize=3, label=label)
+                drawn = True
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes,
+                    color="#718096")
+    return _save(fig, path)
+
+
+def per_label_f1(record: dict, path: Path) -> Path | None:
+    """Per-label test F1 (fixed rule) of every model, labels in frequency order.
+
+    A dot plot rather than grouped bars: with 90–150 labels and several models,
+    bars become slivers while distinct markers stay separable. With many labels a
+    running mean per model shows the head-to-tail trend through the scatter.
+    """
+    names = R.labels(record)
+    series = [(n, R.per_label_f1(m)) for n, m in R.models(record).items()]
+    series = [(n, f) for n, f in series if len(f) == len(names) and any(v is not None for v in f)]
+    if not names or not series:
+        return None
+    groups = R.label_groups(record)
+    fig, panels, per_panel = _label_figure(len(names), 3.4)
+    window = max(5, len(names) // 15) if len(names) >= 40 else 0
+    for ax, span in panels:
+        _shade_groups(ax, groups, span)
+        for i, (name, f1) in enumerate(series):
+            ys = [math.nan if f1[j] is None else f1[j] for j in span]
+            dodge = (i - (len(series) - 1) / 2) * min(0.22, 0.66 / len(series))  # models side by side
+            ax.plot([j + dodge for j in span], ys, ls="none", marker=MARKERS[i % len(MARKERS)], markersize=4,
+                    alpha=0.75 if window else 0.9, color=_colour(i), label=name, zorder=3)
+            if window:
+                ax.plot(list(span), [_running_mean(f1, j, window) for j in span],
+                        color=_colour(i), lw=1.4, alpha=0.9, zorder=4)
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_ylabel("test F1 (fixed rule)")
+        ax.grid(axis="both", alpha=0.25)
+        _label_ticks(ax, names, span, per_panel)
+    handles, labels_ = panels[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="outside upper center", ncol=min(len(series), 6),
+               fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def _running_mean(values: Sequence[float | None], j: int, window: int) -> float:
+    """Centred mean over the neighbouring labels, ignoring missing values."""
+    half = window // 2
+    vals = [v for v in values[max(0, j - half): j + half + 1] if v is not None]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def group_f1(record: dict, path: Path) -> Path | None:
+    """Total/head/medium/tail micro- and macro-F1 per model (test, fixed rule)."""
+    ms = R.models(record)
+    cats = [("", "total"), ("head_", "head"), ("medium_", "medium"), ("tail_", "tail")]
+    if not any(R.num(R.split_metrics(m).get(f"{p}f1_{a}")) is not None
+               for m in ms.values() for p, _ in cats for a in ("micro", "macro")):
+        return None
+    fig = Figure(figsize=(12, 3.8))
+    axes = fig.subplots(1, 2, sharey=True)
+    width = 0.8 / len(ms)
+    for ax, avg in zip(axes, ("micro", "macro")):
+        for i, (name, model) in enumerate(ms.items()):
+            metrics = R.split_metrics(model)
+            for j, (prefix, _) in enumerate(cats):
+                v = R.num(metrics.get(f"{prefix}f1_{avg}"))
+                x = j - 0.4 + width * (i + 0.5)
+                if v is None:
+                    ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7,
+                            rotation=90, color="#718096")
+                else:
+                    ax.bar(x, v, width=width * 0.95, color=_colour(i),
+                           label=name if j == 0 else None, zorder=2)
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels([c for _, c in cats])
+        ax.set_title(f"{avg}-F1 by label group (test, fixed rule)", fontsize=10)
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3, zorder=1)
+    axes[0].set_ylabel("F1")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8, loc="upper right")
+    return _save(fig, path)
+
+
+def f1_vs_frequency(record: dict, path: Path) -> Path | None:
+    """Per-label test F1 against training frequency: baseline vs best configuration.
+
+    Why: it shows where a better loss or decision rule actually helps — usually in
+    the rare-label tail, which a micro-averaged number hides.
+    """
+    names, counts = R.labels(record), R.train_counts(record)
+    ms = R.models(record)
+    configs: list[tuple[str, tuple[str, str]]] = []
+    base, best = R.baseline_config(record), R.best_config(record)
+    if base:
+        configs.append(("baseline", base))
+    if best and best != base:
+        configs.append(("best", best))
+    if not names or len(counts) != len(names) or not configs:
+        return None
+    fig = Figure(figsize=(10, 4.6))
+    ax = fig.subplots()
+    drawn = False
+    for i, (role, (model, rule)) in enumerate(configs):
+        f1 = R.per_label_f1(ms[model], rule)
+        if len(f1) != len(names):
+            continue
+        pts = [(c, f) for c, f in zip(counts, f1) if c is not None and c > 0 and f is not None]
+        if not pts:
+            continue
+        colour = "#718096" if role == "baseline" else "#dd6b20"
+        ax.scatter([c for c, _ in pts], [f for _, f in pts], s=18, alpha=0.7, color=colour,
+                   marker="o" if role == "baseline" else "^", zorder=3,
+                   label=f"{role}: {model} / {rule}")
+        xs, ys = _binned_mean(pts)
+        ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.9, zorder=2)
+        drawn = True
+    if not drawn:
+        return None
+    groups = R.as_dict(R.as_dict(record.get("dataset")).get("groups"))
+    for key, g in (("head_min", "head"), ("tail_max", "tail")):
+        v = R.num(groups.get(key))
+        if v is not None and v > 0:
+            ax.axvline(v, color=GROUP_COLOURS[g], ls=":", lw=1)
+            ax.text(v, 1.02, f"{key}={v:g}", color=GROUP_COLOURS[g], fontsize=8,
+                    ha="center", transform=ax.get_xaxis_transform())
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("training documents per label (log)")
+    ax.set_ylabel("test F1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.set_title("Per-label F1 vs training frequency (lines: mean over log-spaced bins)",
+                 fontsize=10, pad=14)
+    return _save(fig, path)
+
+
+def _binned_mean(pts: list[tuple[float, float]], bins: int = 8) -> tuple[list[float], list[float]]:
+    """Mean F1 in log-spaced frequency bins: a trend line robust to label noise."""
+    lo, hi = math.log10(min(c for c, _ in pts)), math.log10(max(c for c, _ in pts))
+    if hi - lo < 1e-9:
+        return [pts[0][0]], [sum(f for _, f in pts) / len(pts)]
+    edges = [lo + (hi - lo) * k / bins for k in range(bins + 1)]
+    xs, ys = [], []
+    for a, b in zip(edges, edges[1:]):
+        inside = [f for c, f in pts if a <= math.log10(c) <= b]
+        if inside:
+            xs.append(10 ** ((a + b) / 2))
+            ys.append(sum(inside) / len(inside))
+    return xs, ys
+
+
+def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
+    """Render every figure the data supports into ``run_dir/figures``; name -> path.
+
+    Names: ``label_frequency``, ``per_label_f1``, ``group_f1``, ``f1_vs_frequency``
+    and ``curves:<model>`` per Keras model. Figures without data are skipped.
+    """
+    out_dir = Path(run_dir) / "figures"
+    out: dict[str, Path] = {}
+    for name, fn in (("label_frequency", label_frequency), ("per_label_f1", per_label_f1),
+                     ("group_f1", group_f1), ("f1_vs_frequency", f1_vs_frequency)):
+        path = fn(record, out_dir / f"{name}.png")
+        if path is not None:
+            out[name] = path
+    used: set[str] = set()
+    for name, model in R.models(record).items():
+        stem = f"curves_{R.slug(name)}"
+        while stem in used:  # two names that slug alike (mlp[a] / mlp(a)) keep separate files
+            stem += "_"
+        used.add(stem)
+        path = training_curves(name, model, out_dir / f"{stem}.png")
+        if path is not None:
+            out[f"curves:{name}"] = path
+    return out

@@ -1,0 +1,291 @@
+"""A small Transformer encoder trained from scratch (`--models encoder`).
+
+The keras-io "Text classification with Transformer" model, made multi-label and
+CPU-friendly:
+
+    raw text ─► TextVectorization (int ids, 0 = padding) ─► token + position embedding
+             ─► N × [self-attention with padding mask, feed-forward, LayerNorm, dropout]
+             ─► masked mean pooling ─► dropout ─► Dense(n_labels) logits
+
+Kept apart as in KerasHub: the *preprocessor* (`adapt_vectorizer`), the *backbone*
+(`build_backbone`: ids → contextual token vectors) and the *task head*
+(`build_classifier`: pooling + logits).  The sequence length comes from the
+training texts (a percentile of their token counts, capped by the preset) so short
+corpora do not pay for 256 positions.  The output bias starts at the label prior
+and the learning rate warms up, without which the model sits at "predict nothing"
+for epochs (see shared/TRANSFORMER_NOTES.md).  Training uses length-bucketed,
+cached int batches; the exported SavedModel takes raw strings.
+
+Options (``TrainSettings.options`` or keyword arguments; unknown names are errors):
+``preset`` ("cpu", "gpu", "quick"; default "quick" under --quick, else "gpu" when a
+GPU is visible, else "cpu") and any preset key overridden one by one: ``d_model``,
+``num_blocks``, ``num_heads``, ``ff_dim``, ``dropout``, ``max_seq_len``,
+``seq_percentile``, ``vocab_size``, ``learning_rate``, ``weight_decay``,
+``warmup_fraction``, ``batch_size``, ``epochs``, ``patience``, ``mixed_precision``
+("auto" = bf16 on GPU), ``n_buckets``, ``norm_first``, ``max_train_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.tracks import Track, TrainSettings
+
+#: Presets, measured on a 2-core CPU (d=128/2 blocks ≈ 90 ex/s at 256 tokens) and
+#: sized up for a GPU.  Any key can be overridden through the options.
+PRESETS: dict[str, dict] = {
+    "cpu": dict(d_model=128, num_blocks=2, num_heads=4, ff_dim=256, dropout=0.1,
+                max_seq_len=256, seq_percentile=95.0, vocab_size=20000,
+                learning_rate=1e-3, weight_decay=0.01, warmup_fraction=0.1,
+                batch_size=32, epochs=12, patience=3, mixed_precision="auto"),
+    "gpu": dict(d_model=256, num_blocks=4, num_heads=8, ff_dim=1024, dropout=0.1,
+                max_seq_len=512, seq_percentile=95.0, vocab_size=30000,
+                learning_rate=5e-4, weight_decay=0.01, warmup_fraction=0.1,
+                batch_size=64, epochs=20, patience=3, mixed_precision="auto"),
+    "quick": dict(d_model=32, num_blocks=1, num_heads=2, ff_dim=64, dropout=0.1,
+                  max_seq_len=64, seq_percentile=95.0, vocab_size=5000,
+                  learning_rate=2e-3, weight_decay=0.01, warmup_fraction=0.1,
+                  batch_size=32, epochs=2, patience=2, mixed_precision="auto"),
+}
+_EXTRA_OPTIONS = {"preset": None, "n_buckets": 6, "norm_first": True, "max_train_seconds": None}
+OPTION_NAMES = frozenset(PRESETS["cpu"]) | frozenset(_EXTRA_OPTIONS)
+
+
+# --------------------------------------------------------------------------- preprocessor
+def adapt_vectorizer(texts: Sequence[str], *, vocab_size: int, max_seq_len: int,
+                     seq_percentile: float = 95.0):
+    """Adapt `TextVectorization` on training texts; return ``(layer, seq_len, lengths)``.
+
+    `seq_len` is the `seq_percentile`-th percentile of the training token counts,
+    rounded up to a multiple of 8 and capped at `max_seq_len`; `lengths` are the
+    (uncapped) token counts.  Why two layers: the counts need an unpadded pass, the
+    model a fixed-length one; both share the one adapted vocabulary.
+    """
+    import keras
+    import tensorflow as tf
+
+    from transformers_track.training import tokenize_in_batches
+
+    if not texts:
+        raise ValueError("cannot adapt a vocabulary on zero training texts")
+    counter = keras.layers.TextVectorization(max_tokens=int(vocab_size), output_mode="int")
+    counter.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
+    lengths = tokenize_in_batches(
+        lambda t: tf.math.count_nonzero(counter(t), axis=1, dtype=tf.int32), texts)
+    p = float(np.percentile(lengths, seq_percentile))
+    seq_len = int(min(max_seq_len, max(8, 8 * math.ceil(p / 8))))
+    layer = keras.layers.TextVectorization(
+        vocabulary=counter.get_vocabulary(), output_mode="int",
+        output_sequence_length=seq_len, name="vectorizer",
+    )
+    return layer, seq_len, lengths
+
+
+def tokenize(vectorizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids [n, seq_len] (int32, 0-padded) and real lengths [n], in one graph pass."""
+    from transformers_track.training import tokenize_in_batches
+
+    ids = tokenize_in_batches(vectorizer, texts).astype(np.int32)
+    return ids, np.count_nonzero(ids, axis=1).astype(np.int32)
+
+
+# --------------------------------------------------------------------------- backbone
+def build_backbone(vocabulary_size: int, seq_len: int, *, d_model: int, num_blocks: int,
+                   num_heads: int, ff_dim: int, dropout: float = 0.1, norm_first: bool = True,
+                   dtype: str = "float32"):
+    """Token ids [B, T ≤ seq_len] → contextual vectors [B, T, d_model] (0 = padding)."""
+    import keras
+
+    from transformers_track.layers import TokenAndPositionEmbedding, TransformerEncoderBlock
+
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    padding_mask = keras.ops.not_equal(token_ids, 0)
+    x = TokenAndPositionEmbedding(vocabulary_size, seq_len, d_model, dtype=dtype,
+                                  name="embedding")(token_ids)
+    x = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")(x)
+    for i in range(num_blocks):
+        x = TransformerEncoderBlock(num_heads, ff_dim, dropout, norm_first=norm_first,
+                                    dtype=dtype, name=f"block_{i}")(x, padding_mask=padding_mask)
+    if norm_first:  # pre-LN blocks leave the residual stream un-normalised
+        x = keras.layers.LayerNormalization(epsilon=1e-6, dtype=dtype, name="final_norm")(x)
+    return keras.Model(token_ids, x, name="encoder_backbone")
+
+
+# --------------------------------------------------------------------------- task head
+def build_classifier(backbone, n_labels: int, *, dropout: float = 0.1,
+                     output_bias: np.ndarray | None = None):
+    """Backbone → masked mean pooling → dropout → Dense(n_labels) float32 logits."""
+    import keras
+
+    from transformers_track.layers import MaskedMeanPooling
+
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    padding_mask = keras.ops.not_equal(token_ids, 0)
+    sequence = backbone(token_ids)
+    # float32 from here on: sums over tokens and the loss stay exact under mixed precision.
+    pooled = MaskedMeanPooling(dtype="float32", name="pooled")(sequence, padding_mask)
+    x = keras.layers.Dropout(dropout, dtype="float32", name="head_dropout")(pooled)
+    bias = "zeros" if output_bias is None else keras.initializers.Constant(output_bias)
+    logits = keras.layers.Dense(n_labels, bias_initializer=bias, dtype="float32", name="logits")(x)
+    return keras.Model(token_ids, logits, name="encoder_classifier")
+
+
+# --------------------------------------------------------------------------- track
+class EncoderTrack(Track):
+    """From-scratch Transformer encoder over TextVectorization ids (`--models encoder`)."""
+
+    name = "encoder"
+    family = "transformer"
+    uses_loss = True
+
+    def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
+                 **options):
+        super().__init__(settings)
+        opts = {**self.settings.options, **options}
+        unknown = sorted(set(opts) - OPTION_NAMES)
+        if unknown:
+            raise ValueError(f"unknown encoder option(s) {unknown}; valid: {sorted(OPTION_NAMES)}")
+        preset = opts.pop("preset", None) or self._default_preset()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown encoder preset {preset!r}; choose from {sorted(PRESETS)}")
+        self.preset = preset
+        self.config: dict = {**PRESETS[preset], **_EXTRA_OPTIONS, **opts}
+        self.config.pop("preset", None)
+        if self.settings.epochs is not None:
+            self.config["epochs"] = self.settings.epochs
+        if self.settings.batch_size is not None:
+            self.config["batch_size"] = self.settings.batch_size
+        self._validate()
+        self.callbacks = list(callbacks or [])
+        self.vectorizer = None
+        self.model = None
+        self.seq_len: int | None = None
+        self.boundaries: list[int] | None = None
+        self.dtype: str | None = None
+        self.stopped_by_time = False
+
+    def _default_preset(self) -> str:
+        from transformers_track.training import gpu_visible
+
+        if self.settings.quick:
+            return "quick"
+        return "gpu" if gpu_visible() else "cpu"
+
+    def _validate(self) -> None:
+        c = self.config
+        for key in ("d_model", "num_blocks", "num_heads", "ff_dim", "max_seq_len", "vocab_size",
+                    "batch_size", "epochs", "n_buckets"):
+            if int(c[key]) < 1:
+                raise ValueError(f"encoder option {key} must be >= 1, got {c[key]}")
+        if c["d_model"] % c["num_heads"]:
+            raise ValueError(f"d_model={c['d_model']} must be divisible by num_heads={c['num_heads']}")
+        if not 0.0 <= float(c["dropout"]) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {c['dropout']}")
+        if not 0.0 < float(c["seq_percentile"]) <= 100.0:
+            raise ValueError(f"seq_percentile must be in (0, 100], got {c['seq_percentile']}")
+        if float(c["learning_rate"]) <= 0 or not 0.0 <= float(c["warmup_fraction"]) < 1.0:
+            raise ValueError("learning_rate must be > 0 and warmup_fraction in [0, 1)")
+
+    # -- Track API ----------------------------------------------------------------------
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
+        from transformers_track.training import (
+            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, make_adamw,
+            resolve_dtype, training_dataset)
+
+        c = self.config
+        seed_everything(self.settings.seed)
+        self.labels = labels
+        self.dtype = resolve_dtype(c["mixed_precision"])
+        self.vectorizer, self.seq_len, _ = adapt_vectorizer(
+            train.texts, vocab_size=c["vocab_size"], max_seq_len=c["max_seq_len"],
+            seq_percentile=c["seq_percentile"])
+        x_train, len_train = tokenize(self.vectorizer, train.texts)
+        x_val, len_val = tokenize(self.vectorizer, val.texts)
+        self.boundaries = bucket_boundaries(len_train, self.seq_len, n_buckets=int(c["n_buckets"]))
+        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
+        batch = int(c["batch_size"])
+        train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
+                                    boundaries=self.boundaries, seed=self.settings.seed)
+        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
+                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
+
+        backbone = build_backbone(
+            self.vectorizer.vocabulary_size(), self.seq_len, d_model=int(c["d_model"]),
+            num_blocks=int(c["num_blocks"]), num_heads=int(c["num_heads"]), ff_dim=int(c["ff_dim"]),
+            dropout=float(c["dropout"]), norm_first=bool(c["norm_first"]), dtype=self.dtype)
+        self.model = build_classifier(backbone, len(labels), dropout=float(c["dropout"]),
+                                      output_bias=prior_logits(labels.train_counts, len(train)))
+        total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
+        schedule = WarmupLinearDecay(float(c["learning_rate"]),
+                                     int(float(c["warmup_fraction"]) * total), total)
+        callbacks = list(self.callbacks)
+        budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
+        if budget is not None:
+            callbacks.append(budget)
+        history = fit_keras_model(
+            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
+            n_train_docs=len(train), optimizer=make_adamw(schedule, weight_decay=float(c["weight_decay"])),
+            epochs=int(c["epochs"]), patience=int(c["patience"]), callbacks=callbacks)
+        self.stopped_by_time = bool(budget and budget.stopped_early)
+        return history
+
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits [n, n_labels], batched in length order over cached int tensors."""
+        from transformers_track.training import predict_in_length_order
+
+        if self.model is None:
+            raise RuntimeError("fit the encoder track before predicting")
+        ids, lengths = tokenize(self.vectorizer, texts)
+        return predict_in_length_order(self.model, ids, lengths, batch_size=max(64, int(self.config["batch_size"])),
+                                       boundaries=self.boundaries)
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        from mlbench.keras_training import sigmoid
+
+        return sigmoid(self.predict_logits(texts))
+
+    def export(self, directory: Path) -> Path:
+        """SavedModel: tf.string [None] → TextVectorization → encoder → sigmoid."""
+        from mlbench.export import export_raw_string_model
+
+        if self.model is None:
+            raise RuntimeError("fit the encoder track before exporting")
+        return export_raw_string_model(
+            directory, [self.vectorizer, self.model], self.labels.names, track=self.name,
+            metadata={"preset": self.preset, "seq_len": self.seq_len,
+                      "vocabulary": self.vectorizer.vocabulary_size()})
+
+    def size_bytes(self) -> int | None:
+        from transformers_track.training import parameter_bytes
+
+        return None if self.model is None else parameter_bytes(self.model.weights)
+
+    def describe(self) -> dict:
+        from mlbench.keras_training import count_parameters
+
+        c = self.config
+        return {
+            "architecture": "TextVectorization → token+position embedding → "
+                            f"{c['num_blocks']}× encoder block (pre-LN={c['norm_first']}) → "
+                            "masked mean pool → Dense logits",
+            "preset": self.preset, "d_model": c["d_model"], "num_blocks": c["num_blocks"],
+            "num_heads": c["num_heads"], "ff_dim": c["ff_dim"], "dropout": c["dropout"],
+            "seq_len": self.seq_len, "max_seq_len": c["max_seq_len"],
+            "seq_percentile": c["seq_percentile"],
+            "vocabulary": self.vectorizer.vocabulary_size() if self.vectorizer else None,
+            "bucket_boundaries": self.boundaries, "batch_size": c["batch_size"],
+            "max_epochs": c["epochs"], "patience": c["patience"],
+            "optimizer": f"AdamW(wd={c['weight_decay']}), linear warm-up "
+                         f"{c['warmup_fraction']:.0%} + linear decay, peak {c['learning_rate']}",
+            "dtype_policy": self.dtype, "max_train_seconds": c["max_train_seconds"],
+            "stopped_by_time_budget": self.stopped_by_time,
+            "parameters": count_parameters(self.model) if self.model is not None else None,
+            "loss": self.settings.loss,
+        }

