@@ -71,7 +71,8 @@ def fit_keras_model(
         cbs.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))
     cbs.extend(callbacks or [])
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose,
+        shuffle=False,  # the tf.data pipeline shuffles itself
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 

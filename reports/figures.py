@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from . import record as R
 
@@ -117,7 +118,7 @@ def training_curves(name: str, model: dict, path: Path) -> Path | None:
     history = R.as_dict(model.get("history"))
     if not R.has_history(model):
         return None
-    fig = Figure(figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, (key, title) in zip(axes, CURVES):
         drawn = False
@@ -130,6 +131,7 @@ def training_curves(name: str, model: dict, path: Path) -> Path | None:
                 drawn = True
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(fontsize=8)
@@ -188,7 +190,7 @@ def group_f1(record: dict, path: Path) -> Path | None:
     if not any(R.num(R.split_metrics(m).get(f"{p}f1_{a}")) is not None
                for m in ms.values() for p, _ in cats for a in ("micro", "macro")):
         return None
-    fig = Figure(figsize=(12, 3.8))
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     width = 0.8 / len(ms)
     for ax, avg in zip(axes, ("micro", "macro")):

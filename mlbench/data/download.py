@@ -86,3 +86,13 @@ def download(
     if progress:
         progress(f"saved {dest} ({size / 1e6:.1f} MB, sha256 {digest[:12]}…)")
     return dest
+
+
+def sibling_data_dir(name: str) -> Path | None:
+    """``../shared/data/<name>`` beside the checkout, if it exists.
+
+    The project's machines keep the benchmark data there (read-only, never
+    committed); loaders use it as the offline copy of last resort.
+    """
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / name
+    return folder if folder.is_dir() else None

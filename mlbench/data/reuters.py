@@ -21,7 +21,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from mlbench.data.corpus import Corpus, Split
-from mlbench.data.download import DownloadError, cache_root, download
+from mlbench.data.download import DownloadError, cache_root, download, sibling_data_dir
 from mlbench.data.splits import split_off
 from mlbench.errors import InputError
 
@@ -117,7 +117,8 @@ def cache_dir() -> Path:
 def locate_reuters(
     data_dir: str | Path | None = None, progress: Callable[[str], None] | None = None
 ) -> Path:
-    """data_dir, then $MLBENCH_REUTERS, then the cache, then download + extract."""
+    """data_dir, then $MLBENCH_REUTERS, then the cache, then ../shared/data/reuters21578
+    beside the checkout, then download + extract into the cache."""
     if data_dir is not None:
         return _check_folder(Path(data_dir), "data_dir")
     env = os.environ.get(ENV_VAR)
@@ -126,6 +127,9 @@ def locate_reuters(
     folder = cache_dir()
     if folder.is_dir() and not _missing(folder):
         return folder
+    local = sibling_data_dir("reuters21578")
+    if local is not None and not _missing(local):
+        return local
     try:
         _download_and_extract(folder, progress)
     except OSError as err:
