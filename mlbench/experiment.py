@@ -139,15 +139,15 @@ def run_experiment(cfg: RunConfig) -> Path:
     from mlbench.tracks import default_tracks
     from mlbench.versions import versions
 
+    for name in cfg.models or []:
+        get_track_class(name)  # unknown or unavailable names fail before any work
+    with phase(f"load {cfg.dataset}"):  # before TensorFlow starts: bad input fails fast
+        corpus = load_data(cfg)
+        say(f"{len(corpus.train)} train / {len(corpus.val)} val / {len(corpus.test)} test documents")
     with phase("device"):
         device = configure_device(cfg.device)
         say(f"using {device}")
     models = cfg.models or default_tracks(gpu_available())
-    for name in models:
-        get_track_class(name)  # unknown or unavailable names fail before any work
-    with phase(f"load {cfg.dataset}"):
-        corpus = load_data(cfg)
-        say(f"{len(corpus.train)} train / {len(corpus.val)} val / {len(corpus.test)} test documents")
     with phase("label space"):
         labels = LabelSpace.from_training_labels(corpus.train.labels)
         say(f"{len(labels)} labels")

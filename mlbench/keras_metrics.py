@@ -84,7 +84,8 @@ class HammingLoss(keras.metrics.Metric):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class F1FromLogits(keras.metrics.F1Score):
-    """Micro F1 of ``sigmoid(logits) >= threshold`` (Keras F1Score on our predictions).
+    """Micro F1 of ``sigmoid(logits) >= threshold`` (Keras F1Score on our predictions);
+    ``average="macro"`` (name ``f1_macro``) gives macro F1 the same way.
 
     Binarises with the project's ``>=`` rule itself and hands 0/1 rows to
     `keras.metrics.F1Score`, whose own ``> threshold`` then keeps them unchanged.
@@ -113,11 +114,23 @@ class F1FromLogits(keras.metrics.F1Score):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-def training_metrics(from_logits: bool = True, threshold: float = 0.5) -> list:
-    """[binary_accuracy, f1_micro, hamming_loss] for ``model.compile(metrics=...)``."""
+def training_metrics(from_logits: bool = True, threshold: float = 0.5, *,
+                     macro_f1: bool = False) -> list:
+    """[binary_accuracy, f1_micro, hamming_loss] for ``model.compile(metrics=...)``,
+    plus ``f1_macro`` (unweighted mean of per-label F1) with ``macro_f1=True``.
+
+    Macro-F1 is what to early-stop on when rare labels matter: the validation loss is
+    dominated by frequent labels and bottoms out before the tail is learned.  It is
+    `mlbench.metrics.evaluate`'s ``f1_macro`` at `threshold`: an average over ALL
+    labels, a label with no positives and no predictions counting as F1 0.
+    """
     acc_threshold = _logit(threshold) if from_logits else threshold
-    return [
+    out = [
         keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=acc_threshold),
         F1FromLogits(threshold=threshold, from_logits=from_logits),
         HammingLoss(threshold=threshold, from_logits=from_logits, name="hamming_loss"),
     ]
+    if macro_f1:
+        out.append(F1FromLogits(threshold=threshold, from_logits=from_logits, average="macro",
+                                name="f1_macro"))
+    return out

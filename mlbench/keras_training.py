@@ -5,6 +5,20 @@ and the logged metrics from `mlbench.keras_metrics`.  Early stopping watches the
 validation loss and restores the best weights (the keras-io MLP overfits after an
 epoch or two); `BackupAndRestore` checkpoints every epoch so an interrupted run
 resumes where it stopped.
+
+Knobs read from ``settings.options`` (all optional; tracks that validate their own
+options, like the encoder, simply never pass them):
+
+* ``monitor``: the early-stopping quantity, default ``"val_loss"``.  Any logged key
+  works, e.g. ``"val_f1_macro"`` (macro-F1 at 0.5, logged for every run), which
+  follows rare labels that the loss hardly sees.  ``monitor_mode`` ("auto", "min",
+  "max") defaults to "min" for losses / Hamming loss and "max" for everything else.
+* ``patience`` (overrides the track's own), ``min_delta``, ``start_from_epoch``.
+* ``loss_options``: hyperparameters for `mlbench.losses.make_loss`, either keyed by
+  loss name (``{"db": {"kappa": 0.05}, "wbce": {"max_weight": 30}}``, so one
+  ``--loss a,b`` run can tune each) or flat for the current loss.
+* ``prior_bias``: start the output-layer bias at the label prior's log-odds
+  (`prior_logits`) instead of 0 when the last layer is a biased Dense.
 """
 
 from __future__ import annotations
@@ -32,10 +46,65 @@ def prior_logits(train_counts: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log(p / (1 - p)).astype(np.float32)
 
 
+def loss_overrides(settings: TrainSettings) -> dict:
+    """Hyperparameters for the current loss from ``options["loss_options"]``.
+
+    Keyed by loss name (only the current loss's entry applies) or, when no key is a
+    loss name, one flat dict for whatever loss runs.
+    """
+    from mlbench.losses import LOSS_NAMES
+
+    opts = dict(settings.options.get("loss_options") or {})
+    if not opts:
+        return {}
+    if any(str(k).lower() in LOSS_NAMES for k in opts):
+        by_name = {str(k).lower(): v for k, v in opts.items()}
+        return dict(by_name.get(str(settings.loss).strip().lower()) or {})
+    return opts
+
+
 def build_loss(settings: TrainSettings, labels: LabelSpace, n_train_docs: int):
     from mlbench.losses import make_loss
 
-    return make_loss(settings.loss, labels.train_counts, n_train_docs)
+    return make_loss(settings.loss, labels.train_counts, n_train_docs, **loss_overrides(settings))
+
+
+_MIN_MONITORS = ("loss", "hamming")
+
+
+def monitor_mode(monitor: str, mode: str = "auto") -> str:
+    """"min" for losses and Hamming loss, "max" for F1 / accuracy / AUC-like metrics."""
+    if mode in ("min", "max"):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"monitor_mode must be 'auto', 'min' or 'max', got {mode!r}")
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return "min" if any(t in name for t in _MIN_MONITORS) else "max"
+
+
+def early_stopping(settings: TrainSettings, patience: int):
+    """The EarlyStopping callback configured from ``settings.options`` (see module doc)."""
+    import keras
+
+    opts = settings.options
+    monitor = str(opts.get("monitor") or "val_loss")
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, mode=monitor_mode(monitor, str(opts.get("monitor_mode", "auto"))),
+        patience=int(opts.get("patience", patience)), min_delta=float(opts.get("min_delta", 0.0)),
+        start_from_epoch=int(opts.get("start_from_epoch", 0)),
+        restore_best_weights=True, verbose=1,
+    )
+
+
+def set_prior_bias(model: Any, train_counts: np.ndarray, n_docs: int) -> bool:
+    """Set the last layer's bias to the label prior's log-odds; False if it has none."""
+    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    bias = getattr(layer, "bias", None)
+    counts = np.asarray(train_counts)
+    if bias is None or tuple(bias.shape) != (counts.size,):
+        return False
+    bias.assign(prior_logits(counts, n_docs))
+    return True
 
 
 def fit_keras_model(
@@ -56,16 +125,14 @@ def fit_keras_model(
 
     from mlbench.keras_metrics import training_metrics
 
+    if settings.options.get("prior_bias"):
+        set_prior_bias(model, labels.train_counts, n_train_docs)
     model.compile(
         optimizer=optimizer,
         loss=build_loss(settings, labels, n_train_docs),
-        metrics=training_metrics(from_logits=True),
+        metrics=training_metrics(from_logits=True, macro_f1=True),
     )
-    cbs = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
-        )
-    ]
+    cbs = [early_stopping(settings, patience)]
     if settings.workdir is not None:
         backup = Path(settings.workdir) / "backup"
         cbs.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))

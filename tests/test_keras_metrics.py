@@ -107,3 +107,81 @@ def test_compile_and_fit_tiny_model() -> None:
     assert logs["f1_micro"] == pytest.approx(ref["f1_micro"], abs=1e-5)
     assert logs["hamming_loss"] == pytest.approx(ref["hamming_loss"], abs=1e-6)
     assert logs["binary_accuracy"] == pytest.approx(ref["binary_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_macro_f1_matches_evaluate(threshold: float) -> None:
+    ys, zs = _batches(3)
+    ys[0][:, -1] = 0.0  # a label with no positives in the first batch
+    metrics = training_metrics(from_logits=True, threshold=threshold, macro_f1=True)
+    assert [m.name for m in metrics] == ["binary_accuracy", "f1_micro", "hamming_loss", "f1_macro"]
+    for y, z in zip(ys, zs):
+        metrics[-1].update_state(y, z)
+    Y, S = np.concatenate(ys), _sigmoid(np.concatenate(zs))
+    ref = evaluate(Y, S, threshold=threshold)["f1_macro"]
+    assert float(metrics[-1].result()) == pytest.approx(ref, abs=1e-6)
+    pred = (S >= threshold).astype(int)
+    assert ref == pytest.approx(f1_score(Y, pred, average="macro", zero_division=0), abs=1e-9)
+    # a label never present and never predicted counts as 0, as in evaluate()
+    y = np.zeros((4, 3), np.float32)
+    y[:, 0] = 1
+    z = np.full((4, 3), -5.0, np.float32)
+    z[:, 0] = 5
+    m = training_metrics(macro_f1=True)[-1]
+    m.update_state(y, z)
+    assert float(m.result()) == pytest.approx(evaluate(y, _sigmoid(z))["f1_macro"], abs=1e-6)
+    assert float(m.result()) == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_monitor_mode_and_loss_options() -> None:
+    from mlbench.keras_training import early_stopping, loss_overrides, monitor_mode
+    from mlbench.tracks import TrainSettings
+
+    assert monitor_mode("val_loss") == "min" and monitor_mode("val_hamming_loss") == "min"
+    assert monitor_mode("val_f1_macro") == "max" and monitor_mode("val_binary_accuracy") == "max"
+    assert monitor_mode("val_f1_macro", "min") == "min"
+    with pytest.raises(ValueError):
+        monitor_mode("val_loss", "up")
+    es = early_stopping(TrainSettings(options={"monitor": "val_f1_macro", "patience": 5}), 2)
+    assert es.monitor == "val_f1_macro" and es.patience == 5 and es.mode == "max"
+    es = early_stopping(TrainSettings(), 3)
+    assert es.monitor == "val_loss" and es.patience == 3 and es.mode == "min"
+    keyed = {"loss_options": {"db": {"kappa": 0.1}, "wbce": {"max_weight": 30}}}
+    assert loss_overrides(TrainSettings(loss="db", options=keyed)) == {"kappa": 0.1}
+    assert loss_overrides(TrainSettings(loss="bce", options=keyed)) == {}
+    flat = {"loss_options": {"gamma": 1.0}}
+    assert loss_overrides(TrainSettings(loss="focal", options=flat)) == {"gamma": 1.0}
+    assert loss_overrides(TrainSettings(loss="focal")) == {}
+
+
+def test_fit_keras_model_knobs(tmp_path) -> None:
+    from mlbench.keras_training import fit_keras_model, prior_logits
+    from mlbench.labels import LabelSpace
+    from mlbench.tracks import TrainSettings
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = (x[:, :3] > 0.8).astype(np.float32)
+    names = ["a", "b", "c"]
+    labels = LabelSpace.from_training_labels([[n for n, v in zip(names, row) if v] or ["a"] for row in y])
+    y = labels.encode([[n for n, v in zip(names, row) if v] or ["a"] for row in y]).astype(np.float32)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(len(labels))])
+    opts = {"monitor": "val_f1_macro", "patience": 1, "prior_bias": True,
+            "loss_options": {"focal": {"gamma": 1.0}}}
+    settings = TrainSettings(loss="focal", options=opts, verbose=0)
+    seen = {}
+
+    class Grab(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["bias"] = np.asarray(self.model.layers[-1].bias)
+            seen["gamma"] = self.model.loss.gamma
+
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    hist = fit_keras_model(model, ds, ds, settings=settings, labels=labels,
+                           n_train_docs=len(x), optimizer=keras.optimizers.Adam(0.05),
+                           epochs=3, callbacks=[Grab()])
+    assert "val_f1_macro" in hist and "f1_macro" in hist
+    np.testing.assert_allclose(seen["bias"], prior_logits(labels.train_counts, len(x)), atol=1e-6)
+    assert seen["gamma"] == 1.0
