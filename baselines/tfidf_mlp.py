@@ -8,11 +8,22 @@ Dense(n_labels, sigmoid), Adam, binary cross-entropy, batch 128.  Two changes:
   early on validation loss and restore the best weights;
 * by default it is made fast: the vectorizer emits *sparse* TF-IDF (a document
   has a few hundred non-zero features out of ~50k–150k), each split is vectorized
-  once and cached, and the first Dense layer does a sparse × dense matmul that
-  touches only the kernel rows of the document's features, trained with a lazy
-  Adam that updates only those rows (`baselines/sparse_layers.py`).
+  once and cached as CSR rows, batches are gathered from shuffled document ids in
+  tf.data, and the first Dense layer does a sparse × dense matmul that touches
+  only the kernel rows of the batch's features, trained with a lazy Adam that
+  updates only those rows (`baselines/sparse_layers.py`).
   ``sparse=False, cache=False`` gives back the faithful dense pipeline (the
   reference in ``benchmarks/mlp_speed.py``).
+
+Speed options (``settings.options``), all off on CPU where they do not help:
+
+* ``"jit_compile"``: ``"auto"`` (default: Keras's rule — XLA on GPU for the dense
+  model; never for the sparse one, whose ``tf.unique`` XLA cannot compile), True
+  or False;
+* ``"mixed_precision"``: False (default), True (``mixed_float16`` on GPU,
+  ``mixed_bfloat16`` on CPU), or a Keras policy name.  Variables stay float32 and
+  the logits layer computes in float32;
+* ``"steps_per_execution"``: train steps per `tf.function` call (default 1).
 
 The network outputs logits (the loss applies the sigmoid stably); the exported
 model applies the sigmoid and takes raw strings.
@@ -21,7 +32,7 @@ model applies the sigmoid and takes raw strings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,10 +40,51 @@ from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
 from mlbench.tracks import Track, TrainSettings
 
+SPEED_OPTIONS = ("jit_compile", "mixed_precision", "steps_per_execution")
+
+
+def _gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_precision(option: Any) -> str | None:
+    """The Keras dtype policy for the ``mixed_precision`` option (None: float32)."""
+    if option in (None, False, "", "float32", "off"):
+        return None
+    if option is True or option == "auto":
+        return "mixed_float16" if _gpu_visible() else "mixed_bfloat16"
+    if option not in ("mixed_float16", "mixed_bfloat16"):
+        raise ValueError(f"mixed_precision must be a bool, 'mixed_float16' or 'mixed_bfloat16', got {option!r}")
+    return str(option)
+
+
+def _model_class():
+    """A functional `keras.Model` whose ``compile`` applies the track's speed options.
+
+    Why a subclass: the shared fit loop (`mlbench.keras_training`) compiles the
+    model itself; this lets the track choose ``jit_compile`` / ``steps_per_execution``
+    without changing that loop.
+    """
+    import keras
+
+    class TfidfMLPModel(keras.Model):
+        def compile(self, *args, **kwargs):
+            kwargs.update(getattr(self, "_mlbench_compile_options", {}))
+            return super().compile(*args, **kwargs)
+
+    return TfidfMLPModel
+
 
 def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = (512, 256),
-                     sparse: bool = True, output_bias: np.ndarray | None = None):
-    """Dense 512 relu → Dense 256 relu → Dense(n_labels) logits, over TF-IDF input."""
+                     sparse: bool = True, output_bias: np.ndarray | None = None,
+                     dtype_policy: str | None = None, compile_options: dict | None = None):
+    """Dense 512 relu → Dense 256 relu → Dense(n_labels) logits, over TF-IDF input.
+
+    The first layer is a `SparseDense` when `sparse` (same weight shapes as Dense,
+    so the weights of one model load into the other).
+    """
     import keras
 
     from baselines.sparse_layers import SparseDense
@@ -41,10 +93,38 @@ def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = 
     x = inputs
     for i, units in enumerate(hidden):
         layer = SparseDense if (sparse and i == 0) else keras.layers.Dense
-        x = layer(units, activation="relu", name=f"dense_{i}")(x)
+        x = layer(units, activation="relu", name=f"dense_{i}", dtype=dtype_policy)(x)
     bias = "zeros" if output_bias is None else keras.initializers.Constant(output_bias)
-    logits = keras.layers.Dense(n_labels, bias_initializer=bias, name="logits")(x)
-    return keras.Model(inputs, logits, name="tfidf_mlp")
+    # float32 logits under mixed precision: the loss and the exported sigmoid need them
+    logits = keras.layers.Dense(n_labels, bias_initializer=bias, name="logits", dtype="float32")(x)
+    model = _model_class()(inputs, logits, name="tfidf_mlp")
+    model._mlbench_compile_options = dict(compile_options or {})
+    return model
+
+
+def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bool, seed: int):
+    """tf.data batches of cached rows: shuffled document ids → one gather per batch.
+
+    `rows` is a `SparseRows` (sparse TF-IDF) or a dense [n, V] tensor.  Only ids are
+    shuffled (each epoch anew, seeded); the features are gathered per batch in
+    graph, in parallel with training, and prefetched.
+    """
+    import tensorflow as tf
+
+    from baselines.tfidf_vectorizer import SparseRows
+
+    n = len(rows) if isinstance(rows, SparseRows) else int(rows.shape[0])
+    take = rows.take if isinstance(rows, SparseRows) else (lambda ids: tf.gather(rows, ids))
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if y is None:
+        ds = ds.map(take, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        y_t = tf.constant(y)
+        ds = ds.map(lambda ids: (take(ids), tf.gather(y_t, ids)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 class TfidfMLPTrack(Track):
@@ -57,7 +137,9 @@ class TfidfMLPTrack(Track):
     def __init__(self, settings: TrainSettings | None = None, *, ngrams: int = 2,
                  max_tokens: int | None = None, hidden: Sequence[int] = (512, 256),
                  learning_rate: float = 1e-3, patience: int = 2, sparse: bool = True,
-                 cache: bool = True):
+                 cache: bool = True, callbacks: Sequence = ()):
+        """`sparse`/`cache` False give the faithful keras-io pipeline; `callbacks` are
+        extra Keras callbacks for `fit` (e.g. the benchmark's epoch timer)."""
         super().__init__(settings)
         if ngrams < 1:
             raise ValueError(f"ngrams must be >= 1, got {ngrams}")
@@ -70,6 +152,13 @@ class TfidfMLPTrack(Track):
         self.ngrams, self.max_tokens, self.hidden = ngrams, max_tokens, tuple(int(h) for h in hidden)
         self.learning_rate, self.patience = learning_rate, patience
         self.sparse, self.cache = sparse, cache
+        self.callbacks = list(callbacks)
+        options = self.settings.options or {}
+        self.jit_compile = options.get("jit_compile", "auto")
+        self.precision = options.get("mixed_precision", False)
+        self.steps_per_execution = int(options.get("steps_per_execution", 1))
+        if self.steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
         self.dense_vectorizer = None  # the adapted keras-io layer
         self.vectorizer = None  # what the classifier reads: sparse or dense layer
         self.classifier = None
@@ -85,19 +174,22 @@ class TfidfMLPTrack(Track):
         return self.settings.batch_size or 128
 
     # -- data -------------------------------------------------------------------------
+    def vectorize(self, texts: Sequence[str]):
+        """A split's features, computed once: `SparseRows` (sparse) or a dense tensor."""
+        from baselines.tfidf_vectorizer import SparseRows, vectorize_once
+
+        if self.sparse:
+            return SparseRows.from_texts(self.vectorizer, texts)
+        return vectorize_once(self.vectorizer, texts)
+
     def _dataset(self, texts: Sequence[str], y: np.ndarray | None, *, shuffle: bool):
         """tf.data over a split: vectorized once and cached (fast) or per batch (keras-io)."""
         import tensorflow as tf
 
-        from baselines.tfidf_vectorizer import vectorize_once
-
         seed = self.settings.seed
         if self.cache:
-            x = vectorize_once(self.vectorizer, texts)
-            ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
-            if shuffle:
-                ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-            return ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+            return row_batches(self.vectorize(texts), y, self.batch_size, shuffle=shuffle, seed=seed)
+        # keras-io: strings in tf.data, vectorized batch by batch every epoch
         ds = tf.data.Dataset.from_tensor_slices(list(texts) if y is None else (list(texts), y))
         if shuffle:
             ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
@@ -108,8 +200,6 @@ class TfidfMLPTrack(Track):
 
     # -- Track API ----------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
-        import keras
-
         from baselines.tfidf_vectorizer import SparseTfidf, adapt_tfidf
         from mlbench.keras_training import fit_keras_model, seed_everything
 
@@ -120,39 +210,66 @@ class TfidfMLPTrack(Track):
             SparseTfidf.from_dense(self.dense_vectorizer) if self.sparse else self.dense_vectorizer
         )
         n_features = self.dense_vectorizer.vocabulary_size()
-        self.classifier = build_classifier(n_features, len(labels), hidden=self.hidden, sparse=self.sparse)
+        compile_options = {"jit_compile": self.jit_compile,
+                           "steps_per_execution": self.steps_per_execution}
+        self.classifier = build_classifier(
+            n_features, len(labels), hidden=self.hidden, sparse=self.sparse,
+            dtype_policy=resolve_precision(self.precision), compile_options=compile_options,
+        )
         y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
         train_ds = self._dataset(train.texts, y_train, shuffle=True)
         val_ds = self._dataset(val.texts, y_val, shuffle=False)
         return fit_keras_model(
             self.classifier, train_ds, val_ds, settings=self.settings, labels=labels,
             n_train_docs=len(train), optimizer=self._optimizer(),
-            epochs=self.epochs, patience=self.patience,
+            epochs=self.epochs, patience=self.patience, callbacks=self.callbacks,
         )
 
     def _optimizer(self):
-        """Adam, as in keras-io; lazy (touched rows only) for the sparse first layer."""
+        """Adam, as in keras-io; lazy (touched rows only) for the sparse first layer.
+
+        float16 needs loss scaling; the sparse path gets a loss-scale wrapper that
+        keeps the first layer's gradient sparse.
+        """
         import keras
 
-        from baselines.sparse_layers import LazyAdam
+        from baselines.sparse_layers import LazyAdam, SparseLossScaleOptimizer
 
-        return LazyAdam(self.learning_rate) if self.sparse else keras.optimizers.Adam(self.learning_rate)
+        opt = LazyAdam(self.learning_rate) if self.sparse else keras.optimizers.Adam(self.learning_rate)
+        if resolve_precision(self.precision) == "mixed_float16":
+            opt = SparseLossScaleOptimizer(opt) if self.sparse else keras.optimizers.LossScaleOptimizer(opt)
+        return opt
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.classifier is None:
             raise RuntimeError("fit the track before predicting")
-        return np.asarray(self.classifier.predict(self._dataset(texts, None, shuffle=False), verbose=0))
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        ds = self._dataset(texts, None, shuffle=False)
+        return np.asarray(self.classifier.predict(ds, verbose=0), dtype=np.float32)
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
         from mlbench.keras_training import sigmoid
 
         return sigmoid(self.predict_logits(texts))
 
+    def inference_model(self):
+        """The trained layers as a fresh functional model, without the optimizer.
+
+        Exporting the training model would also write its optimizer (two more
+        V × 512 moment matrices) into the SavedModel.
+        """
+        import keras
+
+        return keras.Model(self.classifier.inputs, self.classifier.outputs, name="tfidf_mlp_inference")
+
     def export(self, directory: Path) -> Path:
         from mlbench.export import export_raw_string_model
 
+        if self.classifier is None:
+            raise RuntimeError("fit the track before exporting")
         return export_raw_string_model(
-            directory, [self.vectorizer, self.classifier], self.labels.names,
+            directory, [self.vectorizer, self.inference_model()], self.labels.names,
             track=self.name, metadata={"sparse": self.sparse, "ngrams": self.ngrams},
         )
 
@@ -174,4 +291,6 @@ class TfidfMLPTrack(Track):
             "cached_pipeline": self.cache, "learning_rate": self.learning_rate,
             "batch_size": self.batch_size, "max_epochs": self.epochs, "patience": self.patience,
             "parameters": params, "loss": self.settings.loss,
+            "jit_compile": self.jit_compile, "mixed_precision": resolve_precision(self.precision),
+            "steps_per_execution": self.steps_per_execution,
         }

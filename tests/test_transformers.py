@@ -55,7 +55,9 @@ def keyword_data() -> tuple[Split, Split, LabelSpace]:
 @pytest.fixture(scope="module")
 def fitted_encoder(keyword_data) -> tuple[EncoderTrack, dict]:
     train, val, labels = keyword_data
-    track = EncoderTrack(TrainSettings(quick=True, epochs=3, verbose=0, seed=3))
+    # max_length as run_all.py --max-length passes it: an exact sequence length.
+    track = EncoderTrack(TrainSettings(quick=True, epochs=3, verbose=0, seed=3,
+                                       options={"max_length": 48}))
     history = track.fit(train, val, labels)
     return track, history
 
@@ -90,6 +92,17 @@ def test_shapes_for_any_length_up_to_seq_len():
         ids = np.random.default_rng(0).integers(1, 50, size=(3, length)).astype("int32")
         assert tuple(backbone(ids).shape) == (3, length, 16)
         assert tuple(classifier(ids).shape) == (3, 5)
+
+
+def test_mixed_precision_keeps_logits_float32():
+    backbone = build_backbone(50, 16, d_model=16, num_blocks=1, num_heads=2, ff_dim=32,
+                              dtype="mixed_bfloat16")
+    classifier = build_classifier(backbone, 4)
+    ids = np.array([[3, 4, 5, 0, 0]], dtype="int32")
+    assert backbone(ids).dtype == "bfloat16"
+    logits = classifier(ids)
+    assert logits.dtype == "float32" and np.isfinite(logits.numpy()).all()
+    assert all(w.dtype == "float32" for w in classifier.weights)  # variables stay float32
 
 
 def test_output_bias_starts_at_the_prior():
@@ -173,6 +186,8 @@ def test_encoder_is_registered_and_validates_options():
     assert EncoderTrack(TrainSettings(quick=True)).preset == "quick"
     track = EncoderTrack(TrainSettings(epochs=7, options={"preset": "cpu", "d_model": 64}))
     assert (track.config["epochs"], track.config["d_model"], track.config["num_blocks"]) == (7, 64, 2)
+    from_cli = EncoderTrack(TrainSettings(options={"d_model": "64", "norm_first": "false"}))
+    assert from_cli.config["d_model"] == 64 and from_cli.config["norm_first"] is False
     with pytest.raises(ValueError, match="unknown encoder option"):
         EncoderTrack(TrainSettings(options={"d_modle": 64}))
     with pytest.raises(ValueError, match="divisible"):
@@ -184,7 +199,7 @@ def test_encoder_fit_lowers_training_loss(fitted_encoder, keyword_data):
     assert history["loss"][-1] < history["loss"][0]
     assert {"loss", "val_loss"} <= set(history)
     info = track.describe()
-    assert info["parameters"] > 0 and info["seq_len"] <= 64 and info["preset"] == "quick"
+    assert info["parameters"] > 0 and info["seq_len"] == 48 and info["preset"] == "quick"
     assert track.size_bytes() == 4 * info["parameters"]
 
 

@@ -25,7 +25,8 @@ keeps tokenization in the graph; loading it needs ``import tensorflow_text`` fir
 Options: ``encoder``, ``preset`` ("cpu", "gpu", "quick"), ``max_length``,
 ``batch_size``, ``epochs``, ``learning_rate``, ``head_learning_rate``,
 ``layer_decay``, ``weight_decay``, ``warmup_fraction``, ``dropout``, ``patience``,
-``mixed_precision`` ("auto" = bf16 on GPU), ``n_buckets``, ``max_train_seconds``.
+``mixed_precision`` ("auto" = bf16 on GPU), ``n_buckets``, ``max_train_seconds``
+(presets as in `PRESETS`; string values are coerced to the preset's types).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(max_length=128, batch_size=32, epochs=3, learning_rate=1e-4,
                 head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
                 warmup_fraction=0.1, dropout=0.1, patience=2, mixed_precision="auto"),
-    "gpu": dict(max_length=256, batch_size=32, epochs=6, learning_rate=1e-4,
+    "gpu": dict(max_length=512, batch_size=32, epochs=8, learning_rate=1e-4,
                 head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
                 warmup_fraction=0.1, dropout=0.1, patience=2, mixed_precision="auto"),
     "quick": dict(max_length=32, batch_size=32, epochs=1, learning_rate=1e-4,
@@ -100,6 +101,8 @@ def resolve_encoder(encoder: str | Path | None) -> str:
                 '{"encoder": "<Hugging Face folder or KerasHub preset>"}')
         return str(path)
     text = str(encoder)
+    if "://" in text:  # hf://…, kaggle://…: KerasHub resolves (and downloads) these itself
+        return text
     looks_like_path = "/" in text or text.startswith(".") or Path(text).exists()
     if looks_like_path:
         path = Path(text).expanduser()
@@ -181,15 +184,11 @@ class PretrainedEncoderTrack(Track):
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
         super().__init__(settings)
+        from transformers_track.training import merge_options
+
         opts = {**self.settings.options, **options}
-        unknown = sorted(set(opts) - OPTION_NAMES)
-        if unknown:
-            raise ValueError(f"unknown pretrained option(s) {unknown}; valid: {sorted(OPTION_NAMES)}")
-        preset = opts.pop("preset", None) or self._default_preset()
-        if preset not in PRESETS:
-            raise ValueError(f"unknown pretrained preset {preset!r}; choose from {sorted(PRESETS)}")
-        self.preset = preset
-        self.config: dict = {**PRESETS[preset], **_EXTRA_OPTIONS, **opts}
+        self.preset = opts.pop("preset", None) or self._default_preset()
+        self.config: dict = merge_options(PRESETS, _EXTRA_OPTIONS, self.preset, opts, "pretrained")
         self.config.pop("preset", None)
         if self.settings.epochs is not None:
             self.config["epochs"] = self.settings.epochs
@@ -278,8 +277,8 @@ class PretrainedEncoderTrack(Track):
         if self.model is None:
             raise RuntimeError("fit the pretrained track before predicting")
         x, lengths = self._tokenize(texts)
-        return predict_in_length_order(self.model, x, lengths, batch_size=max(64, int(self.config["batch_size"])),
-                                       boundaries=self.boundaries)
+        return predict_in_length_order(self.model, x, lengths, boundaries=self.boundaries,
+                                       batch_size=max(64, int(self.config["batch_size"])))
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
         from mlbench.keras_training import sigmoid
@@ -294,8 +293,7 @@ class PretrainedEncoderTrack(Track):
             raise RuntimeError("fit the pretrained track before exporting")
         return export_raw_string_model(
             directory, [self.preprocessor, self.model], self.labels.names, track=self.name,
-            metadata={"encoder": Path(self.encoder).name if Path(self.encoder).exists() else self.encoder,
-                      "max_length": int(self.config["max_length"])},
+            metadata={"encoder": self.encoder, "max_length": int(self.config["max_length"])},
             requires=["tensorflow_text"])
 
     def size_bytes(self) -> int | None:
