@@ -46,7 +46,7 @@ def np_bce(y, z, pos_weight=1.0):
     return np.mean(-(pos_weight * y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def np_wbce_weights(counts, n, min_w=0.5, max_w=None, pct=95.0):
+def np_wbce_weights(counts, n, min_w=0.5, max_w=10.0, pct=95.0):
     counts = counts.astype(np.float64)
     w = np.empty_like(counts)
     seen = counts > 0
@@ -127,7 +127,9 @@ def test_bce_and_wbce_match_numpy() -> None:
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)(y, z)
     assert float(LogitBCE()(y, z)) == pytest.approx(float(keras_bce), rel=1e-4)
     for kw, ref_kw in [({}, {}), ({"max_weight": 50.0}, {"max_w": 50.0}),
-                       ({"cap_percentile": 50.0, "min_weight": 1.0}, {"pct": 50.0, "min_w": 1.0})]:
+                       ({"max_weight": None}, {"max_w": None}),
+                       ({"max_weight": None, "cap_percentile": 50.0, "min_weight": 1.0},
+                        {"max_w": None, "pct": 50.0, "min_w": 1.0})]:
         w = np_wbce_weights(counts, N_DOCS, **ref_kw)
         np.testing.assert_allclose(wbce_pos_weights(counts, N_DOCS, **kw), w)
         got = float(make_loss("wbce", counts, N_DOCS, **kw)(y, z))
@@ -138,10 +140,14 @@ def test_wbce_weight_guard_rails() -> None:
     counts = np.array([0, 1, 10, 250, 500, 499])
     w = wbce_pos_weights(counts, 500, max_weight=20.0)
     assert w.tolist() == [20.0, 20.0, 20.0, 1.0, 0.5, 0.5]  # unseen -> cap; floor 0.5
-    w = wbce_pos_weights(counts, 500)  # default: 95th percentile of seen-label weights
+    w = wbce_pos_weights(counts, 500)  # default: cap 10
+    assert w.tolist() == [10.0, 10.0, 10.0, 1.0, 0.5, 0.5]
+    w = wbce_pos_weights(counts, 500, max_weight=None)  # 95th percentile of seen-label weights
     seen_raw = (500 - counts[1:]) / counts[1:]
     assert w[0] == pytest.approx(np.percentile(seen_raw, 95))
     assert w.max() == pytest.approx(np.percentile(seen_raw, 95))
+    # a cap below the floor is lifted to the floor
+    assert wbce_pos_weights(counts, 500, max_weight=0.1).tolist() == [0.5] * 6
 
 
 def test_cb_weights_normalised() -> None:

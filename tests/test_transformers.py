@@ -323,4 +323,7 @@ def test_pretrained_fit_predict_export(minilm, keyword_data, tmp_path):
     assert scores.shape == (len(texts), len(labels)) and ((scores > 0) & (scores < 1)).all()
     exported = track.export(tmp_path / "model")
     assert json.loads((exported / "mlbench.json").read_text())["requires"] == ["tensorflow_text"]
+    from mlbench.export import directory_size
+
+    assert directory_size(exported) < 1.2 * track.size_bytes()  # weights only, no AdamW moments
     np.testing.assert_allclose(reload_in_fresh_process(exported, texts, tmp_path), scores, atol=1e-4)
