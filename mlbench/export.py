@@ -47,6 +47,19 @@ def _server_class():
     return RawStringServer
 
 
+def detach_optimizer(step):
+    """A compiled Keras functional model → the same layers and weights, no optimizer.
+
+    Why: `tf.saved_model.save` follows every tracked object, and a compiled model
+    tracks its optimizer, whose Adam moments would triple the exported size.
+    """
+    import keras
+
+    if isinstance(step, keras.Model) and getattr(step, "optimizer", None) is not None:
+        return keras.Model(step.inputs, step.outputs, name=f"{step.name}_serving")
+    return step
+
+
 def export_raw_string_model(
     directory: str | Path,
     steps: Sequence,
@@ -68,7 +81,7 @@ def export_raw_string_model(
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite")
-    server = _server_class()(steps, label_names)
+    server = _server_class()([detach_optimizer(s) for s in steps], label_names)
     tf.saved_model.save(
         server,
         str(directory),

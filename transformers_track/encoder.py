@@ -261,12 +261,11 @@ class EncoderTrack(Track):
     def export(self, directory: Path) -> Path:
         """SavedModel: tf.string [None] → TextVectorization → encoder → sigmoid."""
         from mlbench.export import export_raw_string_model
-        from transformers_track.training import serving_model
 
         if self.model is None:
             raise RuntimeError("fit the encoder track before exporting")
         return export_raw_string_model(
-            directory, [self.vectorizer, serving_model(self.model)], self.labels.names, track=self.name,
+            directory, [self.vectorizer, self.model], self.labels.names, track=self.name,
             metadata={"preset": self.preset, "seq_len": self.seq_len,
                       "vocabulary": self.vectorizer.vocabulary_size()})
 

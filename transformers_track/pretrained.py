@@ -288,12 +288,11 @@ class PretrainedEncoderTrack(Track):
     def export(self, directory: Path) -> Path:
         """SavedModel: tf.string [None] → KerasHub preprocessor → classifier → sigmoid."""
         from mlbench.export import export_raw_string_model
-        from transformers_track.training import serving_model
 
         if self.model is None:
             raise RuntimeError("fit the pretrained track before exporting")
         return export_raw_string_model(
-            directory, [self.preprocessor, serving_model(self.model)], self.labels.names, track=self.name,
+            directory, [self.preprocessor, self.model], self.labels.names, track=self.name,
             metadata={"encoder": self.encoder, "max_length": int(self.config["max_length"])},
             requires=["tensorflow_text"])
 

@@ -281,15 +281,6 @@ def tokenize_in_batches(fn, texts: Sequence[str], batch_size: int = 1024) -> Any
     return np.concatenate(chunks)
 
 
-def serving_model(model):
-    """The same layers and weights as a fresh functional model with no optimizer attached.
-
-    Why: `tf.saved_model.save` follows every tracked object, and a compiled model
-    tracks its optimizer, whose AdamW moments would triple the exported size.
-    """
-    return keras.Model(model.input, model.output, name=f"{model.name}_serving")
-
-
 def parameter_bytes(weights: Iterable) -> int:
     """Bytes of the weights as stored (float32 variables even under mixed precision)."""
     return int(sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights))
