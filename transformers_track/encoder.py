@@ -14,7 +14,9 @@ training texts (a percentile of their token counts, capped by the preset) so sho
 corpora do not pay for 256 positions.  The output bias starts at the label prior
 and the learning rate warms up, without which the model sits at "predict nothing"
 for epochs (see shared/TRANSFORMER_NOTES.md).  Training uses length-bucketed,
-cached int batches; the exported SavedModel takes raw strings.
+cached int batches; the exported SavedModel takes raw strings.  That flow is shared
+with the pretrained track (`transformers_track.base.TokenizedTrack`); this module
+supplies the preprocessor, backbone and head.
 
 Options (``TrainSettings.options`` or keyword arguments; unknown names are errors):
 ``preset`` ("cpu", "gpu", "quick"; default "quick" under --quick, else "gpu" when a
@@ -31,14 +33,12 @@ are coerced to the preset's types.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mlbench.data.corpus import Split
-from mlbench.labels import LabelSpace
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import TrainSettings
+from transformers_track.base import TokenizedTrack
 
 #: Presets.  "cpu": ~60 s per Reuters epoch on 2 cores (length buckets, ~110 ex/s),
 #: val micro-F1 ~0.88 by epoch 3-5 then overfitting, so 8 epochs let the learning rate
@@ -145,41 +145,18 @@ def build_classifier(backbone, n_labels: int, *, dropout: float = 0.1,
 
 
 # --------------------------------------------------------------------------- track
-class EncoderTrack(Track):
+class EncoderTrack(TokenizedTrack):
     """From-scratch Transformer encoder over TextVectorization ids (`--models encoder`)."""
 
     name = "encoder"
-    family = "transformer"
-    uses_loss = True
+    presets = PRESETS
+    extra_options = _EXTRA_OPTIONS
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
-        super().__init__(settings)
-        from transformers_track.training import merge_options
-
-        opts = {**self.settings.options, **options}
-        self.preset = opts.pop("preset", None) or self._default_preset()
-        self.config: dict = merge_options(PRESETS, _EXTRA_OPTIONS, self.preset, opts, "encoder")
-        self.config.pop("preset", None)
-        if self.settings.epochs is not None:
-            self.config["epochs"] = self.settings.epochs
-        if self.settings.batch_size is not None:
-            self.config["batch_size"] = self.settings.batch_size
-        self._validate()
-        self.callbacks = list(callbacks or [])
+        super().__init__(settings, callbacks=callbacks, **options)
         self.vectorizer = None
-        self.model = None
         self.seq_len: int | None = None
-        self.boundaries: list[int] | None = None
-        self.dtype: str | None = None
-        self.stopped_by_time = False
-
-    def _default_preset(self) -> str:
-        from transformers_track.training import gpu_visible
-
-        if self.settings.quick:
-            return "quick"
-        return "gpu" if gpu_visible() else "cpu"
 
     def _validate(self) -> None:
         c = self.config
@@ -198,85 +175,38 @@ class EncoderTrack(Track):
         if float(c["learning_rate"]) <= 0 or not 0.0 <= float(c["warmup_fraction"]) < 1.0:
             raise ValueError("learning_rate must be > 0 and warmup_fraction in [0, 1)")
 
-    # -- Track API ----------------------------------------------------------------------
-    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
-        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
-        from transformers_track.training import (
-            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, make_adamw,
-            resolve_dtype, training_dataset)
-
+    # -- TokenizedTrack hooks -------------------------------------------------------------
+    def _fit_preprocessor(self, train_texts: Sequence[str]) -> None:
         c = self.config
-        seed_everything(self.settings.seed)
-        self.labels = labels
-        self.dtype = resolve_dtype(c["mixed_precision"])
         self.vectorizer, self.seq_len, _ = adapt_vectorizer(
-            train.texts, vocab_size=c["vocab_size"], max_seq_len=c["max_seq_len"],
+            train_texts, vocab_size=c["vocab_size"], max_seq_len=c["max_seq_len"],
             seq_percentile=c["seq_percentile"],
             seq_len=None if c["max_length"] is None else int(c["max_length"]))
-        x_train, len_train = tokenize(self.vectorizer, train.texts)
-        x_val, len_val = tokenize(self.vectorizer, val.texts)
-        self.boundaries = bucket_boundaries(len_train, self.seq_len, n_buckets=int(c["n_buckets"]))
-        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
-        batch = int(c["batch_size"])
-        train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
-                                    boundaries=self.boundaries, seed=self.settings.seed)
-        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
-                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
 
+    def _tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return tokenize(self.vectorizer, texts)
+
+    def _sequence_length(self) -> int:
+        return self.seq_len
+
+    def _build_model(self, n_labels: int, output_bias: np.ndarray):
+        c = self.config
         backbone = build_backbone(
             self.vectorizer.vocabulary_size(), self.seq_len, d_model=int(c["d_model"]),
             num_blocks=int(c["num_blocks"]), num_heads=int(c["num_heads"]), ff_dim=int(c["ff_dim"]),
             dropout=float(c["dropout"]), norm_first=bool(c["norm_first"]), dtype=self.dtype)
-        self.model = build_classifier(backbone, len(labels), dropout=float(c["dropout"]),
-                                      output_bias=prior_logits(labels.train_counts, len(train)))
-        total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
-        schedule = WarmupLinearDecay(float(c["learning_rate"]),
-                                     int(float(c["warmup_fraction"]) * total), total)
-        callbacks = list(self.callbacks)
-        budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
-        if budget is not None:
-            callbacks.append(budget)
-        history = fit_keras_model(
-            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
-            n_train_docs=len(train), optimizer=make_adamw(schedule, weight_decay=float(c["weight_decay"])),
-            epochs=int(c["epochs"]), patience=int(c["patience"]), callbacks=callbacks)
-        self.stopped_by_time = bool(budget and budget.stopped_early)
-        return history
+        return build_classifier(backbone, n_labels, dropout=float(c["dropout"]),
+                                output_bias=output_bias)
 
-    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits [n, n_labels], batched in length order over cached int tensors."""
-        from transformers_track.training import predict_in_length_order
+    def _text_preprocessor(self):
+        return self.vectorizer
 
-        if self.model is None:
-            raise RuntimeError("fit the encoder track before predicting")
-        ids, lengths = tokenize(self.vectorizer, texts)
-        return predict_in_length_order(self.model, ids, lengths, boundaries=self.boundaries,
-                                       batch_size=max(64, int(self.config["batch_size"])))
+    def _export_metadata(self) -> dict:
+        return {"preset": self.preset, "seq_len": self.seq_len,
+                "vocabulary": self.vectorizer.vocabulary_size()}
 
-    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        from mlbench.keras_training import sigmoid
-
-        return sigmoid(self.predict_logits(texts))
-
-    def export(self, directory: Path) -> Path:
-        """SavedModel: tf.string [None] → TextVectorization → encoder → sigmoid."""
-        from mlbench.export import export_raw_string_model
-
-        if self.model is None:
-            raise RuntimeError("fit the encoder track before exporting")
-        return export_raw_string_model(
-            directory, [self.vectorizer, self.model], self.labels.names, track=self.name,
-            metadata={"preset": self.preset, "seq_len": self.seq_len,
-                      "vocabulary": self.vectorizer.vocabulary_size()})
-
-    def size_bytes(self) -> int | None:
-        from transformers_track.training import parameter_bytes
-
-        return None if self.model is None else parameter_bytes(self.model.weights)
-
+    # -- Track API ------------------------------------------------------------------------
     def describe(self) -> dict:
-        from mlbench.keras_training import count_parameters
-
         c = self.config
         return {
             "architecture": "TextVectorization → token+position embedding → "
@@ -287,12 +217,7 @@ class EncoderTrack(Track):
             "seq_len": self.seq_len, "max_seq_len": c["max_seq_len"],
             "seq_percentile": c["seq_percentile"],
             "vocabulary": self.vectorizer.vocabulary_size() if self.vectorizer else None,
-            "bucket_boundaries": self.boundaries, "batch_size": c["batch_size"],
-            "max_epochs": c["epochs"], "patience": c["patience"],
-            "optimizer": f"AdamW(wd={c['weight_decay']}), linear warm-up "
-                         f"{c['warmup_fraction']:.0%} + linear decay, peak {c['learning_rate']}",
-            "dtype_policy": self.dtype, "max_train_seconds": c["max_train_seconds"],
-            "stopped_by_time_budget": self.stopped_by_time,
-            "parameters": count_parameters(self.model) if self.model is not None else None,
-            "loss": self.settings.loss,
+            **self._describe_training(
+                f"AdamW(wd={c['weight_decay']}), linear warm-up "
+                f"{c['warmup_fraction']:.0%} + linear decay, peak {c['learning_rate']}"),
         }

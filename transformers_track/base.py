@@ -1,0 +1,200 @@
+"""`TokenizedTrack`: the flow both transformer tracks share, KerasHub-style.
+
+A track is a *preprocessor* (raw strings → int tensors), a *backbone* and a *task
+head* (pooled logits).  What differs between the from-scratch encoder and the
+pretrained one is only how those three are made; everything around them is the
+same and lives here:
+
+* options: a preset (``preset`` option, else "quick" under --quick, "gpu" when a GPU
+  is visible, "cpu" otherwise) overridden by the options one by one, then by
+  ``settings.epochs`` / ``settings.batch_size``;
+* fit: seed, dtype policy, each split tokenized once, length-bucketed cached
+  batches, AdamW under a warm-up + linear-decay schedule sized from the real batch
+  count, an optional wall-clock budget (``max_train_seconds``), and
+  `mlbench.keras_training.fit_keras_model` (loss, early stopping, resume);
+* prediction in length order, a raw-string SavedModel export, size and the shared
+  part of `describe()`.
+
+A subclass sets `name`, `presets`, `extra_options` (and `export_requires` if the
+exported graph needs an extra import) and implements the hooks:
+
+* `_validate()`: range checks on the merged ``self.config``;
+* `_fit_preprocessor(train_texts)`: build or load the tokenizer (and, for a
+  pretrained model, its backbone, which ships with it);
+* `_tokenize(texts)` → ``(x, lengths)``: model inputs padded to
+  `_sequence_length()` and the real token counts;
+* `_build_model(n_labels, output_bias)` → the Keras classifier (logits);
+* `_text_preprocessor()`: the layer the exported graph puts in front of the model;
+* `_export_metadata()` and, optionally, `_optimizer(schedule)`.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.tracks import Track, TrainSettings
+
+
+class TokenizedTrack(Track):
+    """A Keras classifier over pre-tokenized int inputs, trained on length buckets."""
+
+    family = "transformer"
+    uses_loss = True
+    #: preset name → option defaults; every preset has the same keys
+    presets: ClassVar[dict[str, dict]]
+    #: options outside the presets, with their defaults (must include "preset",
+    #: "n_buckets", "max_train_seconds")
+    extra_options: ClassVar[dict]
+    #: modules the process loading the exported SavedModel must import first
+    export_requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
+                 **options):
+        super().__init__(settings)
+        from transformers_track.training import merge_options
+
+        opts = {**self.settings.options, **options}
+        self.preset = opts.pop("preset", None) or self._default_preset()
+        self.config: dict = merge_options(self.presets, self.extra_options, self.preset, opts,
+                                          self.name)
+        self.config.pop("preset", None)
+        if self.settings.epochs is not None:
+            self.config["epochs"] = self.settings.epochs
+        if self.settings.batch_size is not None:
+            self.config["batch_size"] = self.settings.batch_size
+        self._validate()
+        self.callbacks = list(callbacks or [])
+        self.model = None
+        self.boundaries: list[int] | None = None
+        self.dtype: str | None = None
+        self.stopped_by_time = False
+
+    def _default_preset(self) -> str:
+        from transformers_track.training import gpu_visible
+
+        if self.settings.quick:
+            return "quick"
+        return "gpu" if gpu_visible() else "cpu"
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _validate(self) -> None:
+        """Raise ValueError for merged option values out of range."""
+
+    @abc.abstractmethod
+    def _fit_preprocessor(self, train_texts: Sequence[str]) -> None:
+        """Make the tokenizer ready (``self.dtype`` is already set)."""
+
+    @abc.abstractmethod
+    def _tokenize(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
+        """Model inputs for `texts` (an int32 array or a dict of them) and real lengths."""
+
+    @abc.abstractmethod
+    def _sequence_length(self) -> int:
+        """The padded length `_tokenize` returns: the longest bucket."""
+
+    @abc.abstractmethod
+    def _build_model(self, n_labels: int, output_bias: np.ndarray):
+        """The classifier: `_tokenize` inputs → float32 logits [B, n_labels]."""
+
+    @abc.abstractmethod
+    def _text_preprocessor(self):
+        """The fitted string → model-inputs layer, exported in front of the model."""
+
+    @abc.abstractmethod
+    def _export_metadata(self) -> dict:
+        """Track-specific entries for the exported mlbench.json."""
+
+    def _optimizer(self, schedule):
+        """AdamW (no decay on biases / LayerNorm) following `schedule`."""
+        from transformers_track.training import make_adamw
+
+        return make_adamw(schedule, weight_decay=float(self.config["weight_decay"]))
+
+    # -- Track API ------------------------------------------------------------------------
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
+        from transformers_track.training import (
+            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, resolve_dtype,
+            training_dataset)
+
+        c = self.config
+        seed_everything(self.settings.seed)
+        self.labels = labels
+        self.dtype = resolve_dtype(c["mixed_precision"])
+        self._fit_preprocessor(train.texts)
+        x_train, len_train = self._tokenize(train.texts)
+        x_val, len_val = self._tokenize(val.texts)
+        self.boundaries = bucket_boundaries(len_train, self._sequence_length(),
+                                            n_buckets=int(c["n_buckets"]))
+        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
+        batch = int(c["batch_size"])
+        train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
+                                    boundaries=self.boundaries, seed=self.settings.seed)
+        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
+                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
+
+        # The output bias starts at the label prior, not at "0.5 for everything".
+        self.model = self._build_model(len(labels), prior_logits(labels.train_counts, len(train)))
+        total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
+        schedule = WarmupLinearDecay(float(c["learning_rate"]),
+                                     int(float(c["warmup_fraction"]) * total), total)
+        callbacks = list(self.callbacks)
+        budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
+        if budget is not None:
+            callbacks.append(budget)
+        history = fit_keras_model(
+            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
+            n_train_docs=len(train), optimizer=self._optimizer(schedule), epochs=int(c["epochs"]),
+            patience=int(c["patience"]), callbacks=callbacks)
+        self.stopped_by_time = bool(budget and budget.stopped_early)
+        return history
+
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits [n, n_labels]: tokenized once, batched in length order."""
+        from transformers_track.training import predict_in_length_order
+
+        if self.model is None:
+            raise RuntimeError(f"fit the {self.name} track before predicting")
+        x, lengths = self._tokenize(texts)
+        return predict_in_length_order(self.model, x, lengths, boundaries=self.boundaries,
+                                       batch_size=max(64, int(self.config["batch_size"])))
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        from mlbench.keras_training import sigmoid
+
+        return sigmoid(self.predict_logits(texts))
+
+    def export(self, directory: Path) -> Path:
+        """SavedModel: tf.string [None] → preprocessor → classifier → sigmoid."""
+        from mlbench.export import export_raw_string_model
+
+        if self.model is None:
+            raise RuntimeError(f"fit the {self.name} track before exporting")
+        return export_raw_string_model(
+            directory, [self._text_preprocessor(), self.model], self.labels.names,
+            track=self.name, metadata=self._export_metadata(), requires=list(self.export_requires))
+
+    def size_bytes(self) -> int | None:
+        from transformers_track.training import parameter_bytes
+
+        return None if self.model is None else parameter_bytes(self.model.weights)
+
+    def _describe_training(self, optimizer: str) -> dict:
+        """The `describe()` entries every tokenized track ends with; `optimizer` in words."""
+        from mlbench.keras_training import count_parameters
+
+        c = self.config
+        return {
+            "bucket_boundaries": self.boundaries, "batch_size": c["batch_size"],
+            "max_epochs": c["epochs"], "patience": c["patience"], "optimizer": optimizer,
+            "dtype_policy": self.dtype, "max_train_seconds": c["max_train_seconds"],
+            "stopped_by_time_budget": self.stopped_by_time,
+            "parameters": count_parameters(self.model) if self.model is not None else None,
+            "loss": self.settings.loss,
+        }
