@@ -1,27 +1,27 @@
-"""Two pieces that make the TF-IDF MLP's huge first layer cheap on sparse input.
+"""The pieces that make the TF-IDF MLP's huge first layer cheap on sparse input.
 
 A document has a few hundred non-zero TF-IDF features out of 50k–150k, yet a
 Dense layer over the dense vector multiplies every zero, and Adam then updates
 all V × 512 kernel entries every step.  `SparseDense` computes the same
-``x @ kernel + bias`` from only the kernel rows of the batch's distinct features
-(so its kernel gradient is a `tf.IndexedSlices` over those rows, each row once),
-and `LazyAdam` updates only those rows — the classic "lazy Adam" used for
-embeddings: moments of rows not seen in a batch are left as they are instead of
-decaying.  The weights have the Dense layer's shapes, so they load into the dense
-keras-io model as is.
+``x @ kernel + bias`` reading only the kernel rows of the batch's features, and
+its kernel gradient is a `tf.IndexedSlices` over the batch's distinct features;
+`LazyAdam` updates only those rows — the classic "lazy Adam" used for embeddings:
+moments of rows not seen in a batch are left as they are instead of decaying.
+The weights have the Dense layer's shapes, so they load into the dense keras-io
+model as is.
 
-Where the time goes (Reuters, batch 128: ~18k non-zeros, ~9k distinct features,
-so ~9k × 512 kernel rows per step).  On a 2-core CPU this is memory-bound, so the
-design minimises full passes over [rows × 512] arrays:
+Where the time went (Reuters, batch 128: ~18k non-zeros and ~9k distinct
+features per batch, so ~9k × 512 kernel rows per step; 2 shared CPU cores):
 
-* the forward gathers each distinct row once (``tf.unique`` then a resource
-  gather) and multiplies with ``tf.sparse.sparse_dense_matmul``; gathering one row
-  per *non-zero* and summing with ``unsorted_segment_sum`` (the obvious version)
-  moves twice the data forward and hands the optimizer a gradient with duplicate
-  rows that it must first unique and sum;
-* the optimizer gathers m and v once, updates them and the kernel in place with
-  three scatters, and skips its own unique/segment-sum when the gradient rows are
-  already distinct (always, for `SparseDense`).
+* ``tf.sparse.sparse_dense_matmul`` — one small Eigen expression per non-zero on
+  one thread, ~15 ms forward and again backward — is replaced by TF's CSR kernel
+  (``SparseMatrixMatMul``, ~2 ms) with a hand-written gradient (`sparse_kernel_matmul`);
+* the lazy update composed from TF ops (gather the rows of kernel, m, v → fused
+  dense Adam → three scatters) moves each row through memory ~19 times and took
+  ~30 ms a step; a small fused C++ kernel (`fused_row_adam_op`, built once per
+  machine, with the TF-ops update as fallback) does it in place in ~8 ms;
+* Glorot initialisation of the kernel in row blocks avoids three full-size
+  temporaries that TensorFlow's allocator would keep for the whole process.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ import tensorflow as tf
 
 
 def _tf_variable(variable) -> tf.Variable:
-    """The `tf.Variable` behind a Keras variable, so gathers/scatters touch only rows.
+    """The `tf.Variable` behind a Keras variable, for row-wise (resource) ops.
 
-    ``tf.gather`` on the underlying resource variable is a ``ResourceGather`` (reads
-    the rows it needs); on a Keras variable it would first read — and under mixed
-    precision cast — the whole [V, 512] matrix.
+    ``tf.gather``/``scatter_*`` on the resource variable touch only the rows named;
+    through the Keras variable they would first read (and under mixed precision
+    cast) the whole [V, 512] matrix.
     """
     return variable.value if isinstance(variable, keras.Variable) else variable
 
@@ -128,15 +128,13 @@ class SparseDense(keras.layers.Layer):
     """``activation(x @ kernel + bias)`` for a `tf.SparseTensor` x of shape [batch, V].
 
     Dense input takes the ordinary matmul, so the layer also runs on dense TF-IDF.
-    Not XLA-compilable (``tf.unique`` has a data-dependent shape), hence
-    ``supports_jit = False``: Keras's ``jit_compile="auto"`` then leaves the model
-    un-jitted instead of failing on GPU.
+    Not XLA-compilable (CSR matrices, ``tf.unique``), hence ``supports_jit = False``:
+    Keras's ``jit_compile="auto"`` then leaves the model un-jitted on GPU instead of
+    failing.  Expects row-major indices (as every tf.sparse op and TextVectorization
+    produce); other orders are sorted first.
     """
 
     def __init__(self, units: int, activation: str | None = None, **kwargs):
-        # autocast off: under mixed precision we cast only the gathered rows, not the
-        # whole kernel, to the compute dtype.
-        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = keras.activations.get(activation)
@@ -144,8 +142,11 @@ class SparseDense(keras.layers.Layer):
 
     def build(self, input_shape):
         n_features = int(input_shape[-1])
+        # autocast off: under mixed precision the CSR kernel still multiplies in
+        # float32 (it has no 16-bit version) and only the [batch, units] output is
+        # cast, instead of casting the whole V × units kernel every step
         self.kernel = self.add_weight(
-            name="kernel", shape=(n_features, self.units), initializer="zeros"
+            name="kernel", shape=(n_features, self.units), initializer="zeros", autocast=False
         )
         _glorot_uniform_in_blocks(self.kernel)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
@@ -154,7 +155,7 @@ class SparseDense(keras.layers.Layer):
         dtype = self.compute_dtype
         bias = tf.cast(self.bias, dtype)
         if not isinstance(inputs, tf.SparseTensor):
-            kernel = tf.cast(self.kernel, dtype)
+            kernel = tf.cast(self.kernel.value, dtype)
             return self.activation(tf.matmul(tf.cast(inputs, dtype), kernel) + bias)
         kernel = _tf_variable(self.kernel)
         x = _rows_in_order(inputs)

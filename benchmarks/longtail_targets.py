@@ -12,6 +12,7 @@ and head / medium / tail micro+macro F1, and a block checking the targets:
 
 A configuration is a (loss, decision rule) pair.  Everything is *chosen on
 validation*: "best" is the Keras configuration with the highest VALIDATION macro-F1
+(cross-fitted for tuned rules, see `mlbench.evaluation`)
 (ties: the earlier loss/rule), and the "best BCE configuration" is BCE under the rule
 with the highest validation micro-F1 (the rule `mlbench.evaluation.best_rule` picks
 and thresholds.json serves).  Only then are their TEST numbers read and compared.
@@ -78,7 +79,9 @@ def configurations(record: dict) -> list[dict]:
                 "rule": rule,
                 "served_rule": entry.get("best_rule"),
                 "epochs": len((entry.get("history") or {}).get("loss") or []),
-                "val": rules[rule].get("val") or {},
+                # cross-fitted validation metrics (thresholds fitted on other folds);
+                # older runs only have the in-sample ones
+                "val": rules[rule].get("val_cv") or rules[rule].get("val") or {},
                 "test": rules[rule].get("test") or {},
             })
     return rows
