@@ -117,11 +117,12 @@ def sparse_kernel_matmul(x: tf.SparseTensor, kernel: tf.Variable) -> tf.Tensor:
             csr_t = tf.raw_ops.SparseMatrixTranspose(input=_to_csr(local_x), type=values.dtype)
             rows = tf.raw_ops.SparseMatrixMatMul(a=csr_t, b=tf.cast(upstream, values.dtype))
             kernel_grad = tf.IndexedSlices(rows, ids, tf.shape(kernel, out_type=tf.int64))
-            return None, [kernel_grad for _ in (variables or [])]
+            return None, [kernel_grad] * len(variables or [])  # the one variable read: kernel
 
         return out, grad
 
     return matmul(x.values)
+
 
 @keras.saving.register_keras_serializable(package="mlbench")
 class SparseDense(keras.layers.Layer):
@@ -193,8 +194,8 @@ def merge_duplicate_rows(gradient: tf.IndexedSlices, dtype) -> tuple[tf.Tensor, 
 # -- the fused row update (a tiny C++ kernel, compiled once per machine) -----------------
 _FUSED_SOURCE = r"""
 // MlbenchLazyAdamRows: Keras's Adam step, in place, on rows `indices` of var, m, v.
-// Arithmetic in Keras's order, without FMA contraction, so results match
-// keras.optimizers.Adam to the last bit on the rows it touches.
+// Arithmetic in Keras's order and without FMA contraction, so the touched rows
+// match keras.optimizers.Adam's update (tests/test_mlp.py checks it).
 #define EIGEN_USE_THREADS
 #include <cmath>
 #include "tensorflow/core/framework/op.h"
@@ -224,11 +225,15 @@ class LazyAdamRowsOp : public tensorflow::OpKernel {
   using OpKernel::OpKernel;
   void Compute(tensorflow::OpKernelContext* ctx) override {
     using namespace tensorflow;
-    auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, true, true, {0, 1, 2});
+    // Dense (copy-on-write) access, like ResourceApplyAdam: a buffer still shared
+    // with a reader (e.g. Keras's best-weights snapshot) is copied once, and reads
+    // never copy.  (Sparse access would put the variable in copy-on-read mode,
+    // where every full read — each epoch's snapshot — copies V x units.)
+    auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, true, false, {0, 1, 2});
     Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, true, true, &var));
-    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, true, true, &m));
-    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, true, true, &v));
+    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, true, false, &var));
+    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, true, false, &m));
+    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, true, false, &v));
     const float alpha = ctx->input(3).scalar<float>()();
     const float one_b1 = ctx->input(4).scalar<float>()();
     const float one_b2 = ctx->input(5).scalar<float>()();

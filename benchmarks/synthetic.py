@@ -12,7 +12,7 @@ matter for speed, and no such dataset ships with the repository.  What matters:
   text;
 * labels: `n_labels` labels whose frequencies are themselves Zipf-distributed
   (a long tail: the head label on ~20% of documents, tail labels on a handful),
-  1–4 labels per document; each label owns a set of topic words, and ~30% of a
+  1–4 labels per document; each label owns a set of topic words, and ~15% of a
   document's words come from its labels' topic words, so the labels are learnable.
 
 Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments
@@ -70,7 +70,7 @@ def synthetic_corpus(
     zipf_exponent: float = 1.1,
     label_exponent: float = 1.2,
     median_words: int = 120,
-    topic_share: float = 0.3,
+    topic_share: float = 0.15,
     topic_words: int = 40,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
