@@ -11,7 +11,7 @@ Dense(n_labels, sigmoid), Adam, binary cross-entropy, batch 128.  Two changes:
   once and cached as CSR rows, batches are gathered from shuffled document ids in
   tf.data, and the first Dense layer does a sparse × dense matmul that touches
   only the kernel rows of the batch's features, trained with a lazy Adam that
-  updates only those rows (`baselines/sparse_layers.py`).
+  updates only those rows (`baselines/sparse_layers.py`, `baselines/lazy_adam.py`).
   ``sparse=False, cache=False`` gives back the faithful dense pipeline (the
   reference in ``benchmarks/mlp_speed.py``).
 
@@ -241,7 +241,7 @@ class TfidfMLPTrack(Track):
         """
         import keras
 
-        from baselines.sparse_layers import LazyAdam, SparseLossScaleOptimizer
+        from baselines.lazy_adam import LazyAdam, SparseLossScaleOptimizer
 
         opt = LazyAdam(self.learning_rate) if self.sparse else keras.optimizers.Adam(self.learning_rate)
         if resolve_precision(self.precision) == "mixed_float16":
