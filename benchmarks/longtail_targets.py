@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.cli_options import parse_option  # noqa: E402
+
 RULES = ("fixed", "global", "per_label")
 GROUPS = ("head", "medium", "tail")
 
@@ -246,14 +248,6 @@ def report(record: dict, run_dir: Path | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- driver
-def parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--option expects key=value, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

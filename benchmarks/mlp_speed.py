@@ -50,6 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.cli_options import parse_option  # noqa: E402
+
 RESULT_PREFIX = "MLBENCH_RESULT "
 TARGET_SPEEDUP, TARGET_MEMORY, TARGET_F1_DROP = 10.0, 0.5, 0.005
 
@@ -61,14 +63,6 @@ CONFIGS = {
 }
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--option expects key=value, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def rss_mb() -> float:

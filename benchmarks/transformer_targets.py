@@ -29,19 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cli_options import parse_option  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 TARGETS = {"encoder": 0.87, "pretrained": 0.90}
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--option expects key=value, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def reuters_dir(given: str | None) -> Path:
