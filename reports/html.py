@@ -134,7 +134,7 @@ def rule_rows(record: dict) -> list[Row]:
     models = R.models(record)
     rows = []
     for name, rule, result in R.configurations(record):
-        val = R.as_dict(result.get("val"))
+        val = R.validation(result)
         values = {"val_f1_micro": val.get("f1_micro"), "val_f1_macro": val.get("f1_macro"),
                   **R.as_dict(result.get("test"))}
         badges = []
@@ -255,7 +255,7 @@ def headline(record: dict) -> dict[str, str] | None:
 
     def summary(cfg: tuple[str, str]) -> dict[str, str]:
         test = R.split_metrics(ms[cfg[0]], cfg[1])
-        val = R.split_metrics(ms[cfg[0]], cfg[1], "val")
+        val = R.validation(R.as_dict(R.rules(ms[cfg[0]]).get(cfg[1])))
         return {"name": f"{cfg[0]} / {cfg[1]}", "val_macro": fmt(val.get("f1_macro")),
                 "test_micro": fmt(test.get("f1_micro")), "test_macro": fmt(test.get("f1_macro"))}
 

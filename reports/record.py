@@ -91,6 +91,12 @@ def split_metrics(model: dict, rule: str = "fixed", split: str = "test") -> dict
     return as_dict(as_dict(rules(model).get(rule)).get(split))
 
 
+def validation(result: dict) -> dict:
+    """A rule's validation metrics: cross-fitted (``val_cv``) when recorded, since the
+    in-sample ones flatter rules whose thresholds were fitted on validation."""
+    return as_dict(result.get("val_cv")) or as_dict(result.get("val"))
+
+
 def has_history(model: dict) -> bool:
     """Why: only Keras models log epochs; an SVM's history is {} and gets no curves."""
     history = as_dict(model.get("history"))
@@ -180,7 +186,7 @@ def best_config(record: dict) -> tuple[str, str] | None:
     """Highest validation macro-F1 across variants × rules (test never picks)."""
     best, best_value = None, -math.inf
     for name, rule, result in configurations(record):
-        value = num(as_dict(result.get("val")).get("f1_macro"))
+        value = num(validation(result).get("f1_macro"))
         if value is not None and value > best_value:
             best, best_value = (name, rule), value
     return best

@@ -227,3 +227,16 @@ def test_screenshot(report, tmp_path):
     png = screenshot(path, tmp_path / "shot.png", width=1400, height=3000, chromium=str(CHROMIUM))
     assert png.is_file() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_config_uses_cross_fitted_validation_when_recorded():
+    from reports.record import best_config
+
+    record = {"models": {
+        "mlp": {"rules": {"fixed": {"val": {"f1_macro": 0.40}, "val_cv": {"f1_macro": 0.40}},
+                          "per_label": {"val": {"f1_macro": 0.55}, "val_cv": {"f1_macro": 0.35}}}},
+        "svm": {"rules": {"fixed": {"val": {"f1_macro": 0.38}}}},
+    }}
+    assert best_config(record) == ("mlp", "fixed")  # in-sample 0.55 would have won
+    del record["models"]["mlp"]["rules"]["per_label"]["val_cv"]
+    assert best_config(record) == ("mlp", "per_label")  # older records: in-sample
