@@ -10,6 +10,7 @@ the *same* adapted vocabulary in ``output_mode="count", sparse=True`` times the
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import keras
@@ -74,12 +75,24 @@ class SparseTfidf(keras.layers.Layer):
         }
 
 
+_GRAPH_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def graph_fn(vectorizer):
+    """One `tf.function` per vectorizer layer, reused for every split and predict call
+    (a fresh wrapper per call retraces each time, and TensorFlow warns about it)."""
+    fn = _GRAPH_FNS.get(vectorizer)
+    if fn is None:
+        fn = _GRAPH_FNS[vectorizer] = tf.function(vectorizer, reduce_retracing=True)
+    return fn
+
+
 def vectorize_once(vectorizer, texts: Sequence[str], batch_size: int = 2048):
     """Vectorize a whole split once (in chunks, in graph), returning one tensor.
 
     Sparse layers give one SparseTensor (rows in order); dense layers one dense Tensor.
     """
-    fn = tf.function(vectorizer, reduce_retracing=True)
+    fn = graph_fn(vectorizer)
     parts = [fn(tf.constant(list(texts[i : i + batch_size]))) for i in range(0, len(texts), batch_size)]
     if not parts:
         raise ValueError("vectorize_once needs at least one text")
@@ -122,7 +135,7 @@ class SparseRows:
         Never holds the whole split as one int64 SparseTensor (nor a concatenated
         copy of it): at 200k documents that alone would be ~0.5 GB of peak memory.
         """
-        fn = tf.function(vectorizer, reduce_retracing=True)
+        fn = graph_fn(vectorizer)
         lengths, cols, values = [], [], []
         n_features = None
         for start in range(0, len(texts), batch_size):
