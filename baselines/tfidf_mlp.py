@@ -139,9 +139,11 @@ class TfidfMLPTrack(Track):
     def __init__(self, settings: TrainSettings | None = None, *, ngrams: int = 2,
                  max_tokens: int | None = None, hidden: Sequence[int] = (512, 256),
                  learning_rate: float = 1e-3, patience: int = 2, sparse: bool = True,
-                 cache: bool = True, callbacks: Sequence = ()):
-        """`sparse`/`cache` False give the faithful keras-io pipeline; `callbacks` are
-        extra Keras callbacks for `fit` (e.g. the benchmark's epoch timer)."""
+                 cache: bool = True, drop_oov: bool | None = None, callbacks: Sequence = ()):
+        """`sparse`/`cache` False give the faithful keras-io pipeline; `drop_oov` (sparse
+        path only; default from ``settings.options["drop_oov"]``, else False) leaves out
+        the [UNK] TF-IDF column; `callbacks` are extra Keras callbacks for `fit` (e.g.
+        the benchmark's epoch timer)."""
         super().__init__(settings)
         if ngrams < 1:
             raise ValueError(f"ngrams must be >= 1, got {ngrams}")
@@ -156,6 +158,10 @@ class TfidfMLPTrack(Track):
         self.sparse, self.cache = sparse, cache
         self.callbacks = list(callbacks)
         options = self.settings.options or {}
+        self.drop_oov = bool(options.get("drop_oov", False) if drop_oov is None else drop_oov)
+        if self.drop_oov and not sparse:
+            raise ValueError("drop_oov needs the sparse path (sparse=True); the dense path is "
+                             "the faithful keras-io reference")
         self.jit_compile = options.get("jit_compile", "auto")
         self.precision = options.get("mixed_precision", False)
         # several train steps per tf.function call: ~15% less CPU per Reuters epoch for
@@ -215,7 +221,8 @@ class TfidfMLPTrack(Track):
         self.labels = labels
         self.dense_vectorizer = adapt_tfidf(train.texts, ngrams=self.ngrams, max_tokens=self.max_tokens)
         self.vectorizer = (
-            SparseTfidf.from_dense(self.dense_vectorizer) if self.sparse else self.dense_vectorizer
+            SparseTfidf.from_dense(self.dense_vectorizer, drop_oov=self.drop_oov)
+            if self.sparse else self.dense_vectorizer
         )
         n_features = self.dense_vectorizer.vocabulary_size()
         compile_options = {"jit_compile": self.jit_compile,
@@ -269,7 +276,7 @@ class TfidfMLPTrack(Track):
         # export_raw_string_model leaves the optimizer (2 × V × 512 moments) out
         return export_raw_string_model(
             directory, [self.vectorizer, self.classifier], self.labels.names,
-            track=self.name, metadata={"sparse": self.sparse, "ngrams": self.ngrams},
+            track=self.name, metadata={"sparse": self.sparse, "ngrams": self.ngrams, "drop_oov": self.drop_oov},
         )
 
     def size_bytes(self) -> int | None:
@@ -286,7 +293,7 @@ class TfidfMLPTrack(Track):
             params = count_parameters(self.classifier)
         return {
             "vectorizer": f"TextVectorization(ngrams={self.ngrams}, tf_idf)",
-            "vocabulary": n_features, "hidden": list(self.hidden), "sparse": self.sparse,
+            "vocabulary": n_features, "hidden": list(self.hidden), "sparse": self.sparse, "drop_oov": self.drop_oov,
             "cached_pipeline": self.cache, "learning_rate": self.learning_rate,
             "batch_size": self.batch_size, "max_epochs": self.epochs, "patience": self.patience,
             "parameters": params, "loss": self.settings.loss,

@@ -43,20 +43,27 @@ class SparseTfidf(keras.layers.Layer):
     """Raw strings → sparse TF-IDF rows, equal to the dense layer it was built from."""
 
     def __init__(self, vocabulary: Sequence[str], idf_weights: Sequence[float], ngrams: int = 2,
-                 **kwargs):
+                 drop_oov: bool = False, **kwargs):
+        """`drop_oov` leaves out column 0, the out-of-vocabulary ("[UNK]") count.
+
+        Why offer it: with ``max_tokens`` far below the number of distinct uni- and
+        bigrams, most of a document's n-grams are OOV, so keras-io's [UNK] column
+        carries most of the vector's norm while saying little about the topic.
+        """
         super().__init__(**kwargs)
         self.vocabulary = list(vocabulary)
         self.ngrams = ngrams
+        self.drop_oov = bool(drop_oov)
         self.counter = keras.layers.TextVectorization(
             ngrams=ngrams, output_mode="count", sparse=True, vocabulary=self.vocabulary
         )
         self.idf = tf.constant(np.asarray(idf_weights, dtype=np.float32))
 
     @classmethod
-    def from_dense(cls, dense: keras.layers.TextVectorization) -> "SparseTfidf":
+    def from_dense(cls, dense: keras.layers.TextVectorization, *, drop_oov: bool = False) -> "SparseTfidf":
         vocab = dense.get_vocabulary()[1:]  # drop "[UNK]": the count layer adds its own
         idf = np.asarray(dense._lookup_layer.idf_weights_const)
-        return cls(vocab, idf, ngrams=dense._ngrams)
+        return cls(vocab, idf, ngrams=dense._ngrams, drop_oov=drop_oov)
 
     def vocabulary_size(self) -> int:
         return int(self.idf.shape[0])
@@ -64,7 +71,8 @@ class SparseTfidf(keras.layers.Layer):
     def call(self, texts):
         counts = self.counter(texts)
         values = tf.cast(counts.values, tf.float32) * tf.gather(self.idf, counts.indices[:, 1])
-        return tf.SparseTensor(counts.indices, values, counts.dense_shape)
+        x = tf.SparseTensor(counts.indices, values, counts.dense_shape)
+        return tf.sparse.retain(x, counts.indices[:, 1] > 0) if self.drop_oov else x
 
     def get_config(self) -> dict:
         return {
@@ -72,6 +80,7 @@ class SparseTfidf(keras.layers.Layer):
             "vocabulary": self.vocabulary,
             "idf_weights": self.idf.numpy().tolist(),
             "ngrams": self.ngrams,
+            "drop_oov": self.drop_oov,
         }
 
 

@@ -247,3 +247,22 @@ def test_synthetic_corpus_is_deterministic_and_long_tailed():
     assert freq[0] > 10 * freq[-1]  # a head and a tail
     words = [len(t.split()) for t in a.train.texts]
     assert 12 <= min(words) and 60 < float(np.median(words)) < 250
+
+
+def test_drop_oov_leaves_out_only_the_unk_column():
+    texts = ["the cat sat on the mat", "zebra quagga okapi the cat", "mat mat mat"]
+    dense = adapt_tfidf(texts[:1], max_tokens=6)
+    keep = SparseTfidf.from_dense(dense)
+    drop = SparseTfidf.from_dense(dense, drop_oov=True)
+    full = tf.sparse.to_dense(keep(tf.constant(texts))).numpy()
+    cut = tf.sparse.to_dense(drop(tf.constant(texts))).numpy()
+    assert full[:, 0].max() > 0 and not cut[:, 0].any()
+    np.testing.assert_array_equal(cut[:, 1:], full[:, 1:])
+    assert SparseTfidf.from_config(drop.get_config()).drop_oov
+
+
+def test_drop_oov_is_rejected_on_the_faithful_dense_path():
+    from baselines.tfidf_mlp import TfidfMLPTrack
+
+    with pytest.raises(ValueError, match="drop_oov needs the sparse path"):
+        TfidfMLPTrack(sparse=False, drop_oov=True)
