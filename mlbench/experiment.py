@@ -112,10 +112,11 @@ def run_track(name: str, loss: str | None, cfg: RunConfig, corpus: Corpus, label
     with phase(f"{variant}: evaluate"):
         result = evaluate_track(track, corpus, labels, groups)
     rules = result.pop("decision_rules")
+    describe = track.describe()
     entry = {
-        "track": name, "family": track.family, "loss": loss, "describe": track.describe(),
+        "track": name, "family": track.family, "loss": loss, "describe": describe,
         "train_seconds": timing["seconds"], "size_bytes": track.size_bytes(),
-        "parameters": track.describe().get("parameters"), "history": history, **result,
+        "parameters": describe.get("parameters"), "history": history, **result,
         "export_dir": None,
     }
     with phase(f"{variant}: export"):
