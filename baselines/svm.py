@@ -13,7 +13,6 @@ hyperplane shifts (score t ⇔ margin logit(t) / scale).
 
 from __future__ import annotations
 
-import pickle
 from typing import Sequence
 
 import numpy as np
@@ -75,13 +74,16 @@ class LinearSVMTrack(Track):
         return margins
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        z = self.score_scale * self.decision_function(texts)
-        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+        from mlbench.numeric import sigmoid
+
+        return sigmoid(self.score_scale * self.decision_function(texts))
 
     def size_bytes(self) -> int | None:
         if self.vectorizer is None:
             return None
-        return len(pickle.dumps((self.vectorizer, self.model)))
+        from mlbench.sizes import pickled_size
+
+        return pickled_size((self.vectorizer, self.model))
 
     def describe(self) -> dict:
         n_features = len(self.vectorizer.vocabulary_) if self.vectorizer is not None else None

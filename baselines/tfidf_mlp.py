@@ -21,8 +21,8 @@ Speed options (``settings.options``):
   model, off on CPU; never for the sparse model, whose CSR ops XLA cannot
   compile), True or False;
 * ``"mixed_precision"``: False (default: on CPU it only adds casts — the sparse
-  first layer, where the time goes, multiplies in float32 either way), True
-  (``mixed_float16`` on GPU, ``mixed_bfloat16`` on CPU), or a Keras policy name.
+  first layer, where the time goes, multiplies in float32 either way), or any value
+  `mlbench.keras.device.resolve_precision` reads (True = ``mixed_bfloat16``).
   Variables stay float32 and the logits layer computes in float32;
 * ``"steps_per_execution"``: train steps per `tf.function` call (default 32 for the
   fast path — measured ~15% less CPU per Reuters epoch — and Keras's 1 for the
@@ -41,30 +41,19 @@ import numpy as np
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
+from mlbench.keras.device import resolve_precision
 from mlbench.tracks import Track, TrainSettings
 
 
-def _gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def resolve_precision(option: Any) -> str | None:
-    """The Keras dtype policy for the ``mixed_precision`` option (None: float32)."""
-    if option in (None, False, "", "float32", "off"):
-        return None
-    if option is True or option == "auto":
-        return "mixed_float16" if _gpu_visible() else "mixed_bfloat16"
-    if option not in ("mixed_float16", "mixed_bfloat16"):
-        raise ValueError(f"mixed_precision must be a bool, 'mixed_float16' or 'mixed_bfloat16', got {option!r}")
-    return str(option)
+def _policy_or_none(policy: str) -> str | None:
+    """`build_classifier` takes None for the default float32 policy."""
+    return None if policy == "float32" else policy
 
 
 def _model_class():
     """A functional `keras.Model` whose ``compile`` applies the track's speed options.
 
-    Why a subclass: the shared fit loop (`mlbench.keras_training`) compiles the
+    Why a subclass: the shared fit loop (`mlbench.keras.training`) compiles the
     model itself; this lets the track choose ``jit_compile`` / ``steps_per_execution``
     without changing that loop.
     """
@@ -215,7 +204,7 @@ class TfidfMLPTrack(Track):
     # -- Track API ----------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
         from baselines.tfidf_vectorizer import SparseTfidf, adapt_tfidf
-        from mlbench.keras_training import fit_keras_model, seed_everything
+        from mlbench.keras.training import fit_keras_model, seed_everything
 
         seed_everything(self.settings.seed)
         self.labels = labels
@@ -229,7 +218,7 @@ class TfidfMLPTrack(Track):
                            "steps_per_execution": self.steps_per_execution}
         self.classifier = build_classifier(
             n_features, len(labels), hidden=self.hidden, sparse=self.sparse,
-            dtype_policy=resolve_precision(self.precision), compile_options=compile_options,
+            dtype_policy=_policy_or_none(resolve_precision(self.precision)), compile_options=compile_options,
         )
         y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
         train_ds = self._dataset(train.texts, y_train, shuffle=True)
@@ -264,12 +253,12 @@ class TfidfMLPTrack(Track):
         return np.asarray(self.classifier.predict(ds, verbose=0), dtype=np.float32)
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        from mlbench.keras_training import sigmoid
+        from mlbench.numeric import sigmoid
 
         return sigmoid(self.predict_logits(texts))
 
     def export(self, directory: Path) -> Path:
-        from mlbench.export import export_raw_string_model
+        from mlbench.serving.export import export_raw_string_model
 
         if self.classifier is None:
             raise RuntimeError("fit the track before exporting")
@@ -282,13 +271,15 @@ class TfidfMLPTrack(Track):
     def size_bytes(self) -> int | None:
         if self.classifier is None:
             return None
-        return int(sum(np.prod(w.shape) * 4 for w in self.classifier.weights))
+        from mlbench.sizes import weights_size
+
+        return weights_size(self.classifier.weights)
 
     def describe(self) -> dict:
         n_features = self.dense_vectorizer.vocabulary_size() if self.dense_vectorizer else None
         params = None
         if self.classifier is not None:
-            from mlbench.keras_training import count_parameters
+            from mlbench.keras.training import count_parameters
 
             params = count_parameters(self.classifier)
         return {

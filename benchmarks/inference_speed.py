@@ -1,6 +1,6 @@
 """Throughput of an exported raw-string SavedModel, in documents per second.
 
-Loads the model the way a user would (`mlbench.export.ExportedModel`, in a fresh
+Loads the model the way a user would (`mlbench.serving.export.ExportedModel`, in a fresh
 process when run as a script) and times ``predict`` on real texts at each batch
 size: one warm-up call, then whole passes over the texts until at least
 `min_seconds` have gone by.  Batch 1 is latency-bound (one graph call per
@@ -55,7 +55,7 @@ def benchmark_export(export_dir: str | Path, texts: Sequence[str], batch_sizes: 
     """Load `export_dir` and measure it; also report the load time and RSS."""
     import resource
 
-    from mlbench.export import ExportedModel
+    from mlbench.serving.export import ExportedModel
 
     start = time.perf_counter()
     model = ExportedModel(export_dir)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one machine-readable result line")
     args = p.parse_args(argv)
 
-    from mlbench.device import configure_device
+    from mlbench.keras.device import configure_device
 
     configure_device(args.device)
     texts = load_texts(args.dataset, args.data_dir, args.synthetic, args.seed)

@@ -1,6 +1,6 @@
 """Long-tail targets on Reuters: losses x decision rules, judged on head / medium / tail labels.
 
-Runs the TF-IDF MLP once per loss (default: all of `mlbench.losses.LOSS_NAMES`) plus
+Runs the TF-IDF MLP once per loss (default: all of `mlbench.keras.losses.LOSS_NAMES`) plus
 the ``svm`` and ``svm_balanced`` references through `mlbench.experiment.run_experiment`
 (so a normal run folder with results.json, report.html and exports is written under
 ``--out``), then prints one row per (model, decision rule) with TEST micro/macro F1
@@ -12,7 +12,7 @@ and head / medium / tail micro+macro F1, and a block checking the targets:
 
 A configuration is a (loss, decision rule) pair.  Everything is *chosen on
 validation*: "best" is the Keras configuration with the highest VALIDATION macro-F1
-(cross-fitted for tuned rules, see `mlbench.evaluation`)
+(cross-fitted for tuned rules, see `mlbench.evaluation.scoring`)
 (ties: the earlier loss/rule), and the "best BCE configuration" is BCE under the rule
 with the highest validation micro-F1 (the rule `mlbench.evaluation.best_rule` picks
 and thresholds.json serves).  Only then are their TEST numbers read and compared.
@@ -26,7 +26,7 @@ cache, ``../shared/data/reuters21578`` beside the checkout).  MLP / training opt
 ``--option key=value`` (JSON values) on top of ``DEFAULT_MLP_OPTIONS`` (early stopping
 on validation macro-F1, patience 3), e.g. ``--option monitor=val_loss --option
 patience=2`` for the stock MLP, or ``--option 'loss_options={"db": {"kappa": -0.025}}'``
-(see `mlbench.keras_training`).
+(see `mlbench.keras.training`).
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         record, run_dir = load_record(args.from_run)
     else:
         from mlbench.experiment import RunConfig, run_experiment
-        from mlbench.losses import LOSS_NAMES
+        from mlbench.keras.losses import LOSS_NAMES
 
         losses = [x.strip() for x in (args.loss or ",".join(LOSS_NAMES)).split(",") if x.strip()]
         models = ["mlp"] + ([] if args.no_svm else ["svm", "svm_balanced"])

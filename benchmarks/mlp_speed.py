@@ -86,12 +86,12 @@ def run_child(job: dict) -> dict:
     """Fit one configuration for `epochs` epochs; time, measure and evaluate it."""
     import keras
 
-    from mlbench.device import configure_device
+    from mlbench.keras.device import configure_device
 
     device = configure_device(job["device"])
     from baselines.tfidf_mlp import TfidfMLPTrack
     from mlbench.labels import LabelSpace
-    from mlbench.metrics import evaluate
+    from mlbench.evaluation.metrics import evaluate
     from mlbench.tracks import TrainSettings
 
     load_start = os.getloadavg()[0]

@@ -48,7 +48,7 @@ def reuters_dir(given: str | None) -> Path:
 
 def f1_scores(y: np.ndarray, scores: np.ndarray) -> dict:
     try:
-        from mlbench.metrics import evaluate
+        from mlbench.evaluation.metrics import evaluate
 
         m = evaluate(y, scores, threshold=0.5)
         return {"f1_micro": m["f1_micro"], "f1_macro": m["f1_macro"]}
@@ -62,7 +62,7 @@ def f1_scores(y: np.ndarray, scores: np.ndarray) -> dict:
 
 def export_throughput(track, texts: list[str], batch_size: int = 64) -> tuple[float, float, Path]:
     """Export, reload as a plain SavedModel, time `predict`; return (docs/s, max |Δ|, dir)."""
-    from mlbench.export import ExportedModel
+    from mlbench.serving.export import ExportedModel
 
     directory = Path(tempfile.mkdtemp(prefix=f"{track.name}-export-")) / "model"
     track.export(directory)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mlbench.data import load_corpus
-    from mlbench.device import configure_device
+    from mlbench.keras.device import configure_device
     from mlbench.labels import LabelSpace
     from mlbench.tracks import TrainSettings, get_track_class
 

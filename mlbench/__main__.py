@@ -45,7 +45,7 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 def predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mlbench.export import ExportedModel
+    from mlbench.serving.export import ExportedModel
 
     texts = _read_texts(args)
     model = ExportedModel(args.model)

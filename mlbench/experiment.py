@@ -8,7 +8,6 @@ tests call the same function.  A run folder is never reused: a new
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -16,7 +15,8 @@ from pathlib import Path
 
 from mlbench.data.corpus import Corpus
 from mlbench.labels import LabelSpace
-from mlbench.metrics import FrequencyGroups
+from mlbench.naming import dataset_stem, export_dir_name, history_name, variant_name
+from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.progress import phase, say
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
@@ -54,8 +54,7 @@ class RunConfig:
 
 def new_run_dir(out: Path, dataset: str) -> Path:
     """Create a fresh run folder; never reuse or overwrite an existing one."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).stem if "/" in dataset or "." in dataset else dataset)
-    base = f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base = f"{dataset_stem(dataset)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     for i in range(1000):
         candidate = out / (base if i == 0 else f"{base}-{i + 1}")
@@ -65,14 +64,6 @@ def new_run_dir(out: Path, dataset: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run folder under {out}")
-
-
-def variant_name(track: str, loss: str | None, n_losses: int) -> str:
-    return track if loss is None or n_losses == 1 else f"{track}[{loss}]"
-
-
-def export_dir_name(variant: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", variant).strip("_") + "_savedmodel"
 
 
 def load_data(cfg: RunConfig) -> Corpus:
@@ -97,9 +88,9 @@ def dataset_record(corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups) 
 def run_track(name: str, loss: str | None, cfg: RunConfig, corpus: Corpus, labels: LabelSpace,
               run_dir: Path, variant: str, groups: FrequencyGroups) -> dict:
     """Fit, evaluate and export one track variant; return its results.json entry."""
-    from mlbench.evaluation import evaluate_track
-    from mlbench.export import directory_size
-    from mlbench.thresholds import save_thresholds
+    from mlbench.evaluation.scoring import evaluate_track
+    from mlbench.sizes import directory_size
+    from mlbench.evaluation.thresholds import save_thresholds
 
     settings = TrainSettings(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, quick=cfg.quick,
@@ -126,7 +117,7 @@ def run_track(name: str, loss: str | None, cfg: RunConfig, corpus: Corpus, label
         entry["export_dir"] = exported.name
         entry["export_bytes"] = directory_size(exported)
     (run_dir / "history").mkdir(exist_ok=True)
-    (run_dir / "history" / f"{export_dir_name(variant)[:-11]}.json").write_text(
+    (run_dir / "history" / f"{history_name(variant)}.json").write_text(
         json.dumps(history, indent=1), encoding="utf-8")
     test = entry["rules"]["fixed"]["test"]
     say(f"[{variant}] test micro-F1 {test['f1_micro']:.4f}  macro-F1 {test['f1_macro']:.4f}  "
@@ -136,7 +127,7 @@ def run_track(name: str, loss: str | None, cfg: RunConfig, corpus: Corpus, label
 
 def run_experiment(cfg: RunConfig) -> Path:
     """Run every chosen track on one dataset; return the run folder."""
-    from mlbench.device import configure_device, gpu_available
+    from mlbench.keras.device import configure_device, gpu_visible
     from mlbench.tracks import default_tracks
     from mlbench.versions import versions
 
@@ -148,7 +139,7 @@ def run_experiment(cfg: RunConfig) -> Path:
     with phase("device"):
         device = configure_device(cfg.device)
         say(f"using {device}")
-    models = cfg.models or default_tracks(gpu_available())
+    models = cfg.models or default_tracks(gpu_visible())
     with phase("label space"):
         labels = LabelSpace.from_training_labels(corpus.train.labels)
         say(f"{len(labels)} labels")

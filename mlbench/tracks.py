@@ -28,7 +28,7 @@ class TrainSettings:
     batch_size: int | None = None
     seed: int = 42
     quick: bool = False  # small, fast configuration for smoke runs and CI
-    loss: str = "bce"  # Keras tracks: a name from mlbench.losses
+    loss: str = "bce"  # Keras tracks: a name from mlbench.keras.losses
     workdir: Path | None = None  # checkpoints and scratch files for this track
     verbose: int = 2  # Keras fit verbosity (2: one line per epoch)
     options: dict = field(default_factory=dict)  # track-specific extras (e.g. encoder preset)
@@ -47,7 +47,7 @@ class Track(abc.ABC):
     #: part of the default `--models` on a CPU-only machine (False for tracks too
     #: slow to train on CPU; they still join the default when a GPU is present)
     cpu_default: ClassVar[bool] = True
-    #: trains with a Keras loss from `mlbench.losses` (so `--loss a,b` makes variants)
+    #: trains with a Keras loss from `mlbench.keras.losses` (so `--loss a,b` makes variants)
     uses_loss: ClassVar[bool] = False
 
     def __init__(self, settings: TrainSettings | None = None):

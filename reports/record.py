@@ -9,9 +9,10 @@ letting the figure or template code raise.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from mlbench.naming import slug  # noqa: F401  (figures name files with it)
 
 RULE_ORDER = ("fixed", "global", "per_label", "balanced")
 GROUPS = ("head", "medium", "tail")
@@ -190,8 +191,3 @@ def best_config(record: dict) -> tuple[str, str] | None:
         if value is not None and value > best_value:
             best, best_value = (name, rule), value
     return best
-
-
-def slug(name: str) -> str:
-    """File-system-safe stem for a model name like ``mlp[focal]``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"

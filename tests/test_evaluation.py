@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlbench.evaluation import best_rule, cross_fitted_predictions, rule_results
+from mlbench.evaluation.scoring import best_rule, cross_fitted_predictions, rule_results
 from mlbench.labels import LabelSpace
-from mlbench.metrics import FrequencyGroups, evaluate
-from mlbench.thresholds import fit_decision_rules
+from mlbench.evaluation.metrics import FrequencyGroups, evaluate
+from mlbench.evaluation.thresholds import fit_decision_rules
 
 
 def noisy_scores(n: int, n_labels: int, seed: int):

@@ -1,4 +1,4 @@
-"""Keras training metrics agree with `mlbench.metrics.evaluate` / sklearn."""
+"""Keras training metrics agree with `mlbench.evaluation.metrics.evaluate` / sklearn."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import keras
 from sklearn.metrics import f1_score, hamming_loss
 
-from mlbench.keras_metrics import F1FromLogits, HammingLoss, training_metrics
-from mlbench.metrics import evaluate
+from mlbench.keras.metrics import F1FromLogits, HammingLoss, training_metrics
+from mlbench.evaluation.metrics import evaluate
 
 
 def _batches(seed: int = 0, n_batches: int = 3, B: int = 32, L: int = 10):
@@ -134,7 +134,7 @@ def test_macro_f1_matches_evaluate(threshold: float) -> None:
 
 
 def test_monitor_mode_and_loss_options() -> None:
-    from mlbench.keras_training import early_stopping, loss_overrides, monitor_mode
+    from mlbench.keras.training import early_stopping, loss_overrides, monitor_mode
     from mlbench.tracks import TrainSettings
 
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_hamming_loss") == "min"
@@ -155,7 +155,7 @@ def test_monitor_mode_and_loss_options() -> None:
 
 
 def test_fit_keras_model_knobs(tmp_path) -> None:
-    from mlbench.keras_training import fit_keras_model, prior_logits
+    from mlbench.keras.training import fit_keras_model, prior_logits
     from mlbench.labels import LabelSpace
     from mlbench.tracks import TrainSettings
 

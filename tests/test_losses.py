@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from mlbench.errors import InputError
-from mlbench.losses import (
+from mlbench.keras.losses import (
     LOSS_NAMES,
     BalancedFocalLoss,
     FocalLoss,

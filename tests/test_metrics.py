@@ -1,4 +1,4 @@
-"""`mlbench.metrics.evaluate` against scikit-learn on random multi-label arrays."""
+"""`mlbench.evaluation.metrics.evaluate` against scikit-learn on random multi-label arrays."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from mlbench.metrics import (
+from mlbench.evaluation.metrics import (
     FrequencyGroups,
     evaluate,
     label_groups,

@@ -200,7 +200,7 @@ def test_speed_options_train(tiny_corpus):
 
 def test_export_round_trip_in_a_fresh_process_matches_dense_path(tiny_corpus, tmp_path):
     from baselines.tfidf_mlp import build_classifier
-    from mlbench.keras_training import sigmoid
+    from mlbench.numeric import sigmoid
 
     track, labels, _ = _fit_track(tiny_corpus, epochs=1)
     export_dir = track.export(tmp_path / "mlp")
@@ -216,7 +216,7 @@ def test_export_round_trip_in_a_fresh_process_matches_dense_path(tiny_corpus, tm
         import json, sys
         import numpy as np
         sys.path.insert(0, {str(REPO)!r})
-        from mlbench.export import ExportedModel
+        from mlbench.serving.export import ExportedModel
         texts = json.load(open({str(tmp_path / 'texts.json')!r}, encoding="utf-8"))
         model = ExportedModel({str(export_dir)!r})
         np.save({str(tmp_path / 'scores.npy')!r}, model.predict(texts, batch_size=16))

@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import f1_score
 
 from mlbench.errors import InputError
-from mlbench.metrics import evaluate, per_label_f1
-from mlbench.thresholds import (
+from mlbench.evaluation.metrics import evaluate, per_label_f1
+from mlbench.evaluation.thresholds import (
     DecisionRule,
     fit_decision_rules,
     fit_global_threshold,

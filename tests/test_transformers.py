@@ -68,7 +68,7 @@ def reload_in_fresh_process(export_dir: Path, texts: list[str], tmp_path: Path) 
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
     code = textwrap.dedent(f"""
         import json, numpy as np
-        from mlbench.export import ExportedModel
+        from mlbench.serving.export import ExportedModel
         model = ExportedModel({str(export_dir)!r})
         texts = json.load(open({str(texts_file)!r}, encoding="utf-8"))
         np.save({str(out_file)!r}, model.predict(texts, batch_size=7))
@@ -323,7 +323,7 @@ def test_pretrained_fit_predict_export(minilm, keyword_data, tmp_path):
     assert scores.shape == (len(texts), len(labels)) and ((scores > 0) & (scores < 1)).all()
     exported = track.export(tmp_path / "model")
     assert json.loads((exported / "mlbench.json").read_text())["requires"] == ["tensorflow_text"]
-    from mlbench.export import directory_size
+    from mlbench.sizes import directory_size
 
     assert directory_size(exported) < 1.2 * track.size_bytes()  # weights only, no AdamW moments
     np.testing.assert_allclose(reload_in_fresh_process(exported, texts, tmp_path), scores, atol=1e-4)

@@ -11,7 +11,7 @@ same and lives here:
 * fit: seed, dtype policy, each split tokenized once, length-bucketed cached
   batches, AdamW under a warm-up + linear-decay schedule sized from the real batch
   count, an optional wall-clock budget (``max_train_seconds``), and
-  `mlbench.keras_training.fit_keras_model` (loss, early stopping, resume);
+  `mlbench.keras.training.fit_keras_model` (loss, early stopping, resume);
 * prediction in length order, a raw-string SavedModel export, size and the shared
   part of `describe()`.
 
@@ -76,7 +76,7 @@ class TokenizedTrack(Track):
         self.stopped_by_time = False
 
     def _default_preset(self) -> str:
-        from transformers_track.training import gpu_visible
+        from mlbench.keras.device import gpu_visible
 
         if self.settings.quick:
             return "quick"
@@ -118,15 +118,16 @@ class TokenizedTrack(Track):
 
     # -- Track API ------------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
-        from mlbench.keras_training import fit_keras_model, prior_logits, seed_everything
+        from mlbench.keras.device import resolve_precision
+        from mlbench.keras.training import fit_keras_model, prior_logits, seed_everything
         from transformers_track.training import (
-            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches, resolve_dtype,
+            TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches,
             training_dataset)
 
         c = self.config
         seed_everything(self.settings.seed)
         self.labels = labels
-        self.dtype = resolve_dtype(c["mixed_precision"])
+        self.dtype = resolve_precision(c["mixed_precision"])
         self._fit_preprocessor(train.texts)
         x_train, len_train = self._tokenize(train.texts)
         x_val, len_val = self._tokenize(val.texts)
@@ -166,13 +167,13 @@ class TokenizedTrack(Track):
                                        batch_size=max(64, int(self.config["batch_size"])))
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        from mlbench.keras_training import sigmoid
+        from mlbench.numeric import sigmoid
 
         return sigmoid(self.predict_logits(texts))
 
     def export(self, directory: Path) -> Path:
         """SavedModel: tf.string [None] → preprocessor → classifier → sigmoid."""
-        from mlbench.export import export_raw_string_model
+        from mlbench.serving.export import export_raw_string_model
 
         if self.model is None:
             raise RuntimeError(f"fit the {self.name} track before exporting")
@@ -181,13 +182,13 @@ class TokenizedTrack(Track):
             track=self.name, metadata=self._export_metadata(), requires=list(self.export_requires))
 
     def size_bytes(self) -> int | None:
-        from transformers_track.training import parameter_bytes
+        from mlbench.sizes import weights_size
 
-        return None if self.model is None else parameter_bytes(self.model.weights)
+        return None if self.model is None else weights_size(self.model.weights)
 
     def _describe_training(self, optimizer: str) -> dict:
         """The `describe()` entries every tokenized track ends with; `optimizer` in words."""
-        from mlbench.keras_training import count_parameters
+        from mlbench.keras.training import count_parameters
 
         c = self.config
         return {

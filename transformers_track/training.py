@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -153,30 +153,6 @@ def merge_options(presets: dict[str, dict], extras: dict, preset: str, given: di
 
 
 # --------------------------------------------------------------------------- devices
-def gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def resolve_dtype(mixed_precision: Any) -> str:
-    """The dtype policy for a model: "auto" → mixed_bfloat16 on GPU, float32 on CPU."""
-    if isinstance(mixed_precision, str):
-        mixed_precision = mixed_precision.strip().lower()
-    if mixed_precision in (None, False, "float32", "off", "none", "false", "0"):
-        return "float32"
-    if mixed_precision == "auto":
-        return "mixed_bfloat16" if gpu_visible() else "float32"
-    if mixed_precision in (True, "bf16", "true", "1", "on"):
-        return "mixed_bfloat16"
-    if mixed_precision == "fp16":
-        return "mixed_float16"
-    if mixed_precision in ("mixed_bfloat16", "mixed_float16"):
-        return str(mixed_precision)
-    raise ValueError(f"mixed_precision must be auto, true/false, bf16, fp16, mixed_bfloat16 "
-                     f"or mixed_float16; got {mixed_precision!r}")
-
-
 # --------------------------------------------------------------------------- data
 def bucket_boundaries(lengths: np.ndarray, max_length: int, n_buckets: int = 6,
                       multiple: int = 8) -> list[int]:
@@ -279,8 +255,3 @@ def tokenize_in_batches(fn, texts: Sequence[str], batch_size: int = 1024) -> Any
     if isinstance(chunks[0], dict):
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     return np.concatenate(chunks)
-
-
-def parameter_bytes(weights: Iterable) -> int:
-    """Bytes of the weights as stored (float32 variables even under mixed precision)."""
-    return int(sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights))

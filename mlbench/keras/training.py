@@ -1,7 +1,7 @@
 """The training loop every Keras track shares: loss, metrics, early stopping, resume.
 
-Models output logits; the loss comes from `mlbench.losses` by name (BCE by default)
-and the logged metrics from `mlbench.keras_metrics`.  Early stopping watches the
+Models output logits; the loss comes from `mlbench.keras.losses` by name (BCE by default)
+and the logged metrics from `mlbench.keras.metrics`.  Early stopping watches the
 validation loss and restores the best weights (the keras-io MLP overfits after an
 epoch or two); `BackupAndRestore` checkpoints every epoch so an interrupted run
 resumes where it stopped.
@@ -14,7 +14,7 @@ options, like the encoder, simply never pass them):
   follows rare labels that the loss hardly sees.  ``monitor_mode`` ("auto", "min",
   "max") defaults to "min" for losses / Hamming loss and "max" for everything else.
 * ``patience`` (overrides the track's own), ``min_delta``, ``start_from_epoch``.
-* ``loss_options``: hyperparameters for `mlbench.losses.make_loss`, either keyed by
+* ``loss_options``: hyperparameters for `mlbench.keras.losses.make_loss`, either keyed by
   loss name (``{"db": {"kappa": 0.05}, "wbce": {"max_weight": 30}}``, so one
   ``--loss a,b`` run can tune each) or flat for the current loss.
 * ``prior_bias``: start the output-layer bias at the label prior's log-odds
@@ -52,7 +52,7 @@ def loss_overrides(settings: TrainSettings) -> dict:
     Keyed by loss name (only the current loss's entry applies) or, when no key is a
     loss name, one flat dict for whatever loss runs.
     """
-    from mlbench.losses import LOSS_NAMES
+    from mlbench.keras.losses import LOSS_NAMES
 
     opts = dict(settings.options.get("loss_options") or {})
     if not opts:
@@ -64,7 +64,7 @@ def loss_overrides(settings: TrainSettings) -> dict:
 
 
 def build_loss(settings: TrainSettings, labels: LabelSpace, n_train_docs: int):
-    from mlbench.losses import make_loss
+    from mlbench.keras.losses import make_loss
 
     return make_loss(settings.loss, labels.train_counts, n_train_docs, **loss_overrides(settings))
 
@@ -123,7 +123,7 @@ def fit_keras_model(
     """Compile and fit `model` (logits out); return the history as plain lists."""
     import keras
 
-    from mlbench.keras_metrics import training_metrics
+    from mlbench.keras.metrics import training_metrics
 
     if settings.options.get("prior_bias"):
         set_prior_bias(model, labels.train_counts, n_train_docs)
@@ -147,10 +147,6 @@ def fit_keras_model(
 def predict_logits(model: Any, ds: Any) -> np.ndarray:
     """Logits for a dataset of inputs, concatenated into one array."""
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))).astype(np.float32)
 
 
 def count_parameters(model: Any) -> int:

@@ -1,6 +1,6 @@
 """Metrics logged during Keras training, where models output LOGITS.
 
-They mirror `mlbench.metrics.evaluate` (prediction = ``probability >= threshold``,
+They mirror `mlbench.evaluation.metrics.evaluate` (prediction = ``probability >= threshold``,
 i.e. ``logit >= log(t / (1 - t))``) so the numbers in training logs match the final
 report. Comparing logits with the logit of the threshold, instead of sigmoid-ing
 first, keeps the decision exact where float32 sigmoid would round to 0.5.
@@ -121,7 +121,7 @@ def training_metrics(from_logits: bool = True, threshold: float = 0.5, *,
 
     Macro-F1 is what to early-stop on when rare labels matter: the validation loss is
     dominated by frequent labels and bottoms out before the tail is learned.  It is
-    `mlbench.metrics.evaluate`'s ``f1_macro`` at `threshold`: an average over ALL
+    `mlbench.evaluation.metrics.evaluate`'s ``f1_macro`` at `threshold`: an average over ALL
     labels, a label with no positives and no predictions counting as F1 0.
     """
     acc_threshold = _logit(threshold) if from_logits else threshold

@@ -120,7 +120,7 @@ class ExportedModel:
         path = self.directory / THRESHOLDS_FILE
         if not path.exists():
             return {}
-        from mlbench.thresholds import load_thresholds
+        from mlbench.evaluation.thresholds import load_thresholds
 
         return load_thresholds(path)
 
@@ -145,8 +145,3 @@ class ExportedModel:
         if not out:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(out, axis=0)
-
-
-def directory_size(path: str | Path) -> int:
-    """Total bytes of the files under `path`."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

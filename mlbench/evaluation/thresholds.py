@@ -8,7 +8,7 @@ score comes from calibration rather than ranking:
 * ``per_label``: each label's own F1-optimal threshold, falling back to the global
   one for labels with too few validation positives to tune on.
 
-A label is predicted when ``score >= threshold`` (as in `mlbench.metrics`).
+A label is predicted when ``score >= threshold`` (as in `mlbench.evaluation.metrics`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score a fitted track on validation and test under every decision rule.
 
-Decision rules are fitted on validation only (`mlbench.thresholds`) and then
+Decision rules are fitted on validation only (`mlbench.evaluation.thresholds`) and then
 applied unchanged to test, so test numbers stay honest.  A rule's validation
 metrics are in-sample (its thresholds were fitted on those very documents), which
 flatters per-label thresholds most; so each rule also gets ``val_cv``: the
@@ -17,8 +17,8 @@ import numpy as np
 
 from mlbench.data.corpus import Corpus
 from mlbench.labels import LabelSpace
-from mlbench.metrics import FrequencyGroups, evaluate, per_label_f1, predict_labels
-from mlbench.thresholds import DecisionRule, fit_decision_rules
+from mlbench.evaluation.metrics import FrequencyGroups, evaluate, per_label_f1, predict_labels
+from mlbench.evaluation.thresholds import DecisionRule, fit_decision_rules
 from mlbench.tracks import Track
 
 

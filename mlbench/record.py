@@ -1,0 +1,242 @@
+"""RunRecord: the one thing an experiment produces and every consumer reads.
+
+The report, `predict`/serving metadata and the benchmark scripts read a run only
+through this module: `RunRecord.load(run_dir)` gives typed fields, and the names
+every consumer needs (metric keys, rule names, label groups, selection objectives)
+are defined here once.  results.json is `RunRecord.to_json()`; a file written by an
+older schema is refused with a message naming its version.
+
+Shapes: per-label lists (``train_counts``, ``label_groups``, ``per_label_f1_test``)
+have one entry per label in ``dataset.labels`` order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mlbench.errors import InputError
+
+SCHEMA_VERSION = 2
+RESULTS_FILE = "results.json"
+
+#: decision rules, in reading order (fitted on validation by `mlbench.evaluation.thresholds`)
+RULES: tuple[str, ...] = ("fixed", "global", "per_label", "scutfbr")
+
+#: selection objectives: `--select micro|macro` → the metric compared on cross-fitted validation
+OBJECTIVES: dict[str, str] = {"micro": "f1_micro", "macro": "f1_macro"}
+DEFAULT_OBJECTIVE = "micro"
+
+#: label-frequency groups by number of training documents (bounds in `DatasetInfo.groups`)
+LABEL_GROUPS: tuple[str, ...] = ("head", "medium", "tail")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One table column: the metric's key in `evaluate()` output, its label, which way is better."""
+
+    key: str
+    label: str
+    higher_is_better: bool = True
+    digits: int = 3
+
+
+#: test metrics shown in the comparison table, in column order
+TEST_METRICS: tuple[Metric, ...] = (
+    Metric("f1_micro", "Micro F1"),
+    Metric("f1_macro", "Macro F1"),
+    Metric("f1_samples", "Samples F1"),
+    Metric("precision_micro", "Micro P"),
+    Metric("precision_macro", "Macro P"),
+    Metric("recall_micro", "Micro R"),
+    Metric("recall_macro", "Macro R"),
+    Metric("binary_accuracy", "Binary acc.", digits=4),
+    Metric("hamming_loss", "Hamming loss", higher_is_better=False, digits=4),
+    Metric("subset_accuracy", "Subset acc."),
+    Metric("p_at_1", "P@1"),
+    Metric("p_at_3", "P@3"),
+    Metric("p_at_5", "P@5"),
+    Metric("roc_auc_micro", "ROC-AUC"),
+)
+
+#: F1 by label-frequency group
+GROUP_METRICS: tuple[Metric, ...] = (
+    Metric("f1_micro", "Total micro"),
+    Metric("f1_macro", "Total macro"),
+    *(Metric(f"{g}_f1_{a}", f"{g.capitalize()} {a}") for g in LABEL_GROUPS for a in ("micro", "macro")),
+)
+
+#: metrics that do not depend on the threshold (left out of cross-fitted validation)
+RANKING_KEYS: tuple[str, ...] = ("p_at_1", "p_at_3", "p_at_5", "roc_auc_micro")
+
+
+def objective_key(objective: str) -> str:
+    """``"micro"`` → ``"f1_micro"``; InputError for an unknown objective."""
+    if objective not in OBJECTIVES:
+        raise InputError(f"--select must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return OBJECTIVES[objective]
+
+
+def group_of(count: int, head_min: int, tail_max: int) -> str:
+    """The label group of a label with `count` training documents."""
+    return "head" if count >= head_min else "tail" if count <= tail_max else "medium"
+
+
+@dataclass
+class RuleResult:
+    """One decision rule of one model: its thresholds and its metrics.
+
+    ``val`` is in-sample (thresholds fitted on those documents); ``val_cv`` comes from
+    k-fold cross-fitted thresholds and is what rules are chosen on; ``test_ci`` holds
+    95% paired-bootstrap intervals ``[lo, hi]`` per test metric.
+    """
+
+    threshold: float | list[float]
+    fallback_labels: list[int] = field(default_factory=list)
+    val: dict[str, Any] = field(default_factory=dict)
+    val_cv: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
+    test_ci: dict[str, list[float]] = field(default_factory=dict)
+    per_label_f1_test: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ModelResult:
+    """One trained variant (a track, possibly with a loss): everything the report shows of it."""
+
+    track: str
+    family: str
+    loss: str | None = None
+    describe: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float | None = None
+    size_bytes: int | None = None
+    parameters: int | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    rules: dict[str, RuleResult] = field(default_factory=dict)
+    #: the rule chosen on cross-fitted validation for each objective, e.g. {"micro": "global"}
+    chosen_rule: dict[str, str] = field(default_factory=dict)
+    inference_docs_per_s: float | None = None
+    examples: list[dict] = field(default_factory=list)
+    export_dir: str | None = None
+    export_bytes: int | None = None
+    #: the hyper-parameter search (`mlbench.tuning.SearchResult.to_json()`), None when not tuned
+    search: dict[str, Any] | None = None
+    #: per-seed test metrics under the micro-chosen rule when `--seeds N` > 1
+    seeds: list[dict[str, Any]] = field(default_factory=list)
+    #: facts about the fit a reader should see (e.g. a solver that did not converge)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def best_rule(self) -> str:
+        """The rule chosen for the default objective."""
+        return self.chosen_rule.get(DEFAULT_OBJECTIVE) or next(iter(self.rules), "fixed")
+
+    def test_metrics(self, objective: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
+        """Test metrics under the rule chosen for `objective`."""
+        rule = self.chosen_rule.get(objective, self.best_rule)
+        return self.rules[rule].test if rule in self.rules else {}
+
+
+@dataclass
+class DatasetInfo:
+    """The data a run used: split sizes and provenance, label names, counts and groups."""
+
+    name: str
+    labels: list[str]
+    train_counts: list[int]
+    groups: dict[str, int]  # {"head_min": .., "tail_max": ..}
+    label_groups: list[str]  # head / medium / tail per label
+    stats: dict[str, Any] = field(default_factory=dict)  # Corpus.stats(): sizes, source, split origin
+    health: dict[str, Any] | None = None  # the data health check (`mlbench.data.health`)
+
+
+@dataclass
+class RunRecord:
+    """A whole run: configuration, versions, data, one ModelResult per variant, and the verdict."""
+
+    run_id: str
+    created: str
+    command: str
+    config: dict[str, Any]
+    versions: dict[str, str]
+    dataset: DatasetInfo
+    models: dict[str, ModelResult] = field(default_factory=dict)
+    #: the best (variant, rule) per objective on cross-fitted validation: {"micro": {"model":.., "rule":..}}
+    best: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: per objective, per variant: not significantly worse than the best on test (paired bootstrap)
+    not_worse: dict[str, dict[str, bool]] = field(default_factory=dict)
+    significance_method: str = ""
+    total_seconds: float | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # interruptions, resumptions
+    schema_version: int = SCHEMA_VERSION
+
+    # -- JSON -------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, source: str = RESULTS_FILE) -> "RunRecord":
+        version = data.get("schema_version", 1) if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"{source}: results schema version {version} (this mlbench reads version "
+                f"{SCHEMA_VERSION}); re-run the experiment to get a record this report can read")
+        try:
+            d = dict(data)
+            d["dataset"] = DatasetInfo(**_known(DatasetInfo, d["dataset"]))
+            models = {}
+            for name, m in d.get("models", {}).items():
+                m = _known(ModelResult, m)
+                m["rules"] = {r: RuleResult(**_known(RuleResult, v)) for r, v in m.get("rules", {}).items()}
+                models[name] = ModelResult(**m)
+            d["models"] = models
+            return cls(**_known(cls, d))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise InputError(f"{source}: not a RunRecord of schema {SCHEMA_VERSION} ({err})") from None
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write results.json atomically (a crash mid-write never leaves half a file)."""
+        path = Path(run_dir) / RESULTS_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunRecord":
+        """Read a run folder's results.json (or the file itself)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no results.json here (is this a run folder?)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: cannot read results ({err})") from None
+        return cls.from_json(data, source=str(path))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that are fields of dataclass `cls` (newer optional keys are ignored)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in dict(data).items() if k in names}
+
+
+def _plain(obj: Any) -> Any:
+    """NumPy scalars/arrays and Paths → JSON types (recursively)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

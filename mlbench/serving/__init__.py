@@ -1,0 +1,1 @@
+"""Exported artifacts: raw-string SavedModels, their loader, and what serves them."""
