@@ -46,17 +46,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.cli_options import parse_option  # noqa: E402
-
-RULES = ("fixed", "global", "per_label")
-GROUPS = ("head", "medium", "tail")
+from mlbench.record import LABEL_GROUPS as GROUPS, RULES, ModelResult, RunRecord  # noqa: E402
 
 #: target thresholds (absolute F1 units)
 MACRO_TARGET = 0.60
 TAIL_GAIN_TARGET = 0.15
 MICRO_DROP_LIMIT = 0.005
-#: validation metric that picks the best configuration / the best BCE rule
-SELECT_KEY = "f1_macro"
-BCE_SELECT_KEY = "f1_micro"
 #: MLP training options this benchmark uses unless overridden with --option: early
 #: stopping on validation macro-F1 (at 0.5) with patience 3 instead of the track's
 #: val_loss / 2, which stops before rare labels are learned.  The same for every loss,
@@ -64,90 +59,46 @@ BCE_SELECT_KEY = "f1_micro"
 DEFAULT_MLP_OPTIONS = {"monitor": "val_f1_macro", "patience": 3}
 
 
-# --------------------------------------------------------------------------- record -> rows
-def configurations(record: dict) -> list[dict]:
-    """One row per (variant, decision rule) in results.json order."""
-    rows = []
-    for variant, entry in record.get("models", {}).items():
-        rules = entry.get("rules") or {}
-        for rule in RULES:
-            if rule not in rules:
-                continue
-            rows.append({
-                "variant": variant,
-                "track": entry.get("track", variant),
-                "loss": entry.get("loss"),
-                "keras": entry.get("loss") is not None,
-                "rule": rule,
-                "served_rule": entry.get("best_rule"),
-                "epochs": len((entry.get("history") or {}).get("loss") or []),
-                # cross-fitted validation metrics (thresholds fitted on other folds);
-                # older runs only have the in-sample ones
-                "val": rules[rule].get("val_cv") or rules[rule].get("val") or {},
-                "test": rules[rule].get("test") or {},
-            })
-    return rows
+def _is_keras(model: ModelResult) -> bool:
+    return model.loss is not None
 
 
-def _val(row: dict, key: str) -> float:
-    v = row["val"].get(key)
-    return float(v) if v is not None else float("-inf")
+def _bce(track: str) -> "callable":
+    return lambda m: _is_keras(m) and m.loss == "bce" and m.track == track
 
 
-def pick_best(rows: list[dict], key: str = SELECT_KEY) -> dict | None:
-    """The Keras configuration with the highest validation `key` (ties: the earliest)."""
-    best = None
-    for row in rows:
-        if row["keras"] and (best is None or _val(row, key) > _val(best, key)):
-            best = row
-    return best
-
-
-def bce_rows(rows: list[dict], track: str) -> list[dict]:
-    return [r for r in rows if r["keras"] and r["loss"] == "bce" and r["track"] == track]
-
-
-def pick_bce_fixed(rows: list[dict], track: str) -> dict | None:
-    return next((r for r in bce_rows(rows, track) if r["rule"] == "fixed"), None)
-
-
-def pick_bce_best(rows: list[dict], track: str, key: str = BCE_SELECT_KEY) -> dict | None:
-    """BCE under the rule with the best validation `key` (ties: the simpler rule)."""
-    best = None
-    for row in bce_rows(rows, track):
-        if best is None or _val(row, key) > _val(best, key):
-            best = row
-    return best
-
-
-def _test(row: dict | None, key: str) -> float | None:
-    if row is None:
+def _test(record: RunRecord, config: tuple[str, str] | None, key: str) -> float | None:
+    if config is None:
         return None
-    v = row["test"].get(key)
+    v = record.models[config[0]].rules[config[1]].test.get(key)
     return None if v is None else float(v)
 
 
-def check_targets(record: dict, *, macro_target: float = MACRO_TARGET,
+def check_targets(record: RunRecord, *, macro_target: float = MACRO_TARGET,
                   tail_gain: float = TAIL_GAIN_TARGET, micro_drop: float = MICRO_DROP_LIMIT) -> dict:
-    """The three targets with their numbers; status "PASS", "MISS" or "N/A"."""
-    rows = configurations(record)
-    best = pick_best(rows)
+    """The three targets with their numbers; status "PASS", "MISS" or "N/A".
+
+    Every configuration is picked by `RunRecord.best_for` (cross-fitted validation), the
+    one selection function the report and the driver use; only then is test read.
+    """
+    best = record.best_for("macro", where=_is_keras)
     out: dict = {"best": _label(best), "bce_fixed": None, "bce_best": None, "targets": []}
     if best is None:
         out["targets"] = [{"name": n, "status": "N/A", "detail": "no Keras model in the run"}
                           for n in ("macro_f1", "tail_gain", "micro_drop")]
         return out
-    bce_fixed = pick_bce_fixed(rows, best["track"])
-    bce_best = pick_bce_best(rows, best["track"])
+    track = record.models[best[0]].track
+    bce_best = record.best_for("micro", where=_bce(track))
+    bce_fixed = (bce_best[0], "fixed") if bce_best else None
     out["bce_fixed"], out["bce_best"] = _label(bce_fixed), _label(bce_best)
 
-    macro = _test(best, "f1_macro")
+    macro = _test(record, best, "f1_macro")
     out["targets"].append(_target(
         "macro_f1", macro is not None and macro >= macro_target - 1e-12,
         value=macro, goal=macro_target,
         detail=f"best test macro-F1 {_f(macro)} >= {macro_target:.2f}"))
 
-    tail, tail_ref = _test(best, "tail_f1_macro"), _test(bce_fixed, "tail_f1_macro")
+    tail, tail_ref = _test(record, best, "tail_f1_macro"), _test(record, bce_fixed, "tail_f1_macro")
     if tail is None or tail_ref is None:
         out["targets"].append({"name": "tail_gain", "status": "N/A",
                                "detail": "needs a bce run and a non-empty tail group"})
@@ -157,7 +108,7 @@ def check_targets(record: dict, *, macro_target: float = MACRO_TARGET,
             "tail_gain", gain >= tail_gain - 1e-12, value=gain, goal=tail_gain,
             detail=f"tail macro-F1 {_f(tail)} - bce@fixed {_f(tail_ref)} = {gain:+.4f} >= +{tail_gain:.2f}"))
 
-    micro, micro_ref = _test(best, "f1_micro"), _test(bce_best, "f1_micro")
+    micro, micro_ref = _test(record, best, "f1_micro"), _test(record, bce_best, "f1_micro")
     if micro is None or micro_ref is None:
         out["targets"].append({"name": "micro_drop", "status": "N/A", "detail": "needs a bce run"})
     else:
@@ -174,8 +125,8 @@ def _target(name: str, ok: bool, *, value: float | None, goal: float, detail: st
             "detail": detail}
 
 
-def _label(row: dict | None) -> str | None:
-    return None if row is None else f"{row['variant']} @ {row['rule']}"
+def _label(config: tuple[str, str] | None) -> str | None:
+    return None if config is None else f"{config[0]} @ {config[1]}"
 
 
 def _f(v: float | None, width: int = 0) -> str:
@@ -184,38 +135,33 @@ def _f(v: float | None, width: int = 0) -> str:
 
 
 # --------------------------------------------------------------------------- printing
-def format_table(record: dict) -> str:
-    """Loss x decision-rule table on TEST; `*` best Keras config on validation,
-    `b` BCE's own best rule on validation, `>` the rule each model serves."""
-    rows = configurations(record)
-    best = pick_best(rows)
-    bce_best = pick_bce_best(rows, best["track"]) if best else None
-    name_w = max([len("model")] + [len(r["variant"]) for r in rows])
+def format_table(record: RunRecord) -> str:
+    """Loss x decision-rule table on TEST; `*` best Keras config on validation macro-F1,
+    `b` BCE's own best rule on validation micro-F1, `>` the rule thresholds.json serves."""
+    best = record.best_for("macro", where=_is_keras)
+    bce_best = record.best_for("micro", where=_bce(record.models[best[0]].track)) if best else None
+    name_w = max([len("model")] + [len(v) for v in record.models])
     cols = ["val_ma", "micro", "macro"] + [f"{g[:3]}_{k}" for g in GROUPS for k in ("mi", "ma")]
     header = f"   {'model':<{name_w}} {'ep':>2}  {'rule':<9} " + " ".join(c.rjust(7) for c in cols)
     lines = [header, "-" * len(header)]
-    prev = None
-    for r in rows:
-        if prev is not None and r["variant"] != prev:
+    for i, (variant, model) in enumerate(record.models.items()):
+        if i:
             lines.append("")
-        prev = r["variant"]
-        mark = ("*" if r is best else " ") + ("b" if r is bce_best else " ")
-        served = ">" if r["rule"] == r["served_rule"] else " "
-        vals = [r["val"].get("f1_macro"), r["test"].get("f1_micro"), r["test"].get("f1_macro")]
-        vals += [r["test"].get(f"{g}_f1_{k}") for g in GROUPS for k in ("micro", "macro")]
-        ep = str(r["epochs"]) if r["epochs"] else "-"
-        lines.append(f"{mark} {r['variant']:<{name_w}} {ep:>2} {served}{r['rule']:<9} "
-                     + " ".join(_f(v, 7) for v in vals))
-    ds = record.get("dataset", {})
-    counts = ds.get("train_counts") or []
-    g = ds.get("groups") or {}
-    if counts and g:
-        head = sum(c >= g["head_min"] for c in counts)
-        tail = sum(c <= g["tail_max"] for c in counts)
-        lines.append("")
-        lines.append(f"labels: {len(counts)} = head {head} (>= {g['head_min']} train docs) + "
-                     f"medium {len(counts) - head - tail} + tail {tail} (<= {g['tail_max']})")
-    lines.append("columns: ep = epochs trained; val_ma = VALIDATION macro-F1 (selection); "
+        epochs = len(model.history.get("loss") or [])
+        for rule in [r for r in RULES if r in model.rules]:
+            res = model.rules[rule]
+            mark = ("*" if (variant, rule) == best else " ") + ("b" if (variant, rule) == bce_best else " ")
+            served = ">" if rule == model.best_rule else " "
+            vals = [res.val_cv.get("f1_macro"), res.test.get("f1_micro"), res.test.get("f1_macro")]
+            vals += [res.test.get(f"{g}_f1_{k}") for g in GROUPS for k in ("micro", "macro")]
+            lines.append(f"{mark} {variant:<{name_w}} {str(epochs or '-'):>2} {served}{rule:<9} "
+                         + " ".join(_f(v, 7) for v in vals))
+    groups = record.dataset.label_groups
+    lines.append("")
+    lines.append(f"labels: {len(groups)} = head {groups.count('head')} (>= {record.dataset.groups['head_min']} "
+                 f"train docs) + medium {groups.count('medium')} + tail {groups.count('tail')} "
+                 f"(<= {record.dataset.groups['tail_max']})")
+    lines.append("columns: ep = epochs trained; val_ma = cross-fitted VALIDATION macro-F1 (selection); "
                  "all others TEST F1 (mi = micro, ma = macro)")
     lines.append("marks: * best Keras configuration on validation macro-F1; b best BCE rule on "
                  "validation micro-F1; > the rule thresholds.json serves")
@@ -234,11 +180,11 @@ def format_targets(checks: dict) -> str:
     return "\n".join(lines)
 
 
-def report(record: dict, run_dir: Path | None = None) -> str:
+def report(record: RunRecord, run_dir: Path | None = None) -> str:
     head = []
     if run_dir is not None:
         head.append(f"run: {run_dir}")
-    cfg = record.get("config") or {}
+    cfg = record.config
     if cfg:
         head.append(f"dataset {cfg.get('dataset')}, seed {cfg.get('seed')}, losses "
                     f"{','.join(cfg.get('losses') or [])}, track options "
@@ -269,16 +215,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_record(path: str | Path) -> tuple[dict, Path]:
-    path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
-    return json.loads(file.read_text(encoding="utf-8")), file.parent
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_run:
-        record, run_dir = load_record(args.from_run)
+        record, run_dir = RunRecord.load(args.from_run), Path(args.from_run)
     else:
         from mlbench.experiment import RunConfig, run_experiment
         from mlbench.keras.losses import LOSS_NAMES
@@ -291,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, seed=args.seed, quick=args.quick, out=Path(args.out),
             data_dir=args.data_dir, max_docs=args.max_docs,
             track_options={"mlp": {**DEFAULT_MLP_OPTIONS, **dict(args.option)}},
-            report=not args.no_report,
             command="python benchmarks/longtail_targets.py " + " ".join(shlex.quote(a) for a in argv_used),
         )
-        run_dir = run_experiment(cfg)
-        record, run_dir = load_record(run_dir)
+        run_dir, record = run_experiment(cfg)
+        if not args.no_report:
+            from reports import write_report
+
+            write_report(record, run_dir)
     print()
     print(report(record, run_dir), flush=True)
     if args.json:

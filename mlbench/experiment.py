@@ -1,55 +1,35 @@
-"""One benchmark run: corpus → label space → tracks → evaluation → RunRecord → report.
+"""One benchmark run: corpus → label space → tracks → evaluation → RunRecord.
 
-`run_all.py` only parses arguments into a `RunConfig` and calls `run_experiment`;
-tests call the same function.  A run folder is never reused: a new
-``runs/<dataset>-<timestamp>`` (with a numeric suffix if needed) is created.
+The steps are small functions a test can call one by one:
+``fit_variant`` (search + fit) → ``score_variant`` (val/test scores) →
+``evaluate_variant`` (decision rules on validation, metrics and CIs on test) →
+``export_variant`` (raw-string artifact + thresholds) → a `ModelResult` in the
+`RunRecord`.  `run_experiment` strings them together and returns the record; it
+imports no report: the command line renders the report from the record afterwards.
+A run folder is never reused: a new ``runs/<dataset>-<timestamp>`` is created.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from mlbench.config import RunConfig
 from mlbench.data.corpus import Corpus
+from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.labels import LabelSpace
 from mlbench.naming import dataset_stem, export_dir_name, history_name, variant_name
-from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.progress import phase, say
+from mlbench.record import (DEFAULT_OBJECTIVE, OBJECTIVES, DatasetInfo, ModelResult, RuleResult,
+                            RunRecord, group_of)
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
-
-@dataclass
-class RunConfig:
-    """Everything that decides a run's results (recorded in results.json)."""
-
-    dataset: str
-    models: list[str] | None = None  # None: the default tracks for this machine
-    losses: list[str] = field(default_factory=lambda: ["bce"])
-    epochs: int | None = None
-    batch_size: int | None = None
-    seed: int = 42
-    quick: bool = False
-    device: str = "auto"
-    out: Path = Path("runs")
-    data_dir: str | None = None
-    split_method: str = "stratified"
-    text_col: str | None = None
-    labels_col: str | None = None
-    label_sep: str | None = None
-    head_min: int = 35
-    tail_max: int = 8
-    max_docs: int | None = None
-    track_options: dict = field(default_factory=dict)
-    report: bool = True
-    command: str = ""
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        return d
+__all__ = ["RunConfig", "run_experiment", "fit_variant", "score_variant", "evaluate_variant",
+           "export_variant", "new_run_dir", "load_data"]
 
 
 def new_run_dir(out: Path, dataset: str) -> Path:
@@ -76,63 +56,208 @@ def load_data(cfg: RunConfig) -> Corpus:
     )
 
 
-def dataset_record(corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups) -> dict:
-    return {
-        **corpus.stats(),
-        "labels": labels.names,
-        "train_counts": labels.train_counts.tolist(),
-        "groups": {"head_min": groups.head_min, "tail_max": groups.tail_max},
-    }
+def dataset_info(corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups) -> DatasetInfo:
+    counts = [int(c) for c in labels.train_counts]
+    return DatasetInfo(
+        name=corpus.name, labels=list(labels.names), train_counts=counts,
+        groups={"head_min": groups.head_min, "tail_max": groups.tail_max},
+        label_groups=[group_of(c, groups.head_min, groups.tail_max) for c in counts],
+        stats=corpus.stats(),
+    )
 
 
-def run_track(name: str, loss: str | None, cfg: RunConfig, corpus: Corpus, labels: LabelSpace,
-              run_dir: Path, variant: str, groups: FrequencyGroups) -> dict:
-    """Fit, evaluate and export one track variant; return its results.json entry."""
-    from mlbench.evaluation.scoring import evaluate_track
-    from mlbench.sizes import directory_size
-    from mlbench.evaluation.thresholds import save_thresholds
+# --------------------------------------------------------------------------- steps
+@dataclass
+class Fitted:
+    """A fitted track with what its fit cost and, when searched, the search record."""
 
-    settings = TrainSettings(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, quick=cfg.quick,
-        loss=loss or "bce", workdir=run_dir / "checkpoints" / export_dir_name(variant),
+    track: Track
+    history: dict[str, list[float]]
+    seconds: float
+    search: dict | None = None
+
+
+def track_settings(cfg: RunConfig, name: str, *, loss: str | None, workdir: Path | None,
+                   seed: int | None = None) -> TrainSettings:
+    return TrainSettings(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed if seed is None else seed,
+        quick=cfg.quick, loss=loss or "bce", workdir=workdir,
         options=dict(cfg.track_options.get(name, {})),
     )
-    track: Track = get_track_class(name)(settings)
-    with phase(f"{variant}: train") as timing:
-        history = track.fit(corpus.train, corpus.val, labels)
-    with phase(f"{variant}: evaluate"):
-        result = evaluate_track(track, corpus, labels, groups)
-    rules = result.pop("decision_rules")
-    describe = track.describe()
-    entry = {
-        "track": name, "family": track.family, "loss": loss, "describe": describe,
-        "train_seconds": timing["seconds"], "size_bytes": track.size_bytes(),
-        "parameters": describe.get("parameters"), "history": history, **result,
-        "export_dir": None,
-    }
-    with phase(f"{variant}: export"):
-        exported = track.export(run_dir / export_dir_name(variant))
-    if exported is not None:
-        save_thresholds(exported / "thresholds.json", rules, labels.names, best_rule=entry["best_rule"])
-        entry["export_dir"] = exported.name
-        entry["export_bytes"] = directory_size(exported)
-    (run_dir / "history").mkdir(exist_ok=True)
-    (run_dir / "history" / f"{history_name(variant)}.json").write_text(
-        json.dumps(history, indent=1), encoding="utf-8")
-    test = entry["rules"]["fixed"]["test"]
-    say(f"[{variant}] test micro-F1 {test['f1_micro']:.4f}  macro-F1 {test['f1_macro']:.4f}  "
-        f"(best rule on val: {entry['best_rule']})")
-    return entry
 
 
-def run_experiment(cfg: RunConfig) -> Path:
-    """Run every chosen track on one dataset; return the run folder."""
-    from mlbench.keras.device import configure_device, gpu_visible
-    from mlbench.tracks import default_tracks
+def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: LabelSpace,
+                tune: bool, objective: str = DEFAULT_OBJECTIVE) -> Fitted:
+    """Search the track's declared space on validation (when `tune`), else fit its defaults."""
+    cls = get_track_class(name)
+    start = time.perf_counter()
+    if tune and getattr(cls, "search_space", None):
+        from mlbench.tuning import search
+
+        track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective)
+        history = getattr(track, "history", None) or {}
+        return Fitted(track, history, time.perf_counter() - start, result.to_json())
+    track = cls(settings)
+    history = track.fit(corpus.train, corpus.val, labels)
+    return Fitted(track, history, time.perf_counter() - start)
+
+
+@dataclass
+class Scores:
+    """A fitted track's scores: val [n_val, L], test [n_test, L], and test docs/s."""
+
+    val: np.ndarray
+    test: np.ndarray
+    test_docs_per_s: float | None
+
+
+def score_variant(track: Track, corpus: Corpus) -> Scores:
+    s_val = track.predict_scores(corpus.val.texts)
+    start = time.perf_counter()
+    s_test = track.predict_scores(corpus.test.texts)
+    seconds = time.perf_counter() - start
+    return Scores(s_val, s_test, len(corpus.test) / seconds if seconds > 0 else None)
+
+
+@dataclass
+class Evaluation:
+    """Decision rules fitted on validation and what they give on test."""
+
+    rules: dict  # rule name -> DecisionRule
+    results: dict[str, RuleResult]
+    chosen: dict[str, str]  # objective -> rule name
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # objective -> 0/1 test [n, L]
+
+
+def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, labels: LabelSpace,
+                     groups: FrequencyGroups, bootstrap: int = 0, seed: int = 0) -> Evaluation:
+    """Fit every rule on validation, choose one per objective on cross-fitted validation,
+    score all on test; bootstrap CIs for the chosen rules' test metrics."""
+    from mlbench.evaluation.scoring import best_rule, rule_results
+    from mlbench.evaluation.thresholds import fit_decision_rules
+
+    rules = fit_decision_rules(y_val, scores.val, default=0.5)
+    raw = rule_results(y_val, scores.val, y_test, scores.test, rules, labels, groups)
+    chosen = {obj: best_rule(raw, key) for obj, key in OBJECTIVES.items()}
+    results = {name: RuleResult(**r) for name, r in raw.items()}
+    predictions = {obj: rules[rule].predict(scores.test) for obj, rule in chosen.items()}
+    if bootstrap:
+        from mlbench.evaluation.bootstrap import bootstrap_cis
+
+        for rule in dict.fromkeys(chosen.values()):
+            cis = bootstrap_cis(y_test, rules[rule].predict(scores.test), scores.test,
+                                n_resamples=bootstrap, seed=seed)
+            results[rule].test_ci = {k: [float(lo), float(hi)] for k, (lo, hi) in cis.items()}
+    return Evaluation(rules, results, chosen, predictions)
+
+
+def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Evaluation,
+                   labels: LabelSpace, **extra) -> tuple[str | None, int | None]:
+    """Write the track's artifact with its decision rules; (folder name, bytes) or (None, None)."""
+    from mlbench.evaluation.thresholds import save_thresholds
+    from mlbench.sizes import directory_size
+
+    best = evaluation.chosen[DEFAULT_OBJECTIVE]
+    thresholds = evaluation.rules[best].threshold_array(len(labels))
+    import inspect  # TEMPORARY until every track's export takes thresholds=
+
+    kw = {"thresholds": thresholds, **extra} if "thresholds" in inspect.signature(track.export).parameters else {}
+    exported = track.export(run_dir / export_dir_name(variant), **kw)
+    if exported is None:
+        return None, None
+    save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
+    return exported.name, directory_size(exported)
+
+
+def examples(track_scores: np.ndarray, corpus: Corpus, labels: LabelSpace) -> list[dict]:
+    from mlbench.evaluation.scoring import examples as pick
+
+    return pick(corpus.test.texts, corpus.test.labels, track_scores, labels)
+
+
+def seed_metrics(name: str, *, cfg: RunConfig, corpus: Corpus, labels: LabelSpace, y_val: np.ndarray,
+                 y_test: np.ndarray, groups: FrequencyGroups, loss: str | None, seed: int,
+                 params: dict | None) -> dict:
+    """Test metrics of one more seed of a stochastic track (its own rule, chosen on its val)."""
+    settings = track_settings(cfg, name, loss=loss, workdir=None, seed=seed)
+    cls = get_track_class(name)
+    track = cls(settings, **(params or {}))
+    track.fit(corpus.train, corpus.val, labels)
+    ev = evaluate_variant(score_variant(track, corpus), y_val=y_val, y_test=y_test, labels=labels,
+                          groups=groups)
+    out = {"seed": seed}
+    for obj, key in OBJECTIVES.items():
+        out[obj] = {"rule": ev.chosen[obj], key: ev.results[ev.chosen[obj]].test[key]}
+    return out
+
+
+def console_line(variant: str, model: ModelResult) -> str:
+    """The per-variant summary: the chosen rule's own test figures, with the rule named."""
+    parts = []
+    for obj, key in OBJECTIVES.items():
+        rule = model.chosen_rule[obj]
+        test = model.rules[rule].test
+        parts.append(f"for {obj}-F1 rule {rule}: micro {test['f1_micro']:.4f} macro {test['f1_macro']:.4f}")
+    return f"[{variant}] test, " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- the run
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def start_record(cfg: RunConfig, *, run_dir: Path, models: list[str], device: str,
+                 info: DatasetInfo) -> RunRecord:
     from mlbench.versions import versions
 
-    for name in cfg.models or []:
-        get_track_class(name)  # unknown or unavailable names fail before any work
+    record = RunRecord(
+        run_id=run_dir.name, created=_now(), command=cfg.command,
+        config={**cfg.to_json(), "models": models, "device_used": device},
+        versions=versions(), dataset=info, events=[{"event": "started", "time": _now()}],
+    )
+    record.save(run_dir)  # from the first second on, --resume can find the run
+    return record
+
+
+def reopen_record(run_dir: Path, info: DatasetInfo) -> RunRecord:
+    """The record of an interrupted run, with the interruption and this resumption logged."""
+    from mlbench.errors import InputError
+
+    record = RunRecord.load(run_dir)
+    if record.dataset.labels != info.labels or record.dataset.train_counts != info.train_counts:
+        raise InputError(f"--resume {run_dir}: the dataset no longer gives the labels this run was "
+                         "started with; start a new run")
+    if record.status == "running":
+        stamp = datetime.fromtimestamp((run_dir / "results.json").stat().st_mtime).isoformat(timespec="seconds")
+        record.events.append({"event": "interrupted", "time": stamp, "finished": list(record.models)})
+    record.events.append({"event": "resumed", "time": _now(), "keeping": list(record.models)})
+    record.status = "running"
+    return record
+
+
+def save_predictions(run_dir: Path, variant: str, ev: "Evaluation") -> None:
+    """Test decisions per objective [n_test, L] (int8), kept for a resumed run's comparisons."""
+    folder = run_dir / "predictions"
+    folder.mkdir(exist_ok=True)
+    np.savez_compressed(folder / f"{history_name(variant)}.npz", **ev.predictions)
+
+
+def load_predictions(run_dir: Path, variant: str) -> dict[str, np.ndarray]:
+    with np.load(run_dir / "predictions" / f"{history_name(variant)}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path, RunRecord]:
+    """Run every chosen track on one dataset; return the run folder and its record.
+
+    With `resume` (an interrupted run's folder; `cfg` is its recorded configuration),
+    variants already in the record are kept as they are, the interrupted Keras variant
+    restarts from its last epoch checkpoint, and the remaining ones run as usual.
+    """
+    cfg.validate()  # before data and TensorFlow: a bad option costs nothing
+    from mlbench.keras.device import configure_device, gpu_visible
+    from mlbench.tracks import default_tracks
+
     with phase(f"load {cfg.dataset}"):  # before TensorFlow starts: bad input fails fast
         corpus = load_data(cfg)
         say(f"{len(corpus.train)} train / {len(corpus.val)} val / {len(corpus.test)} test documents")
@@ -144,46 +269,110 @@ def run_experiment(cfg: RunConfig) -> Path:
         labels = LabelSpace.from_training_labels(corpus.train.labels)
         say(f"{len(labels)} labels")
     groups = FrequencyGroups(head_min=cfg.head_min, tail_max=cfg.tail_max)
-    run_dir = new_run_dir(Path(cfg.out), cfg.dataset)
+    info = dataset_info(corpus, labels, groups)
+    if resume is None:
+        run_dir = new_run_dir(Path(cfg.out), cfg.dataset)
+        record = start_record(cfg, run_dir=run_dir, models=models, device=device, info=info)
+    else:
+        run_dir = Path(resume)
+        record = reopen_record(run_dir, info)
+        models = list(record.config.get("models") or models)
+        say(f"resuming: keeping {', '.join(record.models) or 'no finished variant'}")
     say(f"run folder: {run_dir}")
     labels.save(run_dir / "labels.json")
-    record = {
-        "run_id": run_dir.name, "created": datetime.now().isoformat(timespec="seconds"),
-        "command": cfg.command, "config": {**cfg.to_json(), "models": models, "device_used": device},
-        "versions": versions(), "dataset": dataset_record(corpus, labels, groups), "models": {},
-    }
-    started = time.perf_counter()
+    y_val, y_test = labels.encode(corpus.val.labels), labels.encode(corpus.test.labels)
+    predictions: dict[str, dict[str, np.ndarray]] = {obj: {} for obj in OBJECTIVES}
+    for variant in record.models:
+        for obj, pred in load_predictions(run_dir, variant).items():
+            predictions[obj][variant] = pred
+    started = time.perf_counter() - (record.total_seconds or 0.0)
     for name in models:
-        for loss in (cfg.losses if get_track_class(name).uses_loss else [None]):
+        cls = get_track_class(name)
+        for loss in (cfg.losses if cls.uses_loss else [None]):
             variant = variant_name(name, loss, len(cfg.losses))
-            record["models"][variant] = run_track(name, loss, cfg, corpus, labels, run_dir, variant, groups)
-            write_record(record, run_dir)  # partial results survive a crash in a later track
-    record["total_seconds"] = time.perf_counter() - started
-    write_record(record, run_dir)
-    if cfg.report:
-        with phase("report"):
-            from reports import write_report
+            if variant in record.models:
+                continue
+            model, ev = run_variant(name, loss=loss, variant=variant, cfg=cfg, corpus=corpus,
+                                    labels=labels, groups=groups, run_dir=run_dir, y_val=y_val,
+                                    y_test=y_test)
+            record.models[variant] = model
+            for obj in OBJECTIVES:
+                predictions[obj][variant] = ev.predictions[obj]
+            save_predictions(run_dir, variant, ev)
+            say(console_line(variant, model))
+            record.total_seconds = time.perf_counter() - started
+            record.save(run_dir)  # finished variants survive a crash in a later one
+    choose_best(record)
+    if cfg.bootstrap and len(record.models) > 1:
+        with phase("significance"):
+            compare_to_best(record, predictions, y_test, n_resamples=cfg.bootstrap, seed=cfg.seed)
+    record.total_seconds = time.perf_counter() - started
+    record.status = "finished"
+    record.events.append({"event": "finished", "time": _now()})
+    record.save(run_dir)
+    return run_dir, record
 
-            path = write_report(record, run_dir)
-            say(f"report: {path}")
-    return run_dir
+
+def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, corpus: Corpus,
+                labels: LabelSpace, groups: FrequencyGroups, run_dir: Path, y_val: np.ndarray,
+                y_test: np.ndarray) -> tuple[ModelResult, Evaluation]:
+    """fit → evaluate → export → record, for one variant."""
+    cls = get_track_class(name)
+    workdir = run_dir / "checkpoints" / export_dir_name(variant)
+    settings = track_settings(cfg, name, loss=loss, workdir=workdir)
+    with phase(f"{variant}: train"):
+        fitted = fit_variant(name, settings=settings, corpus=corpus, labels=labels,
+                             tune=cfg.tuning, objective=cfg.select)
+    with phase(f"{variant}: evaluate"):
+        scores = score_variant(fitted.track, corpus)
+        ev = evaluate_variant(scores, y_val=y_val, y_test=y_test, labels=labels, groups=groups,
+                              bootstrap=cfg.bootstrap, seed=cfg.seed)
+    with phase(f"{variant}: export"):
+        export_dir, export_bytes = export_variant(fitted.track, run_dir=run_dir, variant=variant,
+                                                  evaluation=ev, labels=labels)
+    describe = fitted.track.describe()
+    model = ModelResult(
+        track=name, family=cls.family, loss=loss, describe=describe,
+        train_seconds=fitted.seconds, size_bytes=fitted.track.size_bytes(),
+        parameters=describe.get("parameters"), history=fitted.history, rules=ev.results,
+        chosen_rule=ev.chosen, inference_docs_per_s=scores.test_docs_per_s,
+        examples=examples(scores.test, corpus, labels), export_dir=export_dir,
+        export_bytes=export_bytes, search=fitted.search,
+        notices=list(getattr(fitted.track, "notices", []) or []),
+    )
+    if cfg.seeds > 1 and getattr(cls, "stochastic", True):
+        params = (fitted.search or {}).get("chosen")
+        for i in range(1, cfg.seeds):
+            with phase(f"{variant}: seed {cfg.seed + i} ({i + 1}/{cfg.seeds})"):
+                model.seeds.append(seed_metrics(
+                    name, cfg=cfg, corpus=corpus, labels=labels, y_val=y_val, y_test=y_test,
+                    groups=groups, loss=loss, seed=cfg.seed + i, params=params))
+    _write_history(run_dir, variant, fitted.history)
+    return model, ev
 
 
-def write_record(record: dict, run_dir: Path) -> Path:
-    path = run_dir / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=_json_default), encoding="utf-8")
-    tmp.replace(path)
-    return path
+def choose_best(record: RunRecord) -> None:
+    """Store the best (variant, rule) per objective, chosen on cross-fitted validation."""
+    for obj in OBJECTIVES:
+        best = record.best_for(obj)
+        if best is not None:
+            record.best[obj] = {"model": best[0], "rule": best[1]}
 
 
-def _json_default(obj):
-    import numpy as np
+def compare_to_best(record: RunRecord, predictions: dict[str, dict[str, np.ndarray]],
+                    y_test: np.ndarray, *, n_resamples: int, seed: int) -> None:
+    """Mark, per objective, the variants not significantly worse than the best on test."""
+    from mlbench.evaluation.bootstrap import METHOD_SENTENCE, not_worse_than_best
 
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    for obj, key in OBJECTIVES.items():
+        record.not_worse[obj] = not_worse_than_best(predictions[obj], y_test, metric=key,
+                                                    n_resamples=n_resamples, seed=seed)
+    record.significance_method = METHOD_SENTENCE
+
+
+def _write_history(run_dir: Path, variant: str, history: dict) -> None:
+    import json
+
+    (run_dir / "history").mkdir(exist_ok=True)
+    (run_dir / "history" / f"{history_name(variant)}.json").write_text(
+        json.dumps(history, indent=1), encoding="utf-8")

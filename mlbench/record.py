@@ -13,9 +13,10 @@ have one entry per label in ``dataset.labels`` order.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mlbench.errors import InputError
 
@@ -169,8 +170,30 @@ class RunRecord:
     not_worse: dict[str, dict[str, bool]] = field(default_factory=dict)
     significance_method: str = ""
     total_seconds: float | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)  # interruptions, resumptions
+    #: "running" until every variant is recorded, then "finished" (`--resume` reads it)
+    status: str = "running"
+    events: list[dict[str, Any]] = field(default_factory=list)  # started / interrupted / resumed / finished
     schema_version: int = SCHEMA_VERSION
+
+    def best_for(self, objective: str = DEFAULT_OBJECTIVE, *,
+                 where: Callable[[ModelResult], bool] | None = None) -> tuple[str, str] | None:
+        """The (variant, rule) with the best cross-fitted validation metric of `objective`.
+
+        Each variant competes under the rule chosen for that objective (itself the best
+        rule on cross-fitted validation), so this is the best configuration overall;
+        `where` restricts the candidates (e.g. Keras tracks only).  Ties keep the earlier
+        variant.  Test metrics never enter.
+        """
+        key = objective_key(objective)
+        best, best_value = None, -math.inf
+        for variant, model in self.models.items():
+            if where is not None and not where(model):
+                continue
+            rule = model.chosen_rule.get(objective)
+            value = model.rules[rule].val_cv.get(key) if rule in model.rules else None
+            if value is not None and value > best_value:
+                best, best_value = (variant, rule), value
+        return best
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -9,51 +9,13 @@ letting the figure or template code raise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 from mlbench.naming import slug  # noqa: F401  (figures name files with it)
 
-RULE_ORDER = ("fixed", "global", "per_label", "balanced")
-GROUPS = ("head", "medium", "tail")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One comparison-table column: where the value lives and which way is better."""
-
-    key: str
-    label: str
-    higher_is_better: bool = True
-    digits: int = 3
-
-
-TEST_METRICS: tuple[Metric, ...] = (
-    Metric("f1_micro", "Micro F1"),
-    Metric("f1_macro", "Macro F1"),
-    Metric("f1_samples", "Samples F1"),
-    Metric("precision_micro", "Micro P"),
-    Metric("precision_macro", "Macro P"),
-    Metric("recall_micro", "Micro R"),
-    Metric("recall_macro", "Macro R"),
-    Metric("binary_accuracy", "Binary acc.", digits=4),
-    Metric("hamming_loss", "Hamming loss", higher_is_better=False, digits=4),
-    Metric("subset_accuracy", "Subset acc."),
-    Metric("p_at_1", "P@1"),
-    Metric("p_at_3", "P@3"),
-    Metric("p_at_5", "P@5"),
-    Metric("roc_auc_micro", "ROC-AUC"),
-)
-
-GROUP_METRICS: tuple[Metric, ...] = (
-    Metric("f1_micro", "Total micro"),
-    Metric("f1_macro", "Total macro"),
-    Metric("head_f1_micro", "Head micro"),
-    Metric("head_f1_macro", "Head macro"),
-    Metric("medium_f1_micro", "Medium micro"),
-    Metric("medium_f1_macro", "Medium macro"),
-    Metric("tail_f1_micro", "Tail micro"),
-    Metric("tail_f1_macro", "Tail macro"),
+# names defined once in the core; the report only reads them
+from mlbench.record import (  # noqa: E402,F401
+    GROUP_METRICS, LABEL_GROUPS as GROUPS, OBJECTIVES, RULES as RULE_ORDER, TEST_METRICS, Metric,
 )
 
 
@@ -117,41 +79,10 @@ def train_counts(record: dict) -> list[float | None]:
 
 
 def label_groups(record: dict) -> list[str | None]:
-    """head / medium / tail per label (None when unknown).
-
-    Head is ``count >= head_min`` and tail ``count <= tail_max`` from
-    ``dataset.groups``; without thresholds we fall back on the evaluator's
-    head/medium/tail label counts, which split the frequency-ordered labels.
-    """
+    """head / medium / tail per label, as the experiment recorded it (None when unknown)."""
     names = labels(record)
-    counts = train_counts(record)
-    groups = as_dict(as_dict(record.get("dataset")).get("groups"))
-    head_min, tail_max = num(groups.get("head_min")), num(groups.get("tail_max"))
-    if head_min is not None and tail_max is not None and len(counts) == len(names):
-        out: list[str | None] = []
-        for c in counts:
-            if c is None:
-                out.append(None)
-            elif c >= head_min:
-                out.append("head")
-            elif c <= tail_max:
-                out.append("tail")
-            else:
-                out.append("medium")
-        return out
-    for model in models(record).values():
-        m = split_metrics(model)
-        sizes = [_count(m.get(f"{g}_labels")) for g in GROUPS]
-        if all(s is not None for s in sizes) and sum(sizes) == len(names):  # type: ignore[arg-type]
-            return [g for g, s in zip(GROUPS, sizes) for _ in range(int(s))]  # type: ignore[arg-type]
-    return [None] * len(names)
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, (list, tuple)):
-        return len(value)
-    n = num(value)
-    return int(n) if n is not None else None
+    stored = [str(g) if g in GROUPS else None for g in as_list(as_dict(record.get("dataset")).get("label_groups"))]
+    return stored if len(stored) == len(names) else [None] * len(names)
 
 
 def per_label_f1(model: dict, rule: str = "fixed") -> list[float | None]:
@@ -183,11 +114,40 @@ def baseline_config(record: dict) -> tuple[str, str] | None:
     return None
 
 
-def best_config(record: dict) -> tuple[str, str] | None:
-    """Highest validation macro-F1 across variants × rules (test never picks)."""
-    best, best_value = None, -math.inf
-    for name, rule, result in configurations(record):
-        value = num(validation(result).get("f1_macro"))
-        if value is not None and value > best_value:
-            best, best_value = (name, rule), value
-    return best
+def chosen_rule(model: dict, objective: str = "micro") -> str | None:
+    """The rule the experiment chose for `objective` on cross-fitted validation."""
+    rule = as_dict(model.get("chosen_rule")).get(objective)
+    return str(rule) if rule in rules(model) else None
+
+
+def best_config(record: dict, objective: str = "micro") -> tuple[str, str] | None:
+    """The (variant, rule) the experiment chose as best for `objective` (test never picks)."""
+    best = as_dict(as_dict(record.get("best")).get(objective))
+    name, rule = best.get("model"), best.get("rule")
+    if name in models(record) and rule in rules(models(record)[name]):
+        return str(name), str(rule)
+    return None
+
+
+def test_ci(model: dict, rule: str) -> dict[str, tuple[float, float]]:
+    """The rule's 95% test intervals ``metric -> (lo, hi)``; malformed entries are dropped."""
+    out = {}
+    for key, pair in as_dict(as_dict(rules(model).get(rule)).get("test_ci")).items():
+        pair = as_list(pair)
+        lo, hi = (num(pair[0]), num(pair[1])) if len(pair) == 2 else (None, None)
+        if lo is not None and hi is not None:
+            out[str(key)] = (lo, hi)
+    return out
+
+
+def not_worse(record: dict, objective: str) -> dict[str, bool]:
+    """``variant -> True`` where the paired bootstrap found it not significantly worse than
+    the best for `objective`; only explicit ``true`` counts (absent = not tested)."""
+    raw = as_dict(as_dict(record.get("not_worse")).get(objective))
+    return {str(k): v is True for k, v in raw.items()}
+
+
+def n_seeds(record: dict) -> int:
+    """``config.seeds`` (training seeds per stochastic variant); 1 when not recorded."""
+    n = num(as_dict(record.get("config")).get("seeds"))
+    return int(n) if n is not None and n >= 1 else 1

@@ -59,7 +59,9 @@ def configure_device(mode: str = "auto") -> str:
     """
     if mode not in DEVICES:
         raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {mode!r}")
-    import tensorflow as tf
+    from mlbench.runtime import import_tensorflow
+
+    tf = import_tensorflow()
 
     gpus = tf.config.list_physical_devices("GPU")
     if mode == "cpu" and gpus:

@@ -46,6 +46,7 @@ import numpy as np
 from keras import ops
 
 from mlbench.errors import InputError
+from mlbench.keras import LOSS_NAMES
 
 __all__ = [
     "LOSS_NAMES",
@@ -64,7 +65,6 @@ __all__ = [
     "CBNTRFocalLoss",
 ]
 
-LOSS_NAMES = ("bce", "wbce", "focal", "cb", "rfl", "ntr", "db", "cbntr")
 
 _PACKAGE = "mlbench"
 

@@ -82,18 +82,24 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     return "min" if any(t in name for t in _MIN_MONITORS) else "max"
 
 
-def early_stopping(settings: TrainSettings, patience: int):
-    """The EarlyStopping callback configured from ``settings.options`` (see module doc)."""
+def early_stopping(settings: TrainSettings, patience: int, directory: Path | None = None):
+    """The EarlyStopping callback configured from ``settings.options`` (see module doc);
+    with `directory`, one whose state survives a kill (`mlbench.keras.resume`)."""
     import keras
 
     opts = settings.options
     monitor = str(opts.get("monitor") or "val_loss")
-    return keras.callbacks.EarlyStopping(
+    kwargs = dict(
         monitor=monitor, mode=monitor_mode(monitor, str(opts.get("monitor_mode", "auto"))),
         patience=int(opts.get("patience", patience)), min_delta=float(opts.get("min_delta", 0.0)),
         start_from_epoch=int(opts.get("start_from_epoch", 0)),
         restore_best_weights=True, verbose=1,
     )
+    if directory is None:
+        return keras.callbacks.EarlyStopping(**kwargs)
+    from mlbench.keras.resume import ResumableEarlyStopping
+
+    return ResumableEarlyStopping(directory, **kwargs)
 
 
 def set_prior_bias(model: Any, train_counts: np.ndarray, n_docs: int) -> bool:
@@ -132,16 +138,25 @@ def fit_keras_model(
         loss=build_loss(settings, labels, n_train_docs),
         metrics=training_metrics(from_logits=True, macro_f1=True),
     )
-    cbs = [early_stopping(settings, patience)]
-    if settings.workdir is not None:
-        backup = Path(settings.workdir) / "backup"
-        cbs.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))
-    cbs.extend(callbacks or [])
+    workdir = None if settings.workdir is None else Path(settings.workdir)
+    stopper = early_stopping(settings, patience, None if workdir is None else workdir / "early_stopping")
+    # the epoch counter (if any) goes first: it sets the epoch the input pipeline reads
+    cbs = [c for c in callbacks or [] if _is_epoch_counter(c)] + [stopper]
+    if workdir is not None:
+        cbs.append(keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch"))
+    cbs.extend(c for c in callbacks or [] if not _is_epoch_counter(c))
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose,
         shuffle=False,  # the tf.data pipeline shuffles itself
     )
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    logs = getattr(stopper, "history", None) or history.history  # resumed runs: every epoch
+    return {k: [float(v) for v in vals] for k, vals in logs.items()}
+
+
+def _is_epoch_counter(callback: Any) -> bool:
+    from mlbench.keras.resume import EpochCounter
+
+    return isinstance(callback, EpochCounter)
 
 
 def predict_logits(model: Any, ds: Any) -> np.ndarray:

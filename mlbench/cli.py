@@ -1,0 +1,191 @@
+"""The `mlbench` command: ``mlbench run | predict | report`` (thin; the work lives in the layers).
+
+    mlbench run --dataset reuters                  # = python run_all.py --dataset reuters
+    mlbench predict --model RUN/mlp_savedmodel "Oil prices rose after OPEC cut output"
+    mlbench report RUN                             # re-render report.html from results.json
+
+This is the top layer: it parses options into a `RunConfig`, calls the experiment, then
+the report on the record the experiment returned.  Every error a user can cause leaves
+as one ``error: …`` line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from mlbench.runtime import set_environment
+
+set_environment()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="arxiv | reuters | path to a .csv/.jsonl file (required unless --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR", type=Path,
+                   help="continue an interrupted run in its own folder, with its recorded configuration")
+    p.add_argument("--data-dir", help="folder (or file) holding the dataset; overrides env vars and the cache")
+    p.add_argument("--models", help="comma list of tracks (default: all available; "
+                   "'pretrained' joins the default only when a GPU is present)")
+    p.add_argument("--loss", default="bce", help="Keras loss name or comma list to compare "
+                   "(bce, wbce, focal, cb, rfl, ntr, db, cbntr)")
+    p.add_argument("--epochs", type=int, help="max epochs for Keras tracks (early stopping still applies)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train each stochastic track with this many seeds (seed, seed+1, …); mean ± std")
+    p.add_argument("--select", default="micro", choices=["micro", "macro"],
+                   help="objective the searches optimise on validation (both are always reported)")
+    p.add_argument("--no-tune", action="store_true",
+                   help="skip the validation search; train each track's fixed defaults")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="paired-bootstrap resamples for test confidence intervals (0: none)")
+    p.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
+    p.add_argument("--quick", action="store_true", help="small, fast configuration for smoke runs (no search)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--split", default="stratified", choices=["stratified", "iterative"],
+                   help="train/val/test split for arxiv and user files")
+    p.add_argument("--text-col", help="user files: text column (default: text)")
+    p.add_argument("--labels-col", help="user files: labels column (default: labels)")
+    p.add_argument("--label-sep", help="user files: delimiter for labels given as one string")
+    p.add_argument("--head-min", type=int, default=35, help="head labels: at least this many training docs")
+    p.add_argument("--tail-max", type=int, default=8, help="tail labels: at most this many training docs")
+    p.add_argument("--max-docs", type=int, help="cap the training documents (quick experiments)")
+    p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
+    p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mlbench", description="Multi-label text classification benchmark suite.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_options(sub.add_parser("run", help="train and evaluate every track on one dataset"))
+    pred = sub.add_parser("predict", help="score texts with an exported model")
+    pred.add_argument("--model", required=True, help="an exported model folder (e.g. RUN/mlp_savedmodel)")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--rule", help="decision rule: fixed | global | per_label | scutfbr (default: best on validation)")
+    pred.add_argument("--file", help="read texts from this file, one per line ('-' for stdin)")
+    pred.add_argument("texts", nargs="*", help="texts to classify")
+    rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
+    rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]):
+    from mlbench.config import RunConfig
+
+    split_list = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None  # noqa: E731
+    options: dict = {}
+    for track in ("encoder", "pretrained"):
+        opts = {}
+        if args.max_length is not None:
+            opts["max_length"] = args.max_length
+        if args.encoder and track == "pretrained":
+            opts["encoder"] = args.encoder
+        if opts:
+            options[track] = opts
+    return RunConfig(
+        dataset=args.dataset, models=split_list(args.models), losses=split_list(args.loss) or [],
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quick=args.quick,
+        device=args.device, out=Path(args.out), data_dir=args.data_dir, split_method=args.split,
+        text_col=args.text_col, labels_col=args.labels_col, label_sep=args.label_sep,
+        head_min=args.head_min, tail_max=args.tail_max, max_docs=args.max_docs,
+        track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
+        bootstrap=args.bootstrap, report=not args.no_report,
+        command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
+    )
+
+
+def resumed_config(args: argparse.Namespace, argv: list[str]):
+    """The interrupted run's recorded RunConfig; an option given now that differs is an error."""
+    from dataclasses import fields
+
+    from mlbench.config import RunConfig
+    from mlbench.errors import InputError
+    from mlbench.record import RunRecord
+
+    recorded = RunRecord.load(args.resume).config
+    names = [f.name for f in fields(RunConfig) if f.name in recorded]
+    cfg = RunConfig(**{n: recorded[n] for n in names})
+    cfg.out = Path(cfg.out)
+    dataset = args.dataset or cfg.dataset
+    args.dataset = dataset
+    given = config_from_args(args, argv)
+    default = config_from_args(parser().parse_args(["run", "--dataset", dataset]), [])
+    for name in names:
+        if name in ("command", "report", "models"):
+            continue
+        value = getattr(given, name)
+        if value != getattr(default, name) and value != getattr(cfg, name):
+            raise InputError(f"--resume {args.resume}: option {name} = {value!r} conflicts with the run's "
+                             f"recorded {getattr(cfg, name)!r} (leave it out to resume)")
+    if given.models is not None and given.models != (recorded.get("models") or given.models):
+        raise InputError(f"--resume {args.resume}: option models = {','.join(given.models)} conflicts with "
+                         f"the run's recorded {','.join(recorded['models'])}")
+    cfg.report = given.report
+    return cfg
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    from mlbench.errors import InputError
+    from mlbench.experiment import run_experiment
+    from mlbench.progress import phase, say
+
+    if args.resume is not None:
+        cfg = resumed_config(args, argv).validate()
+    elif not args.dataset:
+        raise InputError("run: --dataset is required (or --resume RUN_DIR)")
+    else:
+        cfg = config_from_args(args, argv).validate()
+    run_dir, record = run_experiment(cfg, resume=args.resume)
+    if cfg.report:
+        with phase("report"):
+            from reports import write_report
+
+            say(f"report: {write_report(record, run_dir)}")
+    print(run_dir)
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from mlbench.serving.predict import predict_command
+
+    return predict_command(model=args.model, texts=args.texts, file=args.file, top_k=args.top_k,
+                           rule=args.rule)
+
+
+def report(args: argparse.Namespace) -> int:
+    from mlbench.record import RunRecord
+    from reports import write_report
+
+    print(write_report(RunRecord.load(args.run_dir), args.run_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlbench.errors import InputError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return run(args, argv[1:])
+        if args.command == "predict":
+            return predict(args)
+        return report(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""RunConfig: every setting that decides a run, validated at one boundary.
+
+`RunConfig.validate()` runs before any data is loaded and before TensorFlow is
+imported, so a bad option costs a fraction of a second and one ``error:`` line
+(InputError, exit code 2).  Constraints sit beside the defaults in
+`_CONSTRAINTS`, in the spirit of scikit-learn's ``_parameter_constraints``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mlbench.errors import InputError
+from mlbench.keras import LOSS_NAMES
+from mlbench.record import OBJECTIVES
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's results (recorded in results.json)."""
+
+    dataset: str
+    models: list[str] | None = None  # None: the default tracks for this machine
+    losses: list[str] = field(default_factory=lambda: ["bce"])
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int = 42
+    quick: bool = False
+    device: str = "auto"
+    out: Path = Path("runs")
+    data_dir: str | None = None
+    split_method: str = "stratified"
+    text_col: str | None = None
+    labels_col: str | None = None
+    label_sep: str | None = None
+    head_min: int = 35
+    tail_max: int = 8
+    max_docs: int | None = None
+    track_options: dict = field(default_factory=dict)
+    #: objective the searches and the headline are chosen for ("micro" | "macro")
+    select: str = "micro"
+    #: search each track's declared hyper-parameter space on validation (off under --quick)
+    tune: bool = True
+    #: stochastic tracks are trained this many times (seed, seed+1, ...); the table shows mean ± std
+    seeds: int = 1
+    #: paired-bootstrap resamples for the test confidence intervals (0: none)
+    bootstrap: int = 1000
+    report: bool = True
+    command: str = ""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+    @property
+    def tuning(self) -> bool:
+        """Whether searches run: `--no-tune` and `--quick` keep the fixed defaults."""
+        return self.tune and not self.quick
+
+    def validate(self) -> "RunConfig":
+        """Raise InputError naming the first bad option; imports nothing heavy."""
+        for name, (check, expected) in _CONSTRAINTS.items():
+            value = getattr(self, name)
+            if not check(value):
+                raise InputError(f"--{name.replace('_', '-')}: expected {expected}, got {value!r}")
+        if self.tail_max >= self.head_min:
+            raise InputError(f"--tail-max ({self.tail_max}) must be below --head-min ({self.head_min})")
+        from mlbench.tracks import check_track_names
+
+        if self.models is not None:
+            if not self.models:
+                raise InputError("--models: expected at least one track name, got none")
+            check_track_names(self.models)
+        unknown = [l for l in self.losses if l not in LOSS_NAMES]
+        if unknown or not self.losses:
+            raise InputError(f"--loss: expected names from {', '.join(LOSS_NAMES)}, got {','.join(self.losses) or 'none'}")
+        _check_out(Path(self.out))
+        _check_track_options(self.track_options)
+        return self
+
+
+def _positive_or_none(v: Any) -> bool:
+    return v is None or (_is_int(v) and v > 0)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (_positive_or_none, "a positive integer"),
+    "batch_size": (_positive_or_none, "a positive integer"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32-1"),
+    "device": (lambda v: v in ("auto", "cpu", "gpu"), "auto, cpu or gpu"),
+    "split_method": (lambda v: v in ("stratified", "iterative"), "stratified or iterative"),
+    "head_min": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    "tail_max": (lambda v: _is_int(v) and v >= 0, "an integer of at least 0"),
+    "max_docs": (_positive_or_none, "a positive integer"),
+    "select": (lambda v: v in OBJECTIVES, " or ".join(OBJECTIVES)),
+    "seeds": (lambda v: _is_int(v) and 1 <= v <= 100, "an integer from 1 to 100"),
+    "bootstrap": (lambda v: _is_int(v) and (v == 0 or 100 <= v <= 100_000), "0 or an integer from 100 to 100000"),
+    "label_sep": (lambda v: v is None or (isinstance(v, str) and v != ""), "a non-empty string"),
+}
+
+
+def _check_out(out: Path) -> None:
+    """`--out` must be a folder (or not exist yet) we can write into."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, expected a folder to create run folders in")
+    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"--out {out}: {parent} is not writable")
+
+
+def _check_track_options(options: dict) -> None:
+    """Options only a track reads, checked here so they fail before data loads."""
+    for track, opts in options.items():
+        max_length = opts.get("max_length")
+        if max_length is not None and not (_is_int(max_length) and 8 <= max_length <= 4096):
+            raise InputError(f"--max-length: expected an integer from 8 to 4096, got {max_length!r}")
+        encoder = opts.get("encoder")
+        if encoder is not None:
+            looks_like_path = os.sep in encoder or encoder.startswith(".")
+            if looks_like_path and not Path(encoder).is_dir():
+                raise InputError(f"--encoder {encoder}: no such folder (expected a Hugging Face model "
+                                 "folder or a KerasHub preset name)")
+            if not looks_like_path and not encoder.replace("_", "").replace("-", "").isalnum():
+                raise InputError(f"--encoder: expected a folder or a KerasHub preset name, got {encoder!r}")

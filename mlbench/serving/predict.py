@@ -1,0 +1,48 @@
+"""`mlbench predict`: top-k labels of raw texts from any exported model folder.
+
+Marks the labels that pass the model's decision rule (thresholds saved beside the
+export; default: the rule chosen on validation).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from mlbench.errors import InputError
+
+
+def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
+    """Texts from the command line plus, with `file`, one per non-empty line ('-': stdin)."""
+    out = list(texts)
+    if file:
+        try:
+            handle = sys.stdin if file == "-" else open(file, encoding="utf-8")
+            with handle:
+                out += [line.rstrip("\n") for line in handle if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{file}: cannot read texts ({err})") from None
+    if not out:
+        raise InputError("predict: give texts as arguments or with --file")
+    return out
+
+
+def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k: int = 5,
+                    rule: str | None = None) -> int:
+    from mlbench.serving.artifacts import load_artifact
+
+    if top_k < 1:
+        raise InputError(f"--top-k: expected a positive integer, got {top_k}")
+    texts = read_texts(texts, file)
+    artifact = load_artifact(model)
+    threshold = np.broadcast_to(artifact.threshold(rule), (len(artifact.labels),))
+    scores = artifact.predict(texts)
+    for text, row in zip(texts, scores):
+        print(text if len(text) <= 80 else text[:77] + "...")
+        for j in np.argsort(-row, kind="stable")[:top_k]:
+            mark = "*" if row[j] >= threshold[j] else " "
+            print(f"  {mark} {artifact.labels[j]:<30} {row[j]:.4f}")
+    print("(* = predicted under the decision rule)")
+    return 0
