@@ -20,6 +20,7 @@ DPI = 100
 GROUP_COLOURS = {"head": "#2b6cb0", "medium": "#d69e2e", "tail": "#c53030", None: "#718096"}
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*")
 GROUP_SHADE = {"head": "#ebf4ff", "medium": "#fffaf0", "tail": "#fff5f5"}
+ROLE_STYLE = (("#718096", "o"), ("#dd6b20", "^"), ("#805ad5", "s"))  # baseline, 1st best, 2nd best
 CURVES = (("loss", "Loss"), ("binary_accuracy", "Binary accuracy"), ("f1_micro", "Micro-F1"))
 
 
@@ -142,14 +143,14 @@ def training_curves(name: str, model: dict, path: Path) -> Path | None:
 
 
 def per_label_f1(record: dict, path: Path) -> Path | None:
-    """Per-label test F1 (fixed rule) of every model, labels in frequency order.
+    """Per-label test F1 of every model under its micro-chosen rule, labels in frequency order.
 
     A dot plot rather than grouped bars: with 90–150 labels and several models,
     bars become slivers while distinct markers stay separable. With many labels a
     running mean per model shows the head-to-tail trend through the scatter.
     """
     names = R.labels(record)
-    series = [(n, R.per_label_f1(m)) for n, m in R.models(record).items()]
+    series = [(f"{n} ({rule})", R.per_label_f1(m, rule)) for n, m, rule in _micro_chosen(record)]
     series = [(n, f) for n, f in series if len(f) == len(names) and any(v is not None for v in f)]
     if not names or not series:
         return None
@@ -167,13 +168,18 @@ def per_label_f1(record: dict, path: Path) -> Path | None:
                 ax.plot(list(span), [_running_mean(f1, j, window) for j in span],
                         color=_colour(i), lw=1.4, alpha=0.9, zorder=4)
         ax.set_ylim(-0.03, 1.05)
-        ax.set_ylabel("test F1 (fixed rule)")
+        ax.set_ylabel("test F1 (micro-chosen rule)")
         ax.grid(axis="both", alpha=0.25)
         _label_ticks(ax, names, span, per_panel)
     handles, labels_ = panels[0][0].get_legend_handles_labels()
     fig.legend(handles, labels_, loc="outside upper center", ncol=min(len(series), 6),
                fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+def _micro_chosen(record: dict) -> list[tuple[str, dict, str]]:
+    """(name, model, rule) with each model's rule chosen for micro-F1 (fixed when none recorded)."""
+    return [(n, m, R.chosen_rule(m, "micro") or "fixed") for n, m in R.models(record).items()]
 
 
 def _running_mean(values: Sequence[float | None], j: int, window: int) -> float:
@@ -184,18 +190,19 @@ def _running_mean(values: Sequence[float | None], j: int, window: int) -> float:
 
 
 def group_f1(record: dict, path: Path) -> Path | None:
-    """Total/head/medium/tail micro- and macro-F1 per model (test, fixed rule)."""
-    ms = R.models(record)
+    """Total/head/medium/tail micro- and macro-F1 per model (test, micro-chosen rule)."""
+    ms = _micro_chosen(record)
     cats = [("", "total"), ("head_", "head"), ("medium_", "medium"), ("tail_", "tail")]
-    if not any(R.num(R.split_metrics(m).get(f"{p}f1_{a}")) is not None
-               for m in ms.values() for p, _ in cats for a in ("micro", "macro")):
+    if not any(R.num(R.split_metrics(m, rule).get(f"{p}f1_{a}")) is not None
+               for _, m, rule in ms for p, _ in cats for a in ("micro", "macro")):
         return None
     fig = Figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     width = 0.8 / len(ms)
     for ax, avg in zip(axes, ("micro", "macro")):
-        for i, (name, model) in enumerate(ms.items()):
-            metrics = R.split_metrics(model)
+        for i, (name, model, rule) in enumerate(ms):
+            metrics = R.split_metrics(model, rule)
+            name = f"{name} ({rule})"
             for j, (prefix, _) in enumerate(cats):
                 v = R.num(metrics.get(f"{prefix}f1_{avg}"))
                 x = j - 0.4 + width * (i + 0.5)
@@ -207,7 +214,7 @@ def group_f1(record: dict, path: Path) -> Path | None:
                            label=name if j == 0 else None, zorder=2)
         ax.set_xticks(range(len(cats)))
         ax.set_xticklabels([c for _, c in cats])
-        ax.set_title(f"{avg}-F1 by label group (test, fixed rule)", fontsize=10)
+        ax.set_title(f"{avg}-F1 by label group (test, micro-chosen rule)", fontsize=10)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3, zorder=1)
     axes[0].set_ylabel("F1")
@@ -217,19 +224,22 @@ def group_f1(record: dict, path: Path) -> Path | None:
 
 
 def f1_vs_frequency(record: dict, path: Path) -> Path | None:
-    """Per-label test F1 against training frequency: baseline vs best configuration.
+    """Per-label test F1 against training frequency: baseline vs the best per objective.
 
     Why: it shows where a better loss or decision rule actually helps — usually in
     the rare-label tail, which a micro-averaged number hides.
     """
     names, counts = R.labels(record), R.train_counts(record)
     ms = R.models(record)
-    configs: list[tuple[str, tuple[str, str]]] = []
-    base, best = R.baseline_config(record), R.best_config(record)
+    roles: dict[tuple[str, str], list[str]] = {}  # one series per configuration, all its roles named
+    base = R.baseline_config(record)
     if base:
-        configs.append(("baseline", base))
-    if best and best != base:
-        configs.append(("best", best))
+        roles[base] = ["baseline"]
+    for obj in R.OBJECTIVES:
+        cfg = R.best_config(record, obj)
+        if cfg is not None:
+            roles.setdefault(cfg, []).append(f"best {obj}")
+    configs = [(" = ".join(r), cfg) for cfg, r in roles.items()]
     if not names or len(counts) != len(names) or not configs:
         return None
     fig = Figure(figsize=(10, 4.6))
@@ -242,9 +252,9 @@ def f1_vs_frequency(record: dict, path: Path) -> Path | None:
         pts = [(c, f) for c, f in zip(counts, f1) if c is not None and c > 0 and f is not None]
         if not pts:
             continue
-        colour = "#718096" if role == "baseline" else "#dd6b20"
+        colour, marker = ROLE_STYLE[i if base else i + 1]  # at most 3 configurations
         ax.scatter([c for c, _ in pts], [f for _, f in pts], s=18, alpha=0.7, color=colour,
-                   marker="o" if role == "baseline" else "^", zorder=3,
+                   marker=marker, zorder=3,
                    label=f"{role}: {model} / {rule}")
         xs, ys = _binned_mean(pts)
         ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.9, zorder=2)
@@ -263,7 +273,7 @@ def f1_vs_frequency(record: dict, path: Path) -> Path | None:
     ax.set_xlabel("training documents per label (log)")
     ax.set_ylabel("test F1")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(configs), frameon=False)
     ax.set_title("Per-label F1 vs training frequency (lines: mean over log-spaced bins)",
                  fontsize=10, pad=14)
     return _save(fig, path)

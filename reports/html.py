@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from mlbench.record import RunRecord
+
 from . import record as R
 from .figures import write_figures
 
@@ -37,18 +39,31 @@ FALLBACK_NOTE = (
     "The per-label rule tunes one threshold per label on the validation split. A label "
     "with too few positive validation documents to tune on (fewer than min_positives, 2 "
     "by default) falls back to the global threshold instead, so its predictions match the "
-    "global rule; the “Fallback” column counts those labels."
+    "global rule. The scutfbr rule (macro-oriented) also tunes one threshold per label, "
+    "choosing in folds of validation a per-label FBR cut: a label whose tuned F1 stays "
+    "below it gets a conservative threshold (its top validation score), after Fan & Lin "
+    "(2007); a label with no positive validation document keeps the global threshold. "
+    "The “Fallback” column counts the labels that kept the global threshold."
 )
 
 
 @dataclass
 class Cell:
-    """One table cell: display text, best-of-column flag, full-precision tooltip."""
+    """One table cell: display text, best-of-column flag, full-precision tooltip, 95% CI text."""
 
     text: str
     value: float | None = None
     best: bool = False
     title: str = ""
+    ci: str = ""
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A small tag beside a name; `kind` picks its colour (chosen, best, near, baseline)."""
+
+    text: str
+    kind: str
 
 
 @dataclass
@@ -56,7 +71,7 @@ class Row:
     name: str
     cells: list[Cell]
     rule: str = ""
-    badges: list[str] = field(default_factory=list)
+    badges: list[Badge] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,11 +102,21 @@ def mark_best(rows: Sequence[Row], metrics: Sequence[R.Metric]) -> None:
                 row.cells[j].best = True
 
 
-def _cells(values: dict, metrics: Sequence[R.Metric]) -> list[Cell]:
+def ci_text(ci: tuple[float, float] | None, digits: int = 3) -> str:
+    """``[lo, hi]`` as ``"lo–hi"`` at the cell's precision; empty when not recorded."""
+    return "" if ci is None else f"{ci[0]:.{digits}f}–{ci[1]:.{digits}f}"
+
+
+def _cells(values: dict, metrics: Sequence[R.Metric],
+           cis: dict[str, tuple[float, float]] | None = None) -> list[Cell]:
     out = []
     for m in metrics:
         v = R.num(values.get(m.key))
-        out.append(Cell(fmt(v, m.digits), v, title="" if v is None else repr(v)))
+        ci = (cis or {}).get(m.key)
+        title = "" if v is None else repr(v)
+        if ci is not None:
+            title += f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
+        out.append(Cell(fmt(v, m.digits), v, title=title.strip(), ci=ci_text(ci, m.digits)))
     return out
 
 
@@ -104,17 +129,57 @@ def _resources(model: dict) -> dict[str, float | None]:
     }
 
 
-def comparison_rows(record: dict, rule: str | None = "fixed") -> list[Row]:
-    """Model × test-metric rows for one rule (None: each model's chosen best_rule)."""
+def comparison_rows(record: dict, rule: str = "fixed") -> list[Row]:
+    """Model × test-metric rows, every model under the same `rule` (the fixed-0.5 table)."""
     metrics = TEST_AND_RESOURCES
     rows = []
     for name, model in R.models(record).items():
-        used = rule or str(model.get("best_rule") or "fixed")
-        values = {**R.split_metrics(model, used), **_resources(model)}
-        rows.append(Row(name, _cells(values, metrics), rule=used if used in R.rules(model) else DASH))
+        values = {**R.split_metrics(model, rule), **_resources(model)}
+        rows.append(Row(name, _cells(values, metrics, R.test_ci(model, rule)),
+                        rule=rule if rule in R.rules(model) else DASH))
     mark_best(rows, metrics)
     return rows
 
+
+def seed_summary(record: dict, name: str, objective: str) -> str:
+    """Mean ± sample std of the objective's test F1 over seeds (each seed under its own
+    rule chosen for `objective`); the primary run is the model's chosen-rule figure."""
+    model = R.models(record).get(name, {})
+    key = R.OBJECTIVES[objective]
+    rule = R.chosen_rule(model, objective)
+    values = [R.num(R.split_metrics(model, rule).get(key))] if rule else []
+    for entry in R.as_list(model.get("seeds")):
+        values.append(R.num(R.as_dict(R.as_dict(entry).get(objective)).get(key)))
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return "single run"
+    return f"{statistics.mean(present):.3f} ± {statistics.stdev(present):.3f} (n={len(present)})"
+
+
+def objective_rows(record: dict, objective: str) -> list[Row]:
+    """One row per model under the rule it chose for `objective` on cross-fitted validation.
+
+    Badges: "best" on ``record.best[objective]``, "≈ best" on models the paired
+    bootstrap found not significantly worse (``record.not_worse[objective]``).
+    """
+    metrics = TEST_AND_RESOURCES
+    best = R.best_config(record, objective)
+    near = R.not_worse(record, objective)
+    seeds = R.n_seeds(record) > 1
+    rows = []
+    for name, model in R.models(record).items():
+        rule = R.chosen_rule(model, objective)
+        values = {**(R.split_metrics(model, rule) if rule else {}), **_resources(model)}
+        badges = []
+        if best is not None and best == (name, rule):
+            badges.append(Badge("best", "best"))
+        elif near.get(name):
+            badges.append(Badge("≈ best", "near"))
+        extra = {"seeds": seed_summary(record, name, objective)} if seeds else {}
+        rows.append(Row(name, _cells(values, metrics, R.test_ci(model, rule) if rule else None),
+                        rule=rule or DASH, badges=badges, extra=extra))
+    mark_best(rows, metrics)
+    return rows
 
 
 def threshold_text(threshold: Any) -> str:
@@ -130,20 +195,19 @@ def threshold_text(threshold: Any) -> str:
 def rule_rows(record: dict) -> list[Row]:
     """(variant × rule) rows: validation F1 plus total/head/medium/tail test F1."""
     names = R.labels(record)
-    base, best = R.baseline_config(record), R.best_config(record)
+    base = R.baseline_config(record)
+    best = {obj: R.best_config(record, obj) for obj in R.OBJECTIVES}
     models = R.models(record)
     rows = []
     for name, rule, result in R.configurations(record):
         val = R.validation(result)
         values = {"val_f1_micro": val.get("f1_micro"), "val_f1_macro": val.get("f1_macro"),
                   **R.as_dict(result.get("test"))}
-        badges = []
-        if models[name].get("best_rule") == rule:
-            badges.append("chosen")
+        badges = [Badge(f"chosen ({obj})", "chosen") for obj in R.OBJECTIVES
+                  if R.chosen_rule(models[name], obj) == rule]
         if (name, rule) == base:
-            badges.append("baseline")
-        if (name, rule) == best:
-            badges.append("best val macro-F1")
+            badges.append(Badge("baseline", "baseline"))
+        badges += [Badge(f"best ({obj})", "best") for obj, cfg in best.items() if cfg == (name, rule)]
         raw_fb = result.get("fallback_labels")
         fallback = [_label_name(x, names) for x in R.as_list(raw_fb)]
         if raw_fb is None or (not fallback and rule in ("fixed", "global")):
@@ -164,28 +228,65 @@ def _label_name(x: Any, names: Sequence[str]) -> str:
 
 
 def dataset_context(record: dict) -> dict[str, Any]:
-    """Split statistics, label-group sizes and any extra dataset notes."""
+    """Split statistics (``dataset.stats``), label-group sizes, notes and the health check."""
     ds = R.as_dict(record.get("dataset"))
+    stats = R.as_dict(ds.get("stats"))
     splits = []
     for split in ("train", "val", "test"):
-        s = R.as_dict(ds.get(split))
+        s = R.as_dict(stats.get(split))
         if s:
             splits.append({"split": split, "documents": fmt(s.get("documents"), 0),
                            "distinct_labels": fmt(s.get("distinct_labels"), 0),
                            "label_cardinality": fmt(s.get("label_cardinality"), 2),
                            "mean_words": fmt(s.get("mean_words"), 1)})
     groups = R.label_groups(record)
-    known = {"name", "source", "train", "val", "test", "labels", "train_counts", "groups"}
-    notes = {str(k): _plain(v) for k, v in ds.items() if k not in known}
+    known = {"name", "source", "train", "val", "test"}
+    notes = {str(k): _plain(v) for k, v in stats.items() if k not in known}
     thresholds = R.as_dict(ds.get("groups"))
     return {
-        "name": str(ds.get("name") or DASH),
-        "source": str(ds.get("source") or ""),
+        "name": str(ds.get("name") or stats.get("name") or DASH),
+        "source": str(stats.get("source") or ""),
         "splits": splits,
         "n_labels": len(R.labels(record)),
         "group_sizes": {g: groups.count(g) for g in R.GROUPS if g in groups},
         "thresholds": {str(k): _plain(v) for k, v in thresholds.items()},
         "notes": notes,
+        "health": health_context(ds.get("health")),
+    }
+
+
+SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
+
+
+def health_context(health: Any) -> dict[str, Any] | None:
+    """The data health check's findings, most severe first; None when the check did not run.
+
+    Why defensive: the health module grows checks and keys; an unknown severity reads
+    as "info" rather than breaking the page, and unknown keys are shown as notes.
+    """
+    if not isinstance(health, dict):
+        return None
+    findings = []
+    for f in R.as_list(health.get("findings")):
+        if not isinstance(f, dict):
+            continue
+        sev = str(f.get("severity") or "info")
+        findings.append({
+            "check": str(f.get("check") or DASH),
+            "severity": sev if sev in SEVERITIES else "info",
+            "severity_text": sev,
+            "count": fmt(f.get("count"), 0),
+            "message": str(f.get("message") or ""),
+            "examples": [str(x) for x in R.as_list(f.get("examples"))],
+        })
+    findings.sort(key=lambda f: SEVERITIES.index(f["severity"]))
+    extra = {str(k): json.dumps(v, indent=1, default=str) if isinstance(v, (dict, list)) else str(v)
+             for k, v in health.items() if k not in ("findings", "seconds")}
+    return {
+        "findings": findings,
+        "counts": {sev: sum(f["severity"] == sev for f in findings) for sev in SEVERITIES},
+        "seconds": fmt(health.get("seconds"), 2),
+        "extra": extra,
     }
 
 
@@ -195,15 +296,71 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def model_overview(record: dict) -> list[dict[str, str]]:
+def model_overview(record: dict) -> list[dict[str, Any]]:
+    """One row per variant: what it is, the rule it chose per objective, and its notices."""
     out = []
     for name, m in R.models(record).items():
         params = R.num(m.get("parameters"))
         out.append({
             "name": name, "track": str(m.get("track") or DASH), "family": str(m.get("family") or DASH),
             "loss": str(m.get("loss") or DASH), "parameters": fmt(params, 0),
-            "best_rule": str(m.get("best_rule") or DASH), "export_dir": str(m.get("export_dir") or DASH),
+            "chosen": {obj: R.chosen_rule(m, obj) or DASH for obj in R.OBJECTIVES},
+            "notices": [str(n) for n in R.as_list(m.get("notices"))],
+            "export_dir": str(m.get("export_dir") or DASH),
             "describe": json.dumps(m.get("describe") or {}, indent=2, default=str),
+        })
+    return out
+
+
+#: the `mlbench.tuning.SearchResult.to_json()` keys this page lays out itself; others are listed
+_SEARCH_SHOWN = {"track", "objective", "metric", "method", "evaluation", "space", "budget", "full_grid",
+                 "grid", "scores", "rules", "chosen", "score", "chosen_rule", "seconds"}
+
+
+def _at(values: list, i: int) -> Any:
+    return values[i] if i < len(values) else None
+
+
+def search_context(record: dict) -> list[dict[str, Any]]:
+    """Each model's hyper-parameter search (``models[v].search``, a `SearchResult.to_json()`).
+
+    ``space`` is option → candidates; ``grid[i]`` the i-th point fitted, ``scores[i]`` its
+    validation score and ``rules[i]`` the rule reaching it. Read defensively: the search
+    record is young, so a missing or odd field reads as a dash and unknown keys are listed.
+    """
+    out = []
+    for name, m in R.models(record).items():
+        search = m.get("search")
+        if not isinstance(search, dict):
+            out.append({"name": name, "tuned": False})
+            continue
+        space = R.as_dict(search.get("space"))
+        chosen = R.as_dict(search.get("chosen"))
+        grid = [R.as_dict(p) for p in R.as_list(search.get("grid"))]
+        scores, rules = R.as_list(search.get("scores")), R.as_list(search.get("rules"))
+        params = list(space) or list(dict.fromkeys(k for p in grid for k in p))
+        fitted, full = R.num(search.get("full_grid")), len(grid)
+        budget = R.num(search.get("budget"))
+        out.append({
+            "name": name, "tuned": True,
+            "space": {str(k): ", ".join(_plain(c) for c in R.as_list(v)) or _plain(v) for k, v in space.items()},
+            "chosen": {str(k): _plain(v) for k, v in chosen.items()},
+            "score": fmt(search.get("score"), 4),
+            "chosen_rule": str(search.get("chosen_rule") or DASH),
+            "metric": str(search.get("metric") or DASH),
+            "objective": str(search.get("objective") or DASH),
+            "method": str(search.get("method") or DASH),
+            "evaluation": str(search.get("evaluation") or DASH),
+            "points_text": f"{full} of {fmt(fitted, 0)} grid points fitted" if fitted is not None
+                           else f"{full} points fitted",
+            "budget": fmt(budget, 0) if budget is not None else "none",
+            "seconds": fmt(search.get("seconds"), 1),
+            "params": [str(k) for k in params],
+            "points": [{"cells": [_plain(p[k]) if k in p else DASH for k in params],
+                        "score": fmt(_at(scores, i), 4), "rule": str(_at(rules, i) or DASH),
+                        "chosen": bool(chosen) and p == chosen}
+                       for i, p in enumerate(grid)],
+            "extra": {str(k): _plain(v) for k, v in search.items() if k not in _SEARCH_SHOWN},
         })
     return out
 
@@ -246,20 +403,28 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def headline(record: dict) -> dict[str, str] | None:
-    """Best configuration vs baseline, on the metrics the choice was made for."""
-    base, best = R.baseline_config(record), R.best_config(record)
-    if not best:
-        return None
+def headline(record: dict) -> list[dict[str, str]]:
+    """The best (variant, rule) per objective with that exact configuration's figures:
+    cross-fitted validation (what it was chosen on) and test, with 95% CIs when recorded."""
+    out = []
     ms = R.models(record)
-
-    def summary(cfg: tuple[str, str]) -> dict[str, str]:
-        test = R.split_metrics(ms[cfg[0]], cfg[1])
-        val = R.validation(R.as_dict(R.rules(ms[cfg[0]]).get(cfg[1])))
-        return {"name": f"{cfg[0]} / {cfg[1]}", "val_macro": fmt(val.get("f1_macro")),
-                "test_micro": fmt(test.get("f1_micro")), "test_macro": fmt(test.get("f1_macro"))}
-
-    return {"best": summary(best), "baseline": summary(base) if base else None}
+    for obj in R.OBJECTIVES:
+        cfg = R.best_config(record, obj)
+        if cfg is None:
+            continue
+        name, rule = cfg
+        result = R.rules(ms[name])[rule]
+        val, test = R.as_dict(result.get("val_cv")), R.as_dict(result.get("test"))
+        cis = R.test_ci(ms[name], rule)
+        near = [n for n, ok in R.not_worse(record, obj).items() if ok and n != name]
+        out.append({
+            "objective": obj, "name": name, "rule": rule,
+            "val_micro": fmt(val.get("f1_micro")), "val_macro": fmt(val.get("f1_macro")),
+            "test_micro": fmt(test.get("f1_micro")), "test_macro": fmt(test.get("f1_macro")),
+            "ci_micro": ci_text(cis.get("f1_micro")), "ci_macro": ci_text(cis.get("f1_macro")),
+            "near": ", ".join(near),
+        })
+    return out
 
 
 def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
@@ -269,21 +434,27 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
               for n in ms if f"curves:{n}" in figures]
     no_curves = [n for n in ms if f"curves:{n}" not in figures]
     rule_table = rule_rows(record)
-    chosen = comparison_rows(record, None)
+    config = R.as_dict(record.get("config"))
     return {
         "run_id": str(record.get("run_id") or DASH),
         "created": str(record.get("created") or DASH),
         "total_seconds": fmt(record.get("total_seconds"), 0),
         "command": str(record.get("command") or ""),
         "config": json.dumps(record.get("config") or {}, indent=2, default=str),
+        "n_seeds": R.n_seeds(record),
+        "seed": str(config.get("seed")) if config.get("seed") is not None else "",
+        "bootstrap": fmt(config.get("bootstrap"), 0),
         "versions": {str(k): str(v) for k, v in R.as_dict(record.get("versions")).items()},
         "dataset": dataset_context(record),
         "models": model_overview(record),
         "headline": headline(record),
         "test_metrics": TEST_AND_RESOURCES,
         "n_quality": len(R.TEST_METRICS),
+        "objectives": [{"name": obj, "key": key, "label": "Micro F1" if obj == "micro" else "Macro F1",
+                        "rows": objective_rows(record, obj)} for obj, key in R.OBJECTIVES.items()],
+        "significance_method": str(record.get("significance_method") or ""),
         "comparison": comparison_rows(record, "fixed"),
-        "comparison_chosen": chosen if any(r.rule not in ("fixed", DASH) for r in chosen) else [],
+        "search": search_context(record),
         "rule_metrics": RULE_METRICS,
         "rule_rows": rule_table,
         "fallbacks": [r for r in rule_table if r.extra["fallback"]],
@@ -304,8 +475,13 @@ def render_html(record: dict, figures: dict[str, Path]) -> str:
     return _env().get_template("report.html.j2").render(**build_context(record, figures))
 
 
-def write_report(record: dict, run_dir: Path) -> Path:
-    """Write ``run_dir/figures/*.png`` and ``run_dir/report.html``; return the HTML path."""
+def write_report(record: RunRecord | dict[str, Any], run_dir: Path) -> Path:
+    """Write ``run_dir/figures/*.png`` and ``run_dir/report.html``; return the HTML path.
+
+    `record` is a `mlbench.record.RunRecord` (or its JSON dict, as in results.json).
+    """
+    if hasattr(record, "to_json"):
+        record = record.to_json()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(record, run_dir)
