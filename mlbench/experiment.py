@@ -180,8 +180,9 @@ def seed_metrics(name: str, *, cfg: RunConfig, corpus: Corpus, labels: LabelSpac
                  params: dict | None) -> dict:
     """Test metrics of one more seed of a stochastic track (its own rule, chosen on its val)."""
     settings = track_settings(cfg, name, loss=loss, workdir=None, seed=seed)
+    settings.options.update(params or {})  # the point the search chose (tracks read options)
     cls = get_track_class(name)
-    track = cls(settings, **(params or {}))
+    track = cls(settings)
     track.fit(corpus.train, corpus.val, labels)
     ev = evaluate_variant(score_variant(track, corpus), y_val=y_val, y_test=y_test, labels=labels,
                           groups=groups)
@@ -235,16 +236,19 @@ def reopen_record(run_dir: Path, info: DatasetInfo) -> RunRecord:
     return record
 
 
-def save_predictions(run_dir: Path, variant: str, ev: "Evaluation") -> None:
-    """Test decisions per objective [n_test, L] (int8), kept for a resumed run's comparisons."""
+def save_predictions(run_dir: Path, variant: str, ev: "Evaluation", scores: "Scores") -> None:
+    """Test decisions per objective [n_test, L] (int8) and val/test scores (float32), kept so a
+    resumed run can still compare and ensemble the variants it did not retrain."""
     folder = run_dir / "predictions"
     folder.mkdir(exist_ok=True)
-    np.savez_compressed(folder / f"{history_name(variant)}.npz", **ev.predictions)
+    np.savez_compressed(folder / f"{history_name(variant)}.npz", **ev.predictions,
+                        val_scores=scores.val, test_scores=scores.test)
 
 
-def load_predictions(run_dir: Path, variant: str) -> dict[str, np.ndarray]:
+def load_predictions(run_dir: Path, variant: str) -> tuple[dict[str, np.ndarray], Scores]:
     with np.load(run_dir / "predictions" / f"{history_name(variant)}.npz") as data:
-        return {k: data[k] for k in data.files}
+        decisions = {k: data[k] for k in OBJECTIVES}
+        return decisions, Scores(data["val_scores"], data["test_scores"], None)
 
 
 def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path, RunRecord]:
@@ -282,26 +286,43 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     labels.save(run_dir / "labels.json")
     y_val, y_test = labels.encode(corpus.val.labels), labels.encode(corpus.test.labels)
     predictions: dict[str, dict[str, np.ndarray]] = {obj: {} for obj in OBJECTIVES}
+    scored: dict[str, Scores] = {}
+    fitted: dict[str, Track] = {}
     for variant in record.models:
-        for obj, pred in load_predictions(run_dir, variant).items():
+        decisions, scored[variant] = load_predictions(run_dir, variant)
+        for obj, pred in decisions.items():
             predictions[obj][variant] = pred
     started = time.perf_counter() - (record.total_seconds or 0.0)
+
+    def keep(variant: str, model: ModelResult, ev: Evaluation, scores: Scores) -> None:
+        record.models[variant] = model
+        scored[variant] = scores
+        for obj in OBJECTIVES:
+            predictions[obj][variant] = ev.predictions[obj]
+        save_predictions(run_dir, variant, ev, scores)
+        say(console_line(variant, model))
+        record.total_seconds = time.perf_counter() - started
+        record.save(run_dir)  # finished variants survive a crash in a later one
+
+    common = dict(cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir,
+                  y_val=y_val, y_test=y_test)
     for name in models:
         cls = get_track_class(name)
+        if getattr(cls, "needs_members", False):
+            continue  # built from the others below
         for loss in (cfg.losses if cls.uses_loss else [None]):
             variant = variant_name(name, loss, len(cfg.losses))
             if variant in record.models:
                 continue
-            model, ev = run_variant(name, loss=loss, variant=variant, cfg=cfg, corpus=corpus,
-                                    labels=labels, groups=groups, run_dir=run_dir, y_val=y_val,
-                                    y_test=y_test)
-            record.models[variant] = model
-            for obj in OBJECTIVES:
-                predictions[obj][variant] = ev.predictions[obj]
-            save_predictions(run_dir, variant, ev)
-            say(console_line(variant, model))
-            record.total_seconds = time.perf_counter() - started
-            record.save(run_dir)  # finished variants survive a crash in a later one
+            model, ev, scores, track = run_variant(name, loss=loss, variant=variant, **common)
+            fitted[variant] = track
+            keep(variant, model, ev, scores)
+    for name in models:
+        cls = get_track_class(name)
+        if getattr(cls, "needs_members", False) and name not in record.models:
+            built = run_ensemble(name, record=record, scored=scored, fitted=fitted, **common)
+            if built is not None:
+                keep(name, *built)
     choose_best(record)
     if cfg.bootstrap and len(record.models) > 1:
         with phase("significance"):
@@ -315,7 +336,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
 
 def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, corpus: Corpus,
                 labels: LabelSpace, groups: FrequencyGroups, run_dir: Path, y_val: np.ndarray,
-                y_test: np.ndarray) -> tuple[ModelResult, Evaluation]:
+                y_test: np.ndarray) -> tuple[ModelResult, Evaluation, Scores, Track]:
     """fit → evaluate → export → record, for one variant."""
     cls = get_track_class(name)
     workdir = run_dir / "checkpoints" / export_dir_name(variant)
@@ -348,7 +369,84 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
                     name, cfg=cfg, corpus=corpus, labels=labels, y_val=y_val, y_test=y_test,
                     groups=groups, loss=loss, seed=cfg.seed + i, params=params))
     _write_history(run_dir, variant, fitted.history)
-    return model, ev
+    return model, ev, scores, fitted.track
+
+
+#: most members an ensemble averages (its weight grid grows as a simplex over them)
+MAX_ENSEMBLE_MEMBERS = 4
+
+
+def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fitted: dict[str, Track],
+                 cfg: RunConfig, corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups,
+                 run_dir: Path, y_val: np.ndarray, y_test: np.ndarray
+                 ) -> tuple[ModelResult, Evaluation, Scores] | None:
+    """The ensemble of the variants that export a SavedModel, from their stored scores.
+
+    Members: every such variant trained in this run (at most `MAX_ENSEMBLE_MEMBERS`, the
+    best on cross-fitted validation for `--select`); weights chosen on validation
+    (cross-fitted inside the track); test scores are the same weighted average of the
+    members' test scores.  Needs two members, else it is skipped with a notice.
+    """
+    from mlbench.serving.artifacts import load_artifact
+    from mlbench.tracks import get_track_class as track_class
+
+    key = OBJECTIVES[cfg.select]
+    candidates = [v for v, m in record.models.items() if m.export_dir and v in scored
+                  and getattr(track_class(m.track), "export_format", "savedmodel") == "savedmodel"
+                  and not getattr(track_class(m.track), "needs_members", False)]
+    candidates.sort(key=lambda v: -(record.models[v].rules[record.models[v].chosen_rule[cfg.select]]
+                                    .val_cv.get(key) or 0.0))
+    members = candidates[:MAX_ENSEMBLE_MEMBERS]
+    if len(members) < 2:
+        say(f"[{name}] skipped: needs two members that export a SavedModel, have {len(members)}")
+        return None
+    tracks = {v: fitted.get(v) or _ArtifactMember(load_artifact(run_dir / record.models[v].export_dir))
+              for v in members}
+    cls = track_class(name)
+    settings = track_settings(cfg, name, loss=None, workdir=None)
+    with phase(f"{name}: weights over {', '.join(members)}") as timing:
+        track = cls(settings, tracks, objective=cfg.select)
+        track.labels = labels
+        track.fit_from_scores({v: scored[v].val for v in members}, y_val)
+    weights = np.array([track.weights[v] for v in members])
+    test = np.tensordot(weights, np.stack([scored[v].test for v in members]), axes=1).astype(np.float32)
+    val = np.tensordot(weights, np.stack([scored[v].val for v in members]), axes=1).astype(np.float32)
+    rates = [record.models[v].inference_docs_per_s for v in members if track.weights[v] > 0]
+    speed = 1.0 / sum(1.0 / r for r in rates) if rates and all(rates) else None  # members run in turn
+    scores = Scores(val, test, speed)
+    with phase(f"{name}: evaluate"):
+        ev = evaluate_variant(scores, y_val=y_val, y_test=y_test, labels=labels, groups=groups,
+                              bootstrap=cfg.bootstrap, seed=cfg.seed)
+    with phase(f"{name}: export"):
+        member_exports = {v: run_dir / record.models[v].export_dir for v in members}
+        export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=name, evaluation=ev,
+                                                  labels=labels, member_exports=member_exports)
+    describe = track.describe()
+    model = ModelResult(
+        track=name, family=cls.family, describe=describe, train_seconds=timing["seconds"],
+        size_bytes=export_bytes, parameters=None, rules=ev.results, chosen_rule=ev.chosen,
+        inference_docs_per_s=speed, examples=examples(scores.test, corpus, labels),
+        export_dir=export_dir, export_bytes=export_bytes,
+        notices=[f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"],
+    )
+    return model, ev, scores
+
+
+class _ArtifactMember(Track):
+    """A member kept from before a resume: its exported model stands in for the fitted track."""
+
+    name = "exported"
+
+    def __init__(self, artifact) -> None:
+        super().__init__()
+        self.artifact = artifact
+        self.labels = None
+
+    def fit(self, train, val, labels):  # pragma: no cover - never refitted
+        raise RuntimeError("an exported member is not refitted")
+
+    def predict_scores(self, texts):
+        return self.artifact.predict(texts)
 
 
 def choose_best(record: RunRecord) -> None:

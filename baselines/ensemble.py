@@ -1,0 +1,302 @@
+"""A validation-weighted average of other fitted tracks' scores.
+
+Scores are ``Σ_m w_m · scores_m`` with weights on a simplex grid (step 0.1 by
+default, at most 4 members).  A weight vector is judged the way the suite judges a
+model: the decision rules are cross-fitted on k folds of validation (rules fitted on
+k−1 folds, applied to the held-out one) and the vector's score is the best rule's
+pooled micro-F1 (or macro-F1).  Test data never reaches `fit`.  Because the weights
+are chosen on all of validation, `describe()` also gives a nested estimate: for each
+outer fold the weights are chosen on the other k−1 folds only and the held-out
+fold is scored with them, so that number has seen neither test nor its own labels.
+
+Members: only tracks whose export is a raw-string SavedModel (``export_format`` =
+"savedmodel"; fastText, say, is refused), because the ensemble's export is ONE
+SavedModel that calls each member's exported graph.  A member whose `export`
+returns None (e.g. today's `svm`) can still be ensembled and scored in process;
+`export` then raises, naming it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from pathlib import Path
+from typing import ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.tracks import Track, TrainSettings
+
+SAVEDMODEL = "savedmodel"
+MAX_MEMBERS = 4
+
+
+def exports_savedmodel(track: Track | type) -> bool:
+    """True when `track` (an instance or class) exports a raw-string SavedModel."""
+    return getattr(track, "export_format", SAVEDMODEL) == SAVEDMODEL
+
+
+def savedmodel_members(tracks: Mapping[str, Track]) -> dict[str, Track]:
+    """The ensemble's candidates among fitted `tracks`: those with a SavedModel export."""
+    return {name: t for name, t in tracks.items() if exports_savedmodel(t)}
+
+
+def simplex_grid(n_members: int, step: float = 0.1) -> np.ndarray:
+    """All weight vectors with entries in multiples of `step` summing to 1: [n_vectors, n_members]."""
+    parts = round(1.0 / step)
+    if n_members < 1 or parts < 1 or not np.isclose(parts * step, 1.0):
+        raise ValueError(f"step must divide 1 (e.g. 0.1, 0.25), got {step}; n_members={n_members}")
+    rows = [c for c in itertools.product(range(parts + 1), repeat=n_members) if sum(c) == parts]
+    return np.asarray(rows, dtype=np.float64) / parts
+
+
+def _fold_metric(y: np.ndarray, pred: np.ndarray, key: str) -> float:
+    """micro-F1 or macro-F1 of 0/1 predictions [n, L] (scikit-learn's zero_division=0)."""
+    from mlbench.evaluation.metrics import per_label_f1
+
+    if key == "f1_macro":
+        return float(per_label_f1(y, pred).mean())
+    y, p = y != 0, pred != 0
+    den = int(y.sum() + p.sum())
+    return 2.0 * int((y & p).sum()) / den if den else 0.0
+
+
+def cross_fitted_score(y: np.ndarray, scores: np.ndarray, key: str, *, folds: int,
+                       seed: int) -> tuple[float, str]:
+    """(best rule's pooled out-of-fold `key`, that rule) for scores [n, L] and y [n, L]."""
+    from mlbench.evaluation.scoring import cross_fitted_predictions
+
+    oof = cross_fitted_predictions(y, scores, folds=folds, seed=seed)
+    values = {rule: _fold_metric(y, pred, key) for rule, pred in oof.items()}
+    best = max(values, key=values.get)  # first of equal maxima: the simpler rule
+    return values[best], best
+
+
+def _blend(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """Σ_m w_m · stack[m] for stack [M, n, L] → float32 [n, L]."""
+    return np.tensordot(weights, stack.astype(np.float64), axes=1).astype(np.float32)
+
+
+def _rank(grid: np.ndarray, stack: np.ndarray, y: np.ndarray, key: str, folds: int,
+          seed: int) -> list[tuple[float, str, int]]:
+    """Grid rows by cross-fitted score, best first: (score, rule, row index).
+
+    Ties go to the vector nearest equal weights (averaging is the safer bet), then to
+    the earlier row.
+    """
+    uniform = np.full(grid.shape[1], 1.0 / grid.shape[1])
+    scored = []
+    for i, w in enumerate(grid):
+        value, rule = cross_fitted_score(y, _blend(w, stack), key, folds=folds, seed=seed)
+        scored.append((value, rule, i))
+    spread = np.abs(grid - uniform).sum(axis=1)
+    return sorted(scored, key=lambda t: (-round(t[0], 12), spread[t[2]], t[2]))
+
+
+class EnsembleTrack(Track):
+    """`--models ensemble`: weighted average of already-fitted member tracks."""
+
+    name = "ensemble"
+    family = "ensemble"
+    stochastic = False  # a deterministic weight search over fitted members
+    export_format: ClassVar[str] = SAVEDMODEL
+    #: the driver fits the other tracks first and passes them as `members`
+    needs_members: ClassVar[bool] = True
+
+    def __init__(self, settings: TrainSettings | None = None, members: Mapping[str, Track] | None = None,
+                 *, step: float = 0.1, folds: int = 5, objective: str = "micro", top: int = 5,
+                 nested_estimate: bool = True):
+        from mlbench.record import objective_key
+
+        super().__init__(settings)
+        if not members:
+            raise ValueError("EnsembleTrack needs members={name: fitted Track, ...} (at least one)")
+        if len(members) > MAX_MEMBERS:
+            raise ValueError(f"at most {MAX_MEMBERS} members (the weight grid grows fast), got {len(members)}")
+        refused = [n for n, t in members.items() if not exports_savedmodel(t)]
+        if refused:
+            raise ValueError(f"members must export a SavedModel; {', '.join(refused)} do not "
+                             f"(export_format {[getattr(members[n], 'export_format', None) for n in refused]})")
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2, got {folds}")
+        self.members: dict[str, Track] = dict(members)
+        self.objective, self.key = objective, objective_key(objective)
+        self.step, self.folds, self.top, self.nested_estimate = float(step), int(folds), int(top), nested_estimate
+        self.grid = simplex_grid(len(self.members), self.step)
+        self.weights: dict[str, float] | None = None
+        self.tried: list[dict] = []
+        self.nested: dict | None = None
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        """Score the (already fitted) members on `val` and choose the weights there."""
+        self.labels = labels
+        scores = {name: m.predict_scores(val.texts) for name, m in self.members.items()}
+        self.fit_from_scores(scores, labels.encode(val.labels))
+        return {}
+
+    def fit_from_scores(self, val_scores: Mapping[str, np.ndarray], y_val: np.ndarray) -> "EnsembleTrack":
+        """Choose weights from members' validation scores {name: [n_val, L]} and y_val [n_val, L]."""
+        if set(val_scores) != set(self.members):
+            raise ValueError(f"val_scores must hold exactly the members {sorted(self.members)}, "
+                             f"got {sorted(val_scores)}")
+        y = np.asarray(y_val)
+        stack = np.stack([np.asarray(val_scores[n], dtype=np.float32) for n in self.members])
+        if stack.shape[1:] != y.shape:
+            raise ValueError(f"member scores {stack.shape[1:]} and y_val {y.shape} differ in shape")
+        seed = int(self.settings.seed)
+        ranked = _rank(self.grid, stack, y, self.key, self.folds, seed)
+        names = list(self.members)
+        self.weights = {n: float(w) for n, w in zip(names, self.grid[ranked[0][2]])}
+        self.tried = [{"weights": {n: float(w) for n, w in zip(names, self.grid[i])},
+                       "val_cv": float(v), "rule": r} for v, r, i in ranked[: self.top]]
+        self.nested = self._nested(stack, y, seed) if self.nested_estimate and len(names) > 1 else None
+        if self.labels is None:
+            self.labels = next(iter(self.members.values())).labels
+        return self
+
+    def _nested(self, stack: np.ndarray, y: np.ndarray, seed: int) -> dict:
+        """Outer k folds: weights chosen on k−1 folds, rules fitted there, held-out fold scored."""
+        from mlbench.evaluation.thresholds import fit_decision_rules
+
+        order = np.random.default_rng(seed + 1).permutation(len(y))
+        pred = np.zeros(y.shape, dtype=np.int8)
+        chosen = []
+        for fold in np.array_split(order, min(self.folds, len(y))):
+            rest = np.setdiff1d(order, fold)
+            value, rule, i = _rank(self.grid, stack[:, rest], y[rest], self.key, self.folds, seed)[0]
+            rules = fit_decision_rules(y[rest], _blend(self.grid[i], stack[:, rest]), default=0.5)
+            pred[fold] = rules[rule].predict(_blend(self.grid[i], stack[:, fold]))
+            chosen.append([float(w) for w in self.grid[i]])
+        return {self.key: _fold_metric(y, pred, self.key), "fold_weights": chosen}
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Weighted average of the members' scores, float32 [len(texts), n_labels]."""
+        if self.weights is None:
+            raise RuntimeError("fit the track before predicting")
+        used = [n for n, w in self.weights.items() if w > 0]
+        stack = np.stack([self.members[n].predict_scores(texts) for n in used])
+        return _blend(np.array([self.weights[n] for n in used]), stack)
+
+    # -- export -----------------------------------------------------------------------------------
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None,
+               member_exports: Mapping[str, Path] | None = None) -> Path:
+        """ONE raw-string SavedModel: ``serving_default(texts) -> {"scores"}`` = the weighted
+        sum of the members' exported graphs' "scores" (members with weight 0 left out),
+        plus ``decisions`` with `thresholds` ([L] or scalar; None → 0.5) baked in.
+
+        `member_exports` {name: SavedModel folder} reuses the members' exports (the
+        driver has them); missing ones are exported to a temporary folder first.
+        The result is self-contained: it does not read the member folders later.
+        """
+        from mlbench.serving.artifacts import LABELS_FILE, META_FILE
+        from mlbench.serving.export import DECISIONS_SIGNATURE, SERVE_SIGNATURE, decision_thresholds
+
+        if self.weights is None:
+            raise RuntimeError("fit the track before exporting")
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()):
+            raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite")
+        used = [n for n, w in self.weights.items() if w > 0]
+        names = list(self.labels.names)
+        cutoffs = decision_thresholds(thresholds, len(names))
+        given = dict(member_exports or {})
+        with tempfile.TemporaryDirectory() as tmp:
+            paths: dict[str, Path] = {}
+            for n in used:
+                if n in given:
+                    paths[n] = Path(given[n])
+                    continue
+                out = self.members[n].export(Path(tmp) / n)
+                if out is None:
+                    raise ValueError(f"ensemble member {n!r} has no SavedModel export; "
+                                     f"only SavedModel tracks can be exported in an ensemble")
+                paths[n] = Path(out)
+            requires = self._check_members(paths, names)
+            _save_ensemble(directory, paths, [self.weights[n] for n in used], names, cutoffs)
+        meta = {"track": self.name, "format": SAVEDMODEL, "requires": requires,
+                "members": used, "weights": {n: self.weights[n] for n in used},
+                "objective": self.objective, "signatures": [SERVE_SIGNATURE, DECISIONS_SIGNATURE],
+                "thresholds": [float(v) for v in cutoffs]}
+        (directory / LABELS_FILE).write_text(json.dumps(names, indent=1), encoding="utf-8")
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return directory
+
+    @staticmethod
+    def _check_members(paths: Mapping[str, Path], names: list[str]) -> list[str]:
+        """Each member folder is a SavedModel with our label order; the union of its `requires`."""
+        import importlib
+
+        from mlbench.serving.artifacts import LABELS_FILE, META_FILE
+
+        requires: list[str] = []
+        for n, p in paths.items():
+            if not (p / "saved_model.pb").exists():
+                raise ValueError(f"ensemble member {n!r}: {p} is not a SavedModel folder")
+            if json.loads((p / LABELS_FILE).read_text(encoding="utf-8")) != names:
+                raise ValueError(f"ensemble member {n!r}: {p} has a different label order")
+            meta_path = p / META_FILE
+            meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+            for module in meta.get("requires", []):
+                importlib.import_module(module)  # custom ops must be registered before loading
+                if module not in requires:
+                    requires.append(module)
+        return requires
+
+    def size_bytes(self) -> int | None:
+        sizes = [m.size_bytes() for n, m in self.members.items() if (self.weights or {}).get(n, 1) > 0]
+        return None if any(s is None for s in sizes) else int(sum(sizes))
+
+    def describe(self) -> dict:
+        return {
+            "members": list(self.members), "weights": self.weights, "objective": self.objective,
+            "grid_step": self.step, "grid_size": int(len(self.grid)), "folds": self.folds,
+            "top_weights": self.tried, "nested_val_cv": self.nested,
+        }
+
+
+def _save_ensemble(directory: Path, paths: Mapping[str, Path], weights: Sequence[float],
+                   label_names: Sequence[str], cutoffs: np.ndarray) -> None:
+    """tf.saved_model.save a module that calls each loaded member's serving_default.
+
+    Signatures as `mlbench.serving.export`: ``serving_default`` → {"scores" [B, L]},
+    ``decisions`` → {"scores", "labels" int32 [B, L] = scores >= cutoffs}, ``labels``.
+    """
+    import tensorflow as tf
+
+    from mlbench.serving.export import DECISIONS_SIGNATURE, INPUT_NAME, SERVE_SIGNATURE
+
+    class EnsembleServer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = [tf.saved_model.load(str(p)) for p in paths.values()]
+            self.member_weights = [float(w) for w in weights]
+            self.label_names = tf.Variable(list(label_names), dtype=tf.string, trainable=False)
+
+        def _scores(self, texts):
+            total = None
+            for w, m in zip(self.member_weights, self.members):
+                part = w * tf.cast(m.signatures[SERVE_SIGNATURE](**{INPUT_NAME: texts})["scores"], tf.float32)
+                total = part if total is None else total + part
+            return total
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+        def serve(self, texts):
+            return {"scores": self._scores(texts)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+        def decisions(self, texts):
+            s = self._scores(texts)
+            return {"scores": s, "labels": tf.cast(s >= tf.constant(cutoffs, dtype=tf.float32), tf.int32)}
+
+        @tf.function(input_signature=[])
+        def labels(self):
+            return self.label_names.read_value()
+
+    server = EnsembleServer()
+    tf.saved_model.save(server, str(directory), signatures={
+        SERVE_SIGNATURE: server.serve, DECISIONS_SIGNATURE: server.decisions, "labels": server.labels})

@@ -1,0 +1,142 @@
+"""fastText supervised, one-vs-all: the peer a practitioner would pick instead.
+
+`fasttext.train_supervised(loss="ova", wordNgrams=2)`: averaged word and bigram
+embeddings, one independent logistic output per label, so scores are per-label
+probabilities (not a softmax over labels).  Defaults follow fastText's multi-label
+tutorial (lr 0.5, 25 epochs, dim 50, 200k hash buckets).
+
+Determinism: fastText trains with Hogwild threads, so two runs differ unless there
+is one thread; we train with ``thread=1`` and the settings' seed, and then the same
+data gives the same model bit for bit.
+
+Documents: each becomes one line (`mlbench.serving.artifacts.fasttext_line`:
+newlines removed, punctuation split off, lowercased); label column i is the token
+``__label__i`` so names with spaces are safe.  fastText skips training lines with no
+label, so unlabelled documents do not train it.  Needs ``fasttext-wheel==0.9.2``
+(`fasttext` 0.9.3 is source-only); without it the registry skips this track.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+import fasttext  # ImportError here makes the registry skip the track
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.serving.artifacts import (
+    FASTTEXT_FORMAT, FASTTEXT_MODEL_FILE, LABELS_FILE, META_FILE,
+    fasttext_label, fasttext_line, fasttext_scores,
+)
+from mlbench.serving.export import decision_thresholds
+from mlbench.tracks import Track, TrainSettings
+
+
+class FastTextTrack(Track):
+    """`--models fasttext`: fastText supervised with ``loss="ova"`` and word bigrams."""
+
+    name = "fasttext"
+    family = "baseline"
+    export_format: ClassVar[str] = FASTTEXT_FORMAT
+    #: validation search grid (read by the tuner)
+    search_space: ClassVar[dict[str, list]] = {"epoch": [10, 25, 50], "lr": [0.1, 0.5, 1.0]}
+
+    def __init__(self, settings: TrainSettings | None = None, *, epoch: int | None = None,
+                 lr: float | None = None, dim: int | None = None, word_ngrams: int = 2,
+                 bucket: int | None = None, min_count: int = 1, lowercase: bool = True):
+        super().__init__(settings)
+        opts = self.settings.options
+        quick = self.settings.quick
+        self.epoch = int(epoch if epoch is not None else opts.get(
+            "epoch", self.settings.epochs or (5 if quick else 25)))
+        self.lr = float(lr if lr is not None else opts.get("lr", 0.5))
+        self.dim = int(dim if dim is not None else opts.get("dim", 50))
+        self.bucket = int(bucket if bucket is not None else opts.get("bucket", 200_000))
+        self.word_ngrams, self.min_count, self.lowercase = int(word_ngrams), int(min_count), bool(lowercase)
+        for key, value in (("epoch", self.epoch), ("dim", self.dim), ("word_ngrams", self.word_ngrams),
+                           ("min_count", self.min_count)):
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.bucket < 0:
+            raise ValueError(f"bucket must be >= 0, got {self.bucket}")
+        self.model = None
+
+    def _lines(self, texts: Sequence[str]) -> list[str]:
+        return [fasttext_line(t, lowercase=self.lowercase) for t in texts]
+
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        """Train on `train` only (fastText has no validation-driven early stopping)."""
+        self.labels = labels
+        index = {n: i for i, n in enumerate(labels.names)}
+        rows = []
+        for line, label_set in zip(self._lines(train.texts), train.labels):
+            tokens = [fasttext_label(index[l]) for l in label_set if l in index]
+            if tokens:
+                rows.append(" ".join(tokens) + " " + line)
+        if not rows:
+            raise ValueError("fastText needs at least one training document with a known label")
+        workdir = self.settings.workdir
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:  # the training file, one doc a line
+            path = Path(tmp) / "train.txt"
+            path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            self.model = fasttext.train_supervised(
+                input=str(path), loss="ova", wordNgrams=self.word_ngrams, epoch=self.epoch, lr=self.lr,
+                dim=self.dim, bucket=self.bucket, minCount=self.min_count,
+                seed=int(self.settings.seed), thread=1, verbose=0,
+            )
+        return {}
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """OVA probabilities of every label, float32 [len(texts), n_labels] in LabelSpace order."""
+        if self.model is None:
+            raise RuntimeError("fit the track before predicting")
+        return fasttext_scores(self.model, self._lines(texts), len(self.labels))
+
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """A folder with model.bin, labels.json and mlbench.json (format "fasttext").
+
+        Read it back with `mlbench.serving.artifacts.load_artifact`; `thresholds`
+        (scalar or [n_labels]; None → 0.5) are stored in mlbench.json, the rule used
+        when thresholds.json is absent (as for SavedModel exports).
+        """
+        if self.model is None:
+            raise RuntimeError("fit the track before exporting")
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()):
+            raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite")
+        meta = {
+            "track": self.name, "format": FASTTEXT_FORMAT, "model_file": FASTTEXT_MODEL_FILE,
+            "lowercase": self.lowercase, "label_tokens": "__label__<column index>",
+            "fasttext": self.describe(),
+            "thresholds": [float(v) for v in decision_thresholds(thresholds, len(self.labels))],
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_model(str(directory / FASTTEXT_MODEL_FILE))
+        (directory / LABELS_FILE).write_text(json.dumps(self.labels.names, indent=1), encoding="utf-8")
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return directory
+
+    def size_bytes(self) -> int | None:
+        """Bytes of the input and output matrices (float32), what model.bin mostly holds."""
+        if self.model is None:
+            return None
+        from mlbench.sizes import weights_size
+
+        return weights_size([self.model.get_input_matrix(), self.model.get_output_matrix()])
+
+    def describe(self) -> dict:
+        return {
+            "loss": "ova", "wordNgrams": self.word_ngrams, "epoch": self.epoch, "lr": self.lr,
+            "dim": self.dim, "bucket": self.bucket, "minCount": self.min_count, "thread": 1,
+            "seed": self.settings.seed, "lowercase": self.lowercase,
+            "vocabulary": len(self.model.words) if self.model is not None else None,
+        }
