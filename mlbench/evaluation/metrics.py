@@ -10,7 +10,7 @@ tests check each one against scikit-learn (``zero_division=0``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,6 +21,8 @@ __all__ = [
     "per_label_f1",
     "evaluate",
     "METRIC_KEYS",
+    "calibration_metrics",
+    "reliability_bins",
 ]
 
 #: Keys `evaluate` always returns (group keys are added when train_counts is given).
@@ -264,3 +266,77 @@ def evaluate(
                 )
                 out[f"{gname}_f1_macro"] = float(f1_l[idx].mean())
     return out
+
+
+# ----------------------------------------------------------------------------- calibration
+#: clip for the log loss: scores are taken in [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS]
+LOG_LOSS_EPS = 1e-7
+
+
+def reliability_bins(y: np.ndarray, scores: np.ndarray, bins: int = 15) -> dict[str, list]:
+    """Reliability-diagram data of pooled (label, score) pairs y [m], scores [m].
+
+    `bins` uniform bins on [0, 1], right-closed as in Guo et al. (2017):
+    bin i holds ``i/bins < s <= (i+1)/bins`` (bin 0 also holds s = 0).  Per bin:
+    ``mean_score``, observed ``frequency`` of positives (None for an empty bin) and
+    ``count``; ``ece`` = sum over bins of count/m * |frequency - mean_score|.
+    """
+    yv = np.asarray(y).reshape(-1) != 0
+    sv = np.asarray(scores, dtype=np.float64).reshape(-1)
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    idx = np.searchsorted(edges[1:-1], sv, side="left")
+    count = np.bincount(idx, minlength=bins)
+    s_sum = np.bincount(idx, weights=sv, minlength=bins)
+    y_sum = np.bincount(idx, weights=yv.astype(np.float64), minlength=bins)
+    filled = count > 0
+    mean_s = _safe_div(s_sum, count)
+    freq = _safe_div(y_sum, count)
+    ece = float(np.sum(count * np.abs(freq - mean_s)) / sv.size) if sv.size else 0.0
+    return {
+        "edges": edges.tolist(),
+        "mean_score": [float(v) if f else None for v, f in zip(mean_s, filled)],
+        "frequency": [float(v) if f else None for v, f in zip(freq, filled)],
+        "count": count.astype(np.int64).tolist(),
+        "ece": ece,
+    }
+
+
+def calibration_metrics(y: np.ndarray, scores: np.ndarray, *, bins: int = 15,
+                        top_k: int = 5) -> dict[str, Any]:
+    """How far scores [n_docs, n_labels] are from probabilities for 0/1 labels y (same shape).
+
+    * ``brier``: mean of (score - y)² over every document x label pair;
+    * ``log_loss``: mean binary cross-entropy over every pair, scores clipped to
+      [1e-7, 1 - 1e-7];
+    * ``ece``: expected calibration error with `bins` (15) uniform bins (Guo et al.
+      2017) over every pair — dominated by the many easy negatives near 0;
+    * ``ece_top{k}`` (``ece_top5``): the same over each document's `top_k` highest-
+      scored labels (ties: lower label index), where a reader looks;
+    * ``reliability`` / ``reliability_top{k}``: the per-bin data (`reliability_bins`).
+    """
+    yy = _as_2d("y_true", y) != 0
+    s = _as_2d("scores", scores).astype(np.float64)
+    if yy.shape != s.shape:
+        raise ValueError(f"y_true {yy.shape} and scores {s.shape} differ in shape")
+    if int(bins) < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    n_docs, n_labels = s.shape
+    k = max(1, min(int(top_k), n_labels))
+    yf = yy.astype(np.float64)
+    c = np.clip(s, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+    n_cells = s.size
+    brier = float(np.mean((s - yf) ** 2)) if n_cells else 0.0
+    log_loss = float(-np.mean(yf * np.log(c) + (1.0 - yf) * np.log1p(-c))) if n_cells else 0.0
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    rel_all = reliability_bins(yy, s, bins)
+    rel_top = reliability_bins(np.take_along_axis(yy, order, axis=1),
+                               np.take_along_axis(s, order, axis=1), bins)
+    return {
+        "brier": brier,
+        "log_loss": log_loss,
+        "ece": rel_all.pop("ece"),
+        f"ece_top{top_k}": rel_top.pop("ece"),
+        "bins": int(bins),
+        "reliability": rel_all,
+        f"reliability_top{top_k}": rel_top,
+    }
