@@ -1,7 +1,8 @@
-"""The `mlbench` command: ``mlbench run | predict | report`` (thin; the work lives in the layers).
+"""The `mlbench` command: ``mlbench run | predict | serve | report`` (thin; the work lives in the layers).
 
     mlbench run --dataset reuters                  # = python run_all.py --dataset reuters
     mlbench predict --model RUN/mlp_savedmodel "Oil prices rose after OPEC cut output"
+    mlbench serve --model RUN/svm_savedmodel       # JSON API + TF Serving REST + web page
     mlbench report RUN                             # re-render report.html from results.json
 
 This is the top layer: it parses options into a `RunConfig`, calls the experiment, then
@@ -60,6 +61,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-min", type=int, default=35, help="head labels: at least this many training docs")
     p.add_argument("--tail-max", type=int, default=8, help="tail labels: at most this many training docs")
     p.add_argument("--max-docs", type=int, help="cap the training documents (quick experiments)")
+    p.add_argument("--split-col", help="user files: column giving each row's split (train, val/dev, test)")
+    p.add_argument("--test-file", help="user files: a given test file (--dataset is then the train file)")
+    p.add_argument("--val-file", help="user files: a given validation file")
+    p.add_argument("--val-size", type=float, help="validation share (< 1) or count split from train "
+                   "when none is given (default 0.1)")
+    p.add_argument("--unlabeled", choices=["keep", "drop", "error"],
+                   help="rows with no labels: keep as all-negative documents (default), drop, or error")
+    p.add_argument("--max-bad-rows", type=float,
+                   help="user files: share of empty-text rows skipped and reported before the file is "
+                   "refused (default 0.01)")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks of built-in data")
+    p.add_argument("--strict", action="store_true", help="data-health warnings stop the run too")
+    p.add_argument("--dedupe", default="none", choices=["none", "train", "cross"],
+                   help="remove duplicate texts (default none: a published split stays as given)")
+    p.add_argument("--min-label-docs", type=int, default=2,
+                   help="health check: report labels with fewer training documents")
     p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
     p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -75,6 +92,15 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--rule", help="decision rule: fixed | global | per_label | scutfbr (default: best on validation)")
     pred.add_argument("--file", help="read texts from this file, one per line ('-' for stdin)")
     pred.add_argument("texts", nargs="*", help="texts to classify")
+    srv = sub.add_parser("serve", help="serve an exported model: JSON API, TF Serving REST, web page")
+    srv.add_argument("--model", required=True, type=Path, help="an exported model folder")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--name", help="model name in the URLs (default: folder name minus _savedmodel)")
+    srv.add_argument("--max-texts", type=int, default=256, help="most texts in one request")
+    srv.add_argument("--max-chars", type=int, default=100_000, help="longest text accepted")
+    srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
+    srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
     return p
@@ -99,6 +125,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         device=args.device, out=Path(args.out), data_dir=args.data_dir, split_method=args.split,
         text_col=args.text_col, labels_col=args.labels_col, label_sep=args.label_sep,
         head_min=args.head_min, tail_max=args.tail_max, max_docs=args.max_docs,
+        split_col=args.split_col, test_file=args.test_file, val_file=args.val_file,
+        val_size=None if args.val_size is None else (int(args.val_size) if args.val_size >= 1 else args.val_size),
+        unlabeled=args.unlabeled, max_bad_rows=args.max_bad_rows, verify=not args.no_verify,
+        strict=args.strict, dedupe=args.dedupe, min_label_docs=args.min_label_docs,
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
         bootstrap=args.bootstrap, report=not args.no_report,
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
@@ -163,6 +193,20 @@ def predict(args: argparse.Namespace) -> int:
                            rule=args.rule)
 
 
+def serve(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
+    from mlbench.errors import InputError
+
+    if find_spec("fastapi") is None or find_spec("uvicorn") is None:
+        raise InputError("serve: needs the serve extra (pip install -e '.[serve]')")
+    from mlbench.serving.server import serve as run_server
+
+    run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
+               max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
+    return 0
+
+
 def report(args: argparse.Namespace) -> int:
     from mlbench.record import RunRecord
     from reports import write_report
@@ -181,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, argv[1:])
         if args.command == "predict":
             return predict(args)
+        if args.command == "serve":
+            return serve(args)
         return report(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -39,6 +39,25 @@ class RunConfig:
     head_min: int = 35
     tail_max: int = 8
     max_docs: int | None = None
+    #: user files: a column naming each row's split (train / val|validation|dev / test)
+    split_col: str | None = None
+    #: user files: given test / validation files beside the train file (`dataset`)
+    test_file: str | None = None
+    val_file: str | None = None
+    #: share (< 1) or count of train split off as validation when none is given
+    val_size: float | None = None
+    #: user files, rows with no labels: keep (all-negative documents; None = keep), drop, or error
+    unlabeled: str | None = None
+    #: user files: share of empty-text rows skipped and reported before the file is refused (None = 1%)
+    max_bad_rows: float | None = None
+    #: check built-in data files against their pinned / recorded sha256
+    verify: bool = True
+    #: data health: warnings stop the run too
+    strict: bool = False
+    #: remove duplicate texts: none, train (within train), cross (train/val copies of test and val)
+    dedupe: str = "none"
+    #: labels with fewer training documents are reported by the health check
+    min_label_docs: int = 2
     track_options: dict = field(default_factory=dict)
     #: objective the searches and the headline are chosen for ("micro" | "macro")
     select: str = "micro"
@@ -104,6 +123,13 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seeds": (lambda v: _is_int(v) and 1 <= v <= 100, "an integer from 1 to 100"),
     "bootstrap": (lambda v: _is_int(v) and (v == 0 or 100 <= v <= 100_000), "0 or an integer from 100 to 100000"),
     "label_sep": (lambda v: v is None or (isinstance(v, str) and v != ""), "a non-empty string"),
+    "unlabeled": (lambda v: v in (None, "keep", "drop", "error"), "keep, drop or error"),
+    "max_bad_rows": (lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                     "a share from 0 to below 1"),
+    "val_size": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
+                 "a share below 1 or a document count"),
+    "dedupe": (lambda v: v in ("none", "train", "cross"), "none, train or cross"),
+    "min_label_docs": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
 }
 
 

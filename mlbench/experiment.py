@@ -52,8 +52,25 @@ def load_data(cfg: RunConfig) -> Corpus:
     return load_corpus(
         cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, split_method=cfg.split_method,
         text_col=cfg.text_col, labels_col=cfg.labels_col, label_sep=cfg.label_sep,
-        max_docs=cfg.max_docs, progress=say,
+        max_docs=cfg.max_docs, split_col=cfg.split_col, test_file=cfg.test_file,
+        val_file=cfg.val_file, val_size=cfg.val_size, unlabeled=cfg.unlabeled,
+        max_bad_rows=cfg.max_bad_rows, verify=cfg.verify, progress=say,
     )
+
+
+def check_data(corpus: Corpus, cfg: RunConfig) -> tuple[Corpus, dict]:
+    """Dedupe when asked, then the health check; errors (and warnings under --strict) stop
+    the run before TensorFlow starts.  Returns the corpus to train on and the findings."""
+    from mlbench.data import check_health, dedupe, raise_for
+
+    corpus, removed = dedupe(corpus, cfg.dedupe)
+    if cfg.dedupe != "none":
+        say(f"dedupe {cfg.dedupe}: removed {removed}")
+    report = check_health(corpus, min_label_docs=cfg.min_label_docs, label_sep=cfg.label_sep)
+    for line in report.console_lines():
+        say(line)
+    raise_for(report, strict=cfg.strict)
+    return corpus, report.to_json()
 
 
 def dataset_info(corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups) -> DatasetInfo:
@@ -94,7 +111,8 @@ def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: L
     if tune and getattr(cls, "search_space", None):
         from mlbench.tuning import search
 
-        track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective)
+        track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective,
+                               progress=say)
         history = getattr(track, "history", None) or {}
         return Fitted(track, history, time.perf_counter() - start, result.to_json())
     track = cls(settings)
@@ -133,12 +151,13 @@ def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, l
                      groups: FrequencyGroups, bootstrap: int = 0, seed: int = 0) -> Evaluation:
     """Fit every rule on validation, choose one per objective on cross-fitted validation,
     score all on test; bootstrap CIs for the chosen rules' test metrics."""
-    from mlbench.evaluation.scoring import best_rule, rule_results
+    from mlbench.evaluation.scoring import rule_results
+    from mlbench.evaluation.selection import choose_rules
     from mlbench.evaluation.thresholds import fit_decision_rules
 
-    rules = fit_decision_rules(y_val, scores.val, default=0.5)
+    rules = fit_decision_rules(y_val, scores.val, default=0.5, seed=seed)
     raw = rule_results(y_val, scores.val, y_test, scores.test, rules, labels, groups)
-    chosen = {obj: best_rule(raw, key) for obj, key in OBJECTIVES.items()}
+    chosen = choose_rules(raw)
     results = {name: RuleResult(**r) for name, r in raw.items()}
     predictions = {obj: rules[rule].predict(scores.test) for obj, rule in chosen.items()}
     if bootstrap:
@@ -265,6 +284,8 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     with phase(f"load {cfg.dataset}"):  # before TensorFlow starts: bad input fails fast
         corpus = load_data(cfg)
         say(f"{len(corpus.train)} train / {len(corpus.val)} val / {len(corpus.test)} test documents")
+    with phase("data health"):
+        corpus, health = check_data(corpus, cfg)
     with phase("device"):
         device = configure_device(cfg.device)
         say(f"using {device}")
@@ -274,6 +295,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
         say(f"{len(labels)} labels")
     groups = FrequencyGroups(head_min=cfg.head_min, tail_max=cfg.tail_max)
     info = dataset_info(corpus, labels, groups)
+    info.health = health
     if resume is None:
         run_dir = new_run_dir(Path(cfg.out), cfg.dataset)
         record = start_record(cfg, run_dir=run_dir, models=models, device=device, info=info)
@@ -463,8 +485,9 @@ def compare_to_best(record: RunRecord, predictions: dict[str, dict[str, np.ndarr
     from mlbench.evaluation.bootstrap import METHOD_SENTENCE, not_worse_than_best
 
     for obj, key in OBJECTIVES.items():
+        best = record.best.get(obj, {}).get("model")  # the best on validation, as the badge says
         record.not_worse[obj] = not_worse_than_best(predictions[obj], y_test, metric=key,
-                                                    n_resamples=n_resamples, seed=seed)
+                                                    n_resamples=n_resamples, seed=seed, best=best)
     record.significance_method = METHOD_SENTENCE
 
 

@@ -138,6 +138,7 @@ def test_reuters_aptemod_counts(reuters_dir: Path) -> None:
     labels = {l for s in c.splits().values() for ls in s.labels for l in ls}
     assert len(labels) == 90 and c.notes["categories"] == 90
     assert all(c.train.labels) and all(t.strip() for t in c.test.texts)
+    assert c.stats()["split_origin"] == "given train/test, val made by the suite"
 
 
 def test_reuters_text_is_clean_and_split_deterministic(reuters_dir: Path) -> None:
@@ -248,7 +249,7 @@ def test_empty_text_names_row_and_column(tmp_path: Path) -> None:
 def test_empty_label_cell_names_row(tmp_path: Path) -> None:
     rows = balanced_rows()
     rows[0][1] = " | "
-    msg = error_of(write_csv(tmp_path / "d.csv", rows), label_sep="|")
+    msg = error_of(write_csv(tmp_path / "d.csv", rows), label_sep="|", unlabeled="error")
     assert "row 2" in msg and "column 'labels'" in msg and "empty label" in msg
 
 

@@ -20,7 +20,7 @@ def noisy_scores(n: int, n_labels: int, seed: int):
 def test_cross_fitted_predictions_come_from_rules_fitted_without_the_fold():
     y, s = noisy_scores(200, 6, 0)
     oof = cross_fitted_predictions(y, s, folds=4, seed=1)
-    assert set(oof) == {"fixed", "global", "per_label"}
+    assert set(oof) == {"fixed", "global", "per_label", "scutfbr"}
     np.testing.assert_array_equal(oof["fixed"], (s >= 0.5).astype(np.int8))
     order = np.random.default_rng(1).permutation(len(y))
     fold = np.array_split(order, 4)[0]

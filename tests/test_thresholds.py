@@ -16,6 +16,7 @@ from mlbench.evaluation.thresholds import (
     fit_decision_rules,
     fit_global_threshold,
     fit_per_label_thresholds,
+    fit_scutfbr_thresholds,
     load_thresholds,
     save_thresholds,
 )
@@ -116,7 +117,7 @@ def test_per_label_ties_prefer_fallback_and_midpoints() -> None:
 def test_fit_decision_rules_and_json_round_trip(tmp_path) -> None:
     y, s = _val(5)
     rules = fit_decision_rules(y, s, default=0.5)
-    assert set(rules) == {"fixed", "global", "per_label"}
+    assert set(rules) == {"fixed", "global", "per_label", "scutfbr"}
     assert rules["fixed"].thresholds == 0.5
     assert isinstance(rules["global"].thresholds, float)
     per = rules["per_label"]
@@ -160,3 +161,136 @@ def test_fast_on_large_validation_split() -> None:
     t0 = time.perf_counter()
     fit_decision_rules(y, s)
     assert time.perf_counter() - t0 < 15.0
+
+
+# -- scutfbr -------------------------------------------------------------------------------
+
+
+def test_scutfbr_hand_computed_single_fold() -> None:
+    """One fold: SCut where its F1 beats fbr, else the label's top score (FBR.1)."""
+    s_col = np.array([0.9, 0.8, 0.3, 0.2, 0.1])
+    s = np.stack([s_col, s_col, s_col, [0.9, 0.6, 0.55, 0.4, 0.1]], axis=1)
+    y = np.array([
+        [1, 0, 0, 1],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 1, 0, 0],
+    ])
+    thr, fell = fit_scutfbr_thresholds(y, s, fallback=0.5, fbr_grid=[0.4], folds=1)
+    # label 0: perfect cut between 0.8 and 0.9, F1 = 1 > 0.4; 0.5 is outside (0.8, 0.9] -> midpoint
+    assert thr[0] == pytest.approx(0.85)
+    # label 1: its only positive is scored lowest; best F1 predicts all, 2/(1+5) = 1/3 <= 0.4
+    assert thr[1] == pytest.approx(0.9)
+    # label 2: no validation positive -> the fallback, flagged
+    assert thr[2] == 0.5 and fell.tolist() == [False, False, True, False]
+    # label 3: perfect cut between 0.55 and 0.6; the fallback 0.5 is not in (0.55, 0.6]
+    assert thr[3] == pytest.approx(0.575)
+    # with fbr 0.3 label 1 keeps its SCut (predict all: any threshold <= 0.1; 0.1 itself)
+    thr2, _ = fit_scutfbr_thresholds(y, s, fallback=0.5, fbr_grid=[0.3], folds=1)
+    assert thr2[1] == pytest.approx(0.1)
+
+
+def _reference_scutfbr(y, s, fallback, fbr_grid, folds, seed):
+    """Plain per-label loops over LibMultiLabel's procedure (same fold permutations)."""
+    rng = np.random.default_rng(seed)
+    n, L = s.shape
+    fbr = list(fbr_grid)
+
+    def bounds(m):
+        return [(int(f * m / folds), int((f + 1) * m / folds)) for f in range(folds)]
+
+    def inner(yy, ss, perm):
+        out = np.zeros((len(fbr), L))
+        for lo, hi in bounds(len(yy)):
+            rows = perm[lo:hi]
+            for c in range(L):
+                yc, sc = yy[rows, c:c + 1], ss[rows, c:c + 1]
+                t, _ = fit_per_label_thresholds(yc, sc, fallback=fallback, min_positives=1)
+                f = f1_score(yc[:, 0], (sc[:, 0] >= t[0]).astype(int), zero_division=0)
+                for i, b in enumerate(fbr):
+                    out[i, c] += t[0] if f > b else sc[:, 0].max()
+        return out / folds
+
+    outer_perm = rng.permutation(n)
+    f_sum = np.zeros((len(fbr), L))
+    for lo, hi in bounds(n):
+        held, rest = outer_perm[lo:hi], np.concatenate([outer_perm[:lo], outer_perm[hi:]])
+        thr = inner(y[rest], s[rest], rng.permutation(len(rest)))
+        for i in range(len(fbr)):
+            for c in range(L):
+                f_sum[i, c] += f1_score(y[held, c], (s[held, c] >= thr[i, c]).astype(int),
+                                        zero_division=0)
+    final = inner(y, s, rng.permutation(n))
+    out = np.full(L, fallback)
+    for c in range(L):
+        if y[:, c].sum() == 0:
+            continue
+        col = f_sum[:, c]
+        i = max(i for i in range(len(fbr)) if col[i] == col.max()) if col.max() > 0 else 0
+        out[c] = final[i, c]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_scutfbr_matches_a_plain_loop_reference(seed: int) -> None:
+    y, s = _val(seed, n=120, L=8)
+    thr, fell = fit_scutfbr_thresholds(y, s, fallback=0.45, seed=seed)
+    ref = _reference_scutfbr(y != 0, s, 0.45, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 3, seed)
+    np.testing.assert_allclose(thr, ref, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(fell, y.sum(axis=0) == 0)
+    # deterministic for a seed
+    np.testing.assert_array_equal(thr, fit_scutfbr_thresholds(y, s, fallback=0.45, seed=seed)[0])
+
+
+def test_scutfbr_is_conservative_on_rare_noise_labels() -> None:
+    """Rare labels the model cannot see: per-label cuts overfit the few validation
+    positives and flood fresh documents with false positives; SCutFBR does not."""
+    rng = np.random.default_rng(7)
+
+    def draw(n):
+        y = np.zeros((n, 20), dtype=np.int8)
+        y[rng.choice(n, size=(3, 20)), np.arange(20)] = 1  # ~3 positives per label
+        return y, rng.random((n, 20))  # scores carry no signal
+
+    y_val, s_val = draw(600)
+    y_new, s_new = draw(600)
+    g = fit_global_threshold(y_val, s_val)
+    per, _ = fit_per_label_thresholds(y_val, s_val, fallback=g)
+    fbr, _ = fit_scutfbr_thresholds(y_val, s_val, fallback=g)
+    fp_per = int(((s_new >= per) & (y_new == 0)).sum())
+    fp_fbr = int(((s_new >= fbr) & (y_new == 0)).sum())
+    assert fp_fbr < fp_per / 4
+
+
+def test_scutfbr_in_decision_rules_and_json() -> None:
+    y, s = _val(2)
+    rules = fit_decision_rules(y, s)
+    r = rules["scutfbr"]
+    assert r.thresholds.shape == (y.shape[1],)
+    assert r.fallback_labels == [0]  # label 0 has no positive; label 1 has one
+    assert r.thresholds[0] == rules["global"].thresholds
+    assert DecisionRule.from_json(r.to_json()).to_json() == r.to_json()
+    with pytest.raises(ValueError, match="fbr_grid"):
+        fit_scutfbr_thresholds(y, s, fallback=0.5, fbr_grid=[])
+
+
+def test_choose_rules_per_objective_on_cross_fitted_validation_only() -> None:
+    from mlbench.evaluation.selection import choose_rules
+    from mlbench.evaluation.scoring import best_rule
+
+    results = {
+        "fixed": {"val_cv": {"f1_micro": 0.80, "f1_macro": 0.30}, "test": {"f1_micro": 0.99}},
+        "global": {"val_cv": {"f1_micro": 0.85, "f1_macro": 0.40}, "test": {"f1_micro": 0.10}},
+        "per_label": {"val_cv": {"f1_micro": 0.84, "f1_macro": 0.50}},
+        "scutfbr": {"val_cv": {"f1_micro": 0.85, "f1_macro": 0.55}},
+    }
+    # micro: global and scutfbr tie at 0.85 -> the simpler (earlier) rule; test is never read
+    assert choose_rules(results) == {"micro": "global", "macro": "scutfbr"}
+    assert best_rule(results) == "global"
+    # ties follow the reading order of the rules, not the dict order
+    tied = {"scutfbr": {"val_cv": {"f1_micro": 0.5, "f1_macro": 0.5}},
+            "fixed": {"val_cv": {"f1_micro": 0.5, "f1_macro": None}}}
+    assert choose_rules(tied) == {"micro": "fixed", "macro": "scutfbr"}
+    with pytest.raises(ValueError):
+        choose_rules({})

@@ -41,8 +41,12 @@ class Corpus:
         return {"train": self.train, "val": self.val, "test": self.test}
 
     def stats(self) -> dict:
-        """Documents per split, distinct labels, label cardinality and text length."""
-        out: dict = {"name": self.name, "source": self.source, **self.notes}
+        """Documents per split, distinct labels, label cardinality and text length, plus
+        the notes: where the split came from (``split_origin``: "given", "given
+        train/test, val made by the suite" or "made by the suite"; ``split``: method;
+        ``seed``), skipped rows (``rows``) and the loader's own counts."""
+        out: dict = {"name": self.name, "source": self.source,
+                     "split_origin": "not recorded", **self.notes}
         for split_name, split in self.splits().items():
             n_labels = [len(l) for l in split.labels]
             n_words = [len(t.split()) for t in split.texts]

@@ -8,7 +8,9 @@ lists), and every loader must reject a bad cell the same way.
 from __future__ import annotations
 
 import ast
+import csv
 import json
+import math
 from typing import Iterable
 
 __all__ = ["LabelCellError", "parse_label_cell"]
@@ -26,17 +28,22 @@ def parse_label_cell(value: object, label_sep: str | None = None) -> tuple[str, 
     * a string starting with ``[``: a JSON list (``["a", "b"]``) or a Python list
       literal (``['a', 'b']``), detected automatically whatever ``label_sep`` is;
     * any other string: split on ``label_sep`` (e.g. ``"|"``), or one single label
-      when ``label_sep`` is None;
-    * a bare integer (JSONL) is one label.
+      when ``label_sep`` is None; a one-character separator inside double quotes does
+      not split (``'"New York, NY",Boston'`` with ``","`` gives two labels);
+    * a bare integer (JSONL, Parquet) is one label; numbers become their decimal
+      string (``3`` and ``3.0`` both give ``"3"``, the same as the CSV cell ``3``),
+      other floats are refused (a float column is usually a score, not a label).
 
-    An empty cell (``""``, ``"[]"``, ``None``) gives ``()``; the caller decides whether
-    that is an error. Anything else raises `LabelCellError`.
+    Labels are stripped of surrounding whitespace and keep their case (``"Econ"`` and
+    ``"econ"`` stay two labels; the health check reports such pairs).
+    An empty cell (``""``, ``"[]"``, ``None``, NaN) gives ``()``; the caller decides
+    whether that is an error. Anything else raises `LabelCellError`.
     """
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ()
     if isinstance(value, (list, tuple)):
         return _clean(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _clean([value])
     if not isinstance(value, str):
         raise LabelCellError(
@@ -48,8 +55,18 @@ def parse_label_cell(value: object, label_sep: str | None = None) -> tuple[str, 
     if cell.startswith("["):
         return _clean(_parse_list_literal(cell))
     if label_sep:
+        if '"' in cell and len(label_sep) == 1:
+            return _clean(_split_quoted(cell, label_sep))
         return _clean(cell.split(label_sep))
     return _clean([cell])
+
+
+def _split_quoted(cell: str, sep: str) -> list[str]:
+    """Split on ``sep`` except inside double quotes (CSV quoting rules)."""
+    if cell.count('"') % 2:
+        raise LabelCellError(f"label cell has an unbalanced double quote: {cell!r:.80}")
+    rows = list(csv.reader([cell], delimiter=sep, skipinitialspace=True, strict=False))
+    return rows[0] if rows else []
 
 
 def _parse_list_literal(cell: str) -> list:
@@ -72,9 +89,11 @@ def _clean(items: Iterable[object]) -> tuple[str, ...]:
     """Strip, drop empties and duplicates; only strings and integers are labels."""
     out: dict[str, None] = {}
     for item in items:
+        if isinstance(item, float) and item.is_integer():
+            item = int(item)
         if isinstance(item, bool) or not isinstance(item, (str, int)):
             raise LabelCellError(
-                f"labels must be strings, got {type(item).__name__} {item!r:.60}"
+                f"labels must be strings or whole numbers, got {type(item).__name__} {item!r:.60}"
             )
         name = str(item).strip()
         if name:

@@ -13,8 +13,8 @@ from typing import Callable
 from mlbench.data.arxiv import load_arxiv
 from mlbench.data.corpus import Corpus
 from mlbench.data.reuters import load_reuters
-from mlbench.data.splits import MIN_TRAIN, SPLIT_METHODS, cap_indices
-from mlbench.data.user_file import SUFFIXES, load_user_file
+from mlbench.data.splits import MIN_TRAIN, SPLIT_METHODS, VAL_FRACTION, cap_indices
+from mlbench.data.user_file import SUFFIXES, is_user_data, load_user_file, load_user_files
 from mlbench.errors import InputError
 
 __all__ = ["DATASETS", "load_corpus", "check_corpus"]
@@ -32,9 +32,16 @@ def load_corpus(
     labels_col: str | None = None,
     label_sep: str | None = None,
     max_docs: int | None = None,
+    split_col: str | None = None,
+    test_file: str | Path | None = None,
+    val_file: str | Path | None = None,
+    val_size: float | int | None = None,
+    unlabeled: str | None = None,
+    max_bad_rows: float | None = None,
+    verify: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> Corpus:
-    """Load ``"arxiv"``, ``"reuters"`` or a .csv/.jsonl path into train/val/test.
+    """Load ``"arxiv"``, ``"reuters"``, a user file or a data folder into train/val/test.
 
     * ``data_dir``: where the named dataset lives (else env var, cache, download).
     * ``split_method``: "stratified" (on the label-set string) or "iterative"
@@ -45,35 +52,61 @@ def load_corpus(
       as overrides of ``summaries`` / ``terms``; reuters rejects them.
     * ``max_docs``: keep at most this many TRAIN documents (seeded subsample);
       val and test are untouched so scores stay comparable.
+    * Given splits (files only): ``split_col`` (values train, val/validation/dev,
+      test); ``test_file`` (and optionally ``val_file``) beside a train file; or a
+      folder as ``dataset`` holding train.*, test.*, dev.*/val.*. Without validation
+      documents, ``val_size`` (share or count; default 0.1) of train is split off
+      with ``seed``.
+      ``corpus.notes["split_origin"]`` records "given" or "made by the suite".
+    * ``unlabeled`` (files; default "keep": all-negative documents), "drop" or
+      "error"; ``max_bad_rows`` (files; default 0.01): the share of empty-text rows
+      that are skipped and reported before the file is refused.
+    * ``verify``: check built-in data files against their pinned / recorded sha256.
 
     Errors are InputError with one line naming the file, row and column. Row numbers
     are what a spreadsheet shows: CSV header = row 1, first data row = row 2; in
-    JSONL, row = line number.
+    JSONL, row = line number; in Parquet, the 1-based table row.
     """
     _check_options(seed, split_method, max_docs)
     seed = int(seed)
     common = dict(seed=seed, split_method=split_method, progress=progress)
     key = str(dataset).strip().lower()
+    file_only = [n for n, v in (("split_col", split_col), ("test_file", test_file),
+                                ("val_file", val_file), ("val_size", val_size),
+                                ("unlabeled", unlabeled),
+                                ("max_bad_rows", max_bad_rows)) if v is not None]
+    if key in DATASETS and file_only:
+        raise InputError(f"{key}: {', '.join(file_only)} only apply to user files")
     if key == "arxiv":
         corpus = load_arxiv(
-            data_dir, text_col=text_col, labels_col=labels_col, label_sep=label_sep, **common
+            data_dir, text_col=text_col, labels_col=labels_col, label_sep=label_sep,
+            verify=verify, **common
         )
     elif key == "reuters":
         given = [n for n, v in (("text_col", text_col), ("labels_col", labels_col),
                                 ("label_sep", label_sep)) if v is not None]
         if given:
-            raise InputError(f"reuters: {', '.join(given)} only apply to .csv/.jsonl files")
-        corpus = load_reuters(data_dir, **common)
-    elif Path(str(dataset)).suffix.lower() in SUFFIXES:
+            raise InputError(f"reuters: {', '.join(given)} only apply to user files")
+        corpus = load_reuters(data_dir, verify=verify, **common)
+    elif is_user_data(dataset):
         if data_dir is not None:
             raise InputError(f"{dataset}: data_dir only applies to {', '.join(DATASETS)}")
-        corpus = load_user_file(
-            dataset, text_col=text_col, labels_col=labels_col, label_sep=label_sep, **common
-        )
+        rows = dict(text_col=text_col, labels_col=labels_col, label_sep=label_sep,
+                    unlabeled=unlabeled or "keep",
+                    max_bad_rows=0.01 if max_bad_rows is None else max_bad_rows,
+                    val_size=VAL_FRACTION if val_size is None else val_size, **common)
+        if Path(str(dataset)).expanduser().is_dir() or test_file is not None:
+            if split_col is not None:
+                raise InputError(f"{dataset}: split_col and split files exclude each other")
+            corpus = load_user_files(dataset, test_file, val_file, **rows)
+        else:
+            if val_file is not None:
+                raise InputError(f"{dataset}: val_file needs test_file too")
+            corpus = load_user_file(dataset, split_col=split_col, **rows)
     else:
         raise InputError(
-            f"unknown dataset {dataset!r}: use {' or '.join(DATASETS)}, or a path to a "
-            f"{' / '.join(SUFFIXES)} file"
+            f"unknown dataset {dataset!r}: use {' or '.join(DATASETS)}, a path to a "
+            f"{' / '.join(SUFFIXES)} file, or a folder holding train.* and test.*"
         )
     if max_docs is not None and max_docs < len(corpus.train):
         corpus = _cap_train(corpus, max_docs, seed)

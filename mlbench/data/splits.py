@@ -28,12 +28,18 @@ __all__ = [
     "three_way_split",
     "cap_indices",
     "split_corpus",
+    "given_split_corpus",
+    "VAL_FRACTION",
+    "SPLIT_ORIGINS",
 ]
 
 SPLIT_METHODS = ("stratified", "iterative")
 TEST_FRACTION = 0.1  # held out, then halved into val and test (keras-io)
 MIN_DOCUMENTS = 20  # below this a 90/5/5 split leaves val or test empty
 MIN_TRAIN = 10
+VAL_FRACTION = 0.1  # of train, when a given split has train and test but no validation
+# corpus.notes["split_origin"]: where the partition came from
+SPLIT_ORIGINS = ("given", "given train/test, val made by the suite", "made by the suite")
 
 
 @dataclass(frozen=True)
@@ -158,5 +164,55 @@ def split_corpus(
         val=full.subset(plan.val),
         test=full.subset(plan.test),
         source=source,
-        notes={**(notes or {}), "split": plan.note, "seed": seed},
+        notes={**(notes or {}), "split_origin": "made by the suite",
+               "split": plan.note, "seed": seed},
+    )
+
+
+def given_split_corpus(
+    name: str,
+    texts: Sequence[str],
+    labels: Sequence[tuple[str, ...]],
+    splits: Sequence[str],
+    *,
+    seed: int,
+    method: str,
+    source: str,
+    given_by: str,
+    val_size: float | int = VAL_FRACTION,
+    notes: dict | None = None,
+) -> Corpus:
+    """Keep a partition the data came with (``splits[i]`` in train / val / test).
+
+    With no val documents, ``val_size`` (a share or a count) of train is split off
+    with ``seed`` and ``method``; train and test must not be empty. ``given_by`` says
+    where the partition came from (e.g. "column 'split'") for the notes.
+    """
+    idx = {k: np.array([i for i, s in enumerate(splits) if s == k], dtype=np.int64)
+           for k in ("train", "val", "test")}
+    for k in ("train", "test"):
+        if len(idx[k]) == 0:
+            raise InputError(f"{source}: the given split has no {k} documents ({given_by})")
+    extra: dict = {"split_origin": "given", "split": f"given by {given_by}"}
+    if len(idx["val"]) == 0:
+        if isinstance(val_size, bool) or not (
+            (isinstance(val_size, int) and 0 < val_size < len(idx["train"]))
+            or (isinstance(val_size, float) and 0 < val_size < 1)
+        ):
+            raise InputError(
+                f"val_size {val_size!r}: must be a share in (0, 1) or a count below the "
+                f"{len(idx['train'])} train documents"
+            )
+        idx["train"], idx["val"], how = split_off(idx["train"], labels, val_size, seed, method)
+        extra = {"split_origin": "given train/test, val made by the suite",
+                 "split": f"train/test given by {given_by}; val = {val_size} of train, {how}",
+                 "seed": seed}
+    full = Split(list(texts), list(labels))
+    return Corpus(
+        name=name,
+        train=full.subset(idx["train"]),
+        val=full.subset(idx["val"]),
+        test=full.subset(idx["test"]),
+        source=source,
+        notes={**(notes or {}), **extra},
     )

@@ -18,7 +18,9 @@ import numpy as np
 from mlbench.data.corpus import Corpus
 from mlbench.labels import LabelSpace
 from mlbench.evaluation.metrics import FrequencyGroups, evaluate, per_label_f1, predict_labels
+from mlbench.evaluation.selection import best_rule_for, choose_rules
 from mlbench.evaluation.thresholds import DecisionRule, fit_decision_rules
+from mlbench.record import RANKING_KEYS  # metrics that do not depend on the threshold; not in val_cv
 from mlbench.tracks import Track
 
 
@@ -26,10 +28,6 @@ def _jsonable(thresholds: float | np.ndarray) -> float | list[float]:
     if np.ndim(thresholds) == 0:
         return float(thresholds)
     return [float(t) for t in np.asarray(thresholds)]
-
-
-#: metrics that do not depend on the threshold; left out of ``val_cv``
-RANKING_KEYS = ("p_at_1", "p_at_3", "p_at_5", "roc_auc_micro")
 
 
 def cross_fitted_predictions(y_val: np.ndarray, s_val: np.ndarray, *, folds: int = 5,
@@ -67,8 +65,8 @@ def rule_results(y_val: np.ndarray, s_val: np.ndarray, y_test: np.ndarray, s_tes
 
 def best_rule(results: dict[str, dict], key: str = "f1_micro") -> str:
     """The rule with the best cross-fitted validation `key` (ties keep the earlier,
-    simpler rule)."""
-    return max(results, key=lambda r: (results[r]["val_cv"].get(key) or 0.0))
+    simpler rule); kept for callers of the micro choice, see `selection.choose_rules`."""
+    return best_rule_for(results, key)
 
 
 def examples(texts: Sequence[str], y_true_names: Sequence[Sequence[str]], scores: np.ndarray,
@@ -94,6 +92,7 @@ def evaluate_track(track: Track, corpus: Corpus, labels: LabelSpace,
     return {
         "rules": results,
         "best_rule": best_rule(results),
+        "chosen_rule": choose_rules(results),  # objective -> rule (ModelResult.chosen_rule)
         "decision_rules": rules,  # objects, for thresholds.json; dropped before JSON
         "inference_docs_per_s": len(corpus.test) / seconds if seconds > 0 else None,
         "examples": examples(corpus.test.texts, corpus.test.labels, s_test, labels),

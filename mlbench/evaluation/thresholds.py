@@ -6,7 +6,11 @@ score comes from calibration rather than ranking:
 * ``fixed``: the default threshold (0.5) for every label;
 * ``global``: one threshold maximising validation micro-F1;
 * ``per_label``: each label's own F1-optimal threshold, falling back to the global
-  one for labels with too few validation positives to tune on.
+  one for labels with too few validation positives to tune on;
+* ``scutfbr``: macro-oriented per-label thresholds with the SCutFBR fallback of
+  Fan & Lin (2007), as LibMultiLabel's linear ``train_thresholding`` used it: a
+  label whose tuned F1 is below ``fbr`` gets a conservative threshold (its top
+  score), and ``fbr`` itself is chosen per label by cross-validation.
 
 A label is predicted when ``score >= threshold`` (as in `mlbench.evaluation.metrics`).
 """
@@ -21,17 +25,21 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlbench.errors import InputError
+from mlbench.record import RULES
 
 __all__ = [
     "DecisionRule",
     "fit_global_threshold",
     "fit_per_label_thresholds",
+    "fit_scutfbr_thresholds",
     "fit_decision_rules",
     "save_thresholds",
     "load_thresholds",
 ]
 
-RULE_NAMES = ("fixed", "global", "per_label")
+RULE_NAMES: tuple[str, ...] = RULES  # the one list, in mlbench.record
+#: the FBR values LibMultiLabel's SCutFBR chooses from (Fan & Lin 2007 used 0.1-0.8 too)
+FBR_GRID: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 _TIE = 1e-12  # F1 values closer than this count as tied
 
 
@@ -163,6 +171,103 @@ def _best_cuts(
     return thr[pick, np.arange(width)]
 
 
+def _fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
+    """LibMultiLabel's contiguous fold slices ``[int(f n / k), int((f + 1) n / k))``."""
+    return [(int(f * n / folds), int((f + 1) * n / folds)) for f in range(folds)]
+
+
+def _scutfbr_inner(
+    y: np.ndarray, s: np.ndarray, fbr: np.ndarray, *, fallback: float, folds: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SCutFBR thresholds for every fbr value: ([K, L] thresholds, [K, L] FBR-used flags).
+
+    Rows are split into `folds` random folds; on each, a label's SCut threshold (its
+    F1-optimal cut on that fold, `fit_per_label_thresholds`) is kept when the F1 it
+    reaches there exceeds fbr, else replaced by the fold's top score for the label
+    (SCut.FBR.1: only the highest-scored documents stay positive). The threshold is
+    the mean over folds, which also smooths the cut of a label with few positives.
+    """
+    n, L = s.shape
+    perm = rng.permutation(n)
+    thr = np.zeros((fbr.size, L))
+    used = np.zeros((fbr.size, L), dtype=bool)
+    k = max(1, min(int(folds), n))
+    for lo, hi in _fold_bounds(n, k):
+        rows = perm[lo:hi]
+        y_f, s_f = y[rows], s[rows]
+        scut, _ = fit_per_label_thresholds(y_f, s_f, fallback=fallback, min_positives=1)
+        f1 = _label_f1(y_f, s_f >= scut)  # [L]
+        top = s_f.max(axis=0) if len(rows) else np.full(L, np.inf)
+        low = f1[None, :] <= fbr[:, None]  # [K, L]: LibMultiLabel keeps SCut only if F > fbr
+        thr += np.where(low, top[None, :], scut[None, :])
+        used |= low
+    return thr / k, used
+
+
+def _label_f1(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per-column F1 of boolean matrices [n, L] (0 where a column has no true/predicted)."""
+    tp = np.count_nonzero(y & p, axis=0)
+    den = y.sum(axis=0) + p.sum(axis=0)
+    return np.divide(2.0 * tp, den, out=np.zeros(y.shape[1]), where=den > 0)
+
+
+def fit_scutfbr_thresholds(
+    y_val: np.ndarray,
+    scores_val: np.ndarray,
+    *,
+    fallback: float,
+    fbr_grid: Sequence[float] = FBR_GRID,
+    folds: int = 3,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label SCutFBR thresholds on validation; (thresholds [L], fell_back [L]).
+
+    Why: a per-label F1-optimal cut fitted on a handful of positives often admits
+    many false positives on new data; Fan & Lin's FBR heuristic falls back to a
+    conservative cut whenever the tuned F1 is poor.  This follows LibMultiLabel's
+    linear ``_thresholding_one_label`` / ``_scutfbr`` (3 outer and 3 inner folds,
+    fbr in 0.1..0.8, per label the largest fbr with the best outer-fold F1 sum, or
+    the smallest fbr when every F1 is 0), with one change: the model is not refitted
+    per fold (its validation scores already come from a model fitted on train), so
+    the folds only split the validation documents.  Labels with no validation
+    positive have no F1 to judge and keep `fallback` (flagged in `fell_back`).
+    """
+    y, s = _check(y_val, scores_val)
+    n, L = s.shape
+    fallback = float(fallback)
+    fbr = np.asarray(fbr_grid, dtype=np.float64)
+    if fbr.ndim != 1 or fbr.size == 0:
+        raise ValueError(f"fbr_grid must be a non-empty list of values, got {fbr_grid!r}")
+    thresholds = np.full(L, fallback, dtype=np.float64)
+    fell_back = y.sum(axis=0) == 0
+    cols = np.flatnonzero(~fell_back)
+    if n < 2 or cols.size == 0:
+        return thresholds, fell_back
+    y, s = y[:, cols], s[:, cols]
+    rng = np.random.default_rng(seed)
+
+    # outer folds: score each fbr by the F1 its inner-CV thresholds reach on held-out rows
+    f_sum = np.zeros((fbr.size, cols.size))
+    perm = rng.permutation(n)
+    k = max(1, min(int(folds), n))
+    for lo, hi in _fold_bounds(n, k):
+        held = perm[lo:hi]
+        rest = np.concatenate([perm[:lo], perm[hi:]])
+        if rest.size == 0 or held.size == 0:
+            continue
+        thr_k, _ = _scutfbr_inner(y[rest], s[rest], fbr, fallback=fallback, folds=folds, rng=rng)
+        for i in range(fbr.size):
+            f_sum[i] += _label_f1(y[held], s[held] >= thr_k[i])
+    # last largest (ties go to the larger, more conservative fbr); all-zero -> smallest fbr
+    best = fbr.size - 1 - np.argmax(f_sum[::-1], axis=0)
+    best = np.where(f_sum.max(axis=0) > 0, best, int(np.argmin(fbr)))
+
+    final, _ = _scutfbr_inner(y, s, fbr, fallback=fallback, folds=folds, rng=rng)
+    thresholds[cols] = final[best, np.arange(cols.size)]
+    return thresholds, fell_back
+
+
 @dataclass
 class DecisionRule:
     """A named thresholding rule; `thresholds` is a float or one value per label."""
@@ -208,17 +313,23 @@ class DecisionRule:
 
 
 def fit_decision_rules(
-    y_val: np.ndarray, scores_val: np.ndarray, *, default: float = 0.5, min_positives: int = 2
+    y_val: np.ndarray, scores_val: np.ndarray, *, default: float = 0.5, min_positives: int = 2,
+    seed: int = 0,
 ) -> dict[str, DecisionRule]:
-    """Fit "fixed", "global" and "per_label" rules; per-label falls back to global."""
+    """Fit every rule of `RULE_NAMES`; per-label and SCutFBR fall back to global.
+
+    `seed` fixes SCutFBR's internal folds (the other rules are deterministic).
+    """
     g = fit_global_threshold(y_val, scores_val, default=default)
     per, fell = fit_per_label_thresholds(
         y_val, scores_val, fallback=g, min_positives=min_positives
     )
+    fbr, fbr_fell = fit_scutfbr_thresholds(y_val, scores_val, fallback=g, seed=seed)
     return {
         "fixed": DecisionRule("fixed", float(default)),
         "global": DecisionRule("global", g),
         "per_label": DecisionRule("per_label", per, np.flatnonzero(fell).tolist()),
+        "scutfbr": DecisionRule("scutfbr", fbr, np.flatnonzero(fbr_fell).tolist()),
     }
 
 

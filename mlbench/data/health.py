@@ -1,0 +1,776 @@
+"""Dataset health checks, computed once from a Corpus before any model trains.
+
+Why: a benchmark number is only as good as its data. A label separator that never
+split, test documents copied from train, or labels that only occur in test all make
+scores look better or worse than the models are, silently. `check_health` looks for
+these problems and returns a `HealthReport` the run records and the driver prints;
+`raise_for` turns its errors (and, with ``strict``, its warnings) into one InputError.
+
+Checks (``Finding.check`` ids are stable; tests pin each one's severity):
+
+=====================  ========  ===================================================
+check                  severity  fires when
+=====================  ========  ===================================================
+label_sep_unsplit      error /   no document has two labels, yet >= 10 % of cells
+                       warning   contain ``|`` ``;`` ``,`` or tab (other than the
+                                 separator used); error when >= 80 % of documents
+                                 then carry a label no other document has
+label_case_variants    warning   labels equal up to case / surrounding whitespace
+single_label           error     train has one distinct label
+dominant_label         warning   one label on >= 99 % of training documents
+rare_labels            warning   labels with < ``min_label_docs`` training documents
+unseen_labels_val/     warning   labels in val / test absent from train (they drop
+unseen_labels_test               out of y: the LabelSpace is built from train)
+label_shift            warning   Jensen-Shannon divergence (base 2) of the label
+                                 frequencies of a split pair >= 0.1 (always in
+                                 ``stats["label_shift_jsd"]``)
+duplicate_texts        warning   train/val documents repeating a train/val text
+test_leakage           warning   test documents whose text is in train/val
+duplicate_texts_test   info      test documents repeating a test text
+near_duplicates        warning   distinct train/val texts with 3-word-shingle
+                                 Jaccard >= 0.9 to another train/val text
+test_near_leakage      warning   the same between a test and a train/val text
+empty_texts            warning   no words
+short_texts            info      fewer than 3 words
+long_texts             info      more than 5,000 words
+replacement_chars      warning   U+FFFD in the text
+control_chars          warning   C0/C1 control characters other than tab/newline/CR
+=====================  ========  ===================================================
+
+Why these severities: an *error* means the data cannot give a meaningful benchmark;
+a *warning* means it runs but its numbers are biased or noisy; *info* is usually
+harmless. One label on >= 99 % of the training documents is a warning, not an error:
+the data are still valid (e.g. every item tagged "news"), but a constant learns that
+label and it inflates micro-averaged scores, so the report must say so.
+
+Texts are compared after `normalise_text` (case-folded, ASCII whitespace runs
+collapsed). Near-duplicates are estimated with 64 MinHash values and found with LSH
+(8 bands x 8 rows), vectorised over the UTF-8 bytes in chunks, so time and memory are
+linear in the number of documents; a candidate pair is kept when its MinHash estimate
+is >= 0.9. Exact duplicates are found by a 64-bit hash of the normalised word sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from mlbench.data.corpus import Corpus, Split
+from mlbench.errors import InputError
+
+__all__ = [
+    "Finding",
+    "HealthReport",
+    "TextIndex",
+    "check_health",
+    "raise_for",
+    "dedupe",
+    "normalise_text",
+    "index_texts",
+    "near_duplicate_pairs",
+    "jensen_shannon",
+    "DEDUPE_MODES",
+]
+
+Severity = Literal["error", "warning", "info"]
+SPLITS = ("train", "val", "test")
+DELIMITERS = ("|", ";", ",", "\t")
+DELIMITER_SHARE = 0.1  # a delimiter inside >= 10 % of single-label cells looks unsplit
+UNIQUE_CELL_SHARE = 0.8  # ... and is an error when >= 80 % of documents get a unique label
+DOMINANT_SHARE = 0.99
+SHORT_WORDS = 3  # fewer words than this is "very short"
+LONG_WORDS = 5000  # more words than this is "very long" (sequence models truncate)
+SHIFT_WARN_JSD = 0.1  # Jensen-Shannon divergence (base 2, in [0, 1]) that warns
+NEAR_JACCARD = 0.9
+SHINGLE_WORDS = 3
+N_BANDS, BAND_ROWS = 8, 8
+N_EXAMPLES = 3
+_CHUNK = 20_000  # documents per vectorised chunk
+_CHUNK_CHARS = 16_000_000  # ... and at most about this many characters
+DEDUPE_MODES = ("none", "train", "cross")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: a stable ``check`` id, its severity, how many items, one line, examples."""
+
+    check: str
+    severity: Severity
+    count: int
+    message: str
+    examples: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class HealthReport:
+    """All findings of one `check_health` call, plus statistics (``stats``) and its cost."""
+
+    findings: list[Finding]
+    stats: dict
+    seconds: float
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def get(self, check: str) -> Finding | None:
+        """The finding with this check id, or None when the check stayed silent."""
+        return next((f for f in self.findings if f.check == check), None)
+
+    def to_json(self) -> dict:
+        return {
+            "findings": [f.to_json() for f in self.findings],
+            "stats": self.stats,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def console_lines(self, max_lines: int = 6) -> list[str]:
+        """A summary line, the most severe findings (one line each), the label shift."""
+        n_info = len(self.findings) - len(self.errors) - len(self.warnings)
+        lines = [
+            f"data health: {len(self.errors)} error(s), {len(self.warnings)} warning(s), "
+            f"{n_info} note(s) ({self.seconds:.1f} s)"
+        ]
+        order = {"error": 0, "warning": 1, "info": 2}
+        ranked = sorted(self.findings, key=lambda f: order[f.severity])
+        for f in ranked[:max_lines]:
+            lines.append(f"  {f.severity}: [{f.check}] {f.message}")
+        if len(ranked) > max_lines:
+            lines.append(f"  … {len(ranked) - max_lines} more in results.json")
+        jsd = self.stats.get("label_shift_jsd", {})
+        if jsd:
+            pairs = ", ".join(f"{k} {v:.3f}" for k, v in jsd.items())
+            lines.append(f"  label-frequency shift (Jensen-Shannon, base 2): {pairs}")
+        return lines
+
+
+def normalise_text(text: str) -> str:
+    """The form duplicates are compared in: case-folded, ASCII whitespace runs collapsed."""
+    raw = text.casefold().encode("utf-8", "surrogatepass")
+    return b" ".join(raw.split()).decode("utf-8", "surrogatepass")
+
+
+def _short(text: str, n: int = 60) -> str:
+    one = " ".join(str(text).split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _names(items: Iterable[str], n: int = N_EXAMPLES) -> str:
+    items = list(items)
+    shown = ", ".join(repr(x) for x in items[:n])
+    return shown + (", …" if len(items) > n else "")
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def check_health(
+    corpus: Corpus, *, min_label_docs: int = 2, label_sep: str | None = None
+) -> HealthReport:
+    """Run every check on ``corpus`` (train / val / test); never modifies it.
+
+    ``label_sep`` is the separator the loader used (None: one label per cell unless
+    the cell was a list); ``min_label_docs``: labels with fewer training documents
+    are reported as rare.
+    """
+    if isinstance(min_label_docs, bool) or not isinstance(min_label_docs, int) or min_label_docs < 1:
+        raise InputError(f"min_label_docs {min_label_docs!r}: must be a positive integer")
+    start = time.perf_counter()
+    splits = corpus.splits()
+    findings: list[Finding] = []
+    stats: dict = {}
+    findings += _label_cell_checks(splits, label_sep)
+    findings += _label_count_checks(corpus.train, min_label_docs)
+    findings += _split_checks(splits, stats)
+    t_labels = time.perf_counter()
+    findings += _text_checks(splits, stats)
+    stats.setdefault("seconds_by_stage", {})["labels"] = round(t_labels - start, 3)
+    return HealthReport(findings, stats, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- label cells
+
+
+def _label_cell_checks(splits: dict[str, Split], label_sep: str | None) -> list[Finding]:
+    out: list[Finding] = []
+    all_sets = [ls for s in splits.values() for ls in s.labels]
+    labelled = [ls for ls in all_sets if ls]
+    if labelled and max(len(ls) for ls in labelled) == 1:
+        cells = [ls[0] for ls in labelled]
+        counts = Counter(cells)
+        for delim in DELIMITERS:
+            if delim == label_sep:
+                continue
+            hits = [c for c in cells if delim in c]
+            if len(hits) < 2 or len(hits) < DELIMITER_SHARE * len(cells):
+                continue
+            unique_share = sum(1 for c in cells if counts[c] == 1) / len(cells)
+            severity: Severity = "error" if unique_share >= UNIQUE_CELL_SHARE else "warning"
+            sep_txt = "no separator" if label_sep is None else f"label separator {label_sep!r}"
+            out.append(Finding(
+                "label_sep_unsplit", severity, len(hits),
+                f"{sep_txt} never split a label cell, yet {len(hits)} of {len(cells)} cells "
+                f"contain {delim!r} ({unique_share:.0%} of documents get a label no other "
+                f"document has); pass the right separator (e.g. --label-sep {delim!r})",
+                [_short(c) for c in dict.fromkeys(hits)][:N_EXAMPLES],
+            ))
+            break
+    groups: dict[str, set[str]] = {}
+    for name in {l for ls in all_sets for l in ls}:
+        groups.setdefault(name.strip().casefold(), set()).add(name)
+    variants = [sorted(g) for g in groups.values() if len(g) > 1]
+    if variants:
+        variants.sort()
+        out.append(Finding(
+            "label_case_variants", "warning", len(variants),
+            f"{len(variants)} label(s) differ from another only in case or surrounding "
+            f"whitespace (e.g. {' vs '.join(map(repr, variants[0]))}); they are kept as "
+            "different labels",
+            [" vs ".join(map(repr, g)) for g in variants[:N_EXAMPLES]],
+        ))
+    return out
+
+
+def _label_count_checks(train: Split, min_label_docs: int) -> list[Finding]:
+    out: list[Finding] = []
+    counts = Counter(l for ls in train.labels for l in set(ls))
+    n = len(train)
+    if len(counts) == 1:
+        (only,) = counts
+        out.append(Finding(
+            "single_label", "error", 1,
+            f"the train split has one label only ({only!r}); there is nothing to classify",
+            [only],
+        ))
+    elif counts and n:
+        top, top_n = counts.most_common(1)[0]
+        if top_n >= DOMINANT_SHARE * n:
+            out.append(Finding(
+                "dominant_label", "warning", top_n,
+                f"label {top!r} is on {top_n} of {n} training documents ({top_n / n:.1%}): a "
+                "constant predicts it, so it inflates micro-averaged scores",
+                [top],
+            ))
+    rare = sorted((c, l) for l, c in counts.items() if c < min_label_docs)
+    if rare:
+        names = [l for _, l in rare]
+        out.append(Finding(
+            "rare_labels", "warning", len(rare),
+            f"{len(rare)} of {len(counts)} labels have fewer than {min_label_docs} training "
+            f"documents ({_names(names)}); their per-label scores are noise",
+            names[:N_EXAMPLES],
+        ))
+    return out
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _distribution(split: Split, vocab: dict[str, int]) -> np.ndarray:
+    v = np.zeros(len(vocab))
+    for ls in split.labels:
+        for l in ls:
+            v[vocab[l]] += 1
+    total = v.sum()
+    return v / total if total else v
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """Base-2 Jensen-Shannon divergence of two distributions over the same labels, in [0, 1]."""
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return max(0.0, (kl(p) + kl(q)) / 2)
+
+
+def _split_checks(splits: dict[str, Split], stats: dict) -> list[Finding]:
+    out: list[Finding] = []
+    train_labels = {l for ls in splits["train"].labels for l in ls}
+    for name in ("val", "test"):
+        split = splits[name]
+        missing = Counter(l for ls in split.labels for l in set(ls) if l not in train_labels)
+        if not missing:
+            continue
+        emptied = sum(1 for ls in split.labels if ls and not set(ls) & train_labels)
+        names = [l for l, _ in missing.most_common()]
+        out.append(Finding(
+            f"unseen_labels_{name}", "warning", len(missing),
+            f"{len(missing)} label(s) in {name} never occur in train ({_names(names)}; "
+            f"{sum(missing.values())} {name} document-labels): the LabelSpace is built from "
+            f"train, so they drop out of y and no metric counts them; {emptied} {name} "
+            "document(s) become all-negative",
+            names[:N_EXAMPLES],
+        ))
+    vocab = {l: i for i, l in enumerate(sorted({l for s in splits.values() for ls in s.labels for l in ls}))}
+    dists = {n: _distribution(s, vocab) for n, s in splits.items() if len(s)}
+    jsd: dict[str, float] = {}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if a in dists and b in dists and dists[a].sum() and dists[b].sum():
+            jsd[f"{a}-{b}"] = round(jensen_shannon(dists[a], dists[b]), 4)
+    stats["label_shift_jsd"] = jsd
+    shifted = {k: v for k, v in jsd.items() if v >= SHIFT_WARN_JSD}
+    if shifted:
+        out.append(Finding(
+            "label_shift", "warning", len(shifted),
+            "label frequencies differ between splits (Jensen-Shannon divergence, base 2: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in shifted.items())
+            + f"; >= {SHIFT_WARN_JSD} warns): scores on one split do not predict the other",
+            list(shifted)[:N_EXAMPLES],
+        ))
+    return out
+
+
+# ---------------------------------------------------------------- texts
+
+
+def _factorize(values: Iterable[str]) -> np.ndarray:
+    """Integer codes of equal strings, shape (n,): equal values get equal codes."""
+    codes: dict[str, int] = {}
+    return np.fromiter((codes.setdefault(v, len(codes)) for v in values), dtype=np.int64)
+
+
+def _text_checks(splits: dict[str, Split], stats: dict) -> list[Finding]:
+    out: list[Finding] = []
+    names = [n for n in SPLITS]
+    texts = [t for n in names for t in splits[n].texts]
+    split_of = np.concatenate([np.full(len(splits[n]), i, dtype=np.int8) for i, n in enumerate(names)])
+    labels = [ls for n in names for ls in splits[n].labels]
+    n = len(texts)
+    if n == 0:
+        return out
+
+    t0 = time.perf_counter()
+    index = index_texts(texts)
+    t1 = time.perf_counter()
+    words = index.words
+    fffd, control = np.flatnonzero(index.fffd), np.flatnonzero(index.control)
+    stats["words_per_document"] = {
+        "median": float(np.median(words)), "p99": float(np.percentile(words, 99)),
+        "max": int(words.max()),
+    }
+
+    def where_list(idx: Sequence[int] | np.ndarray) -> list[str]:
+        return [f"{names[split_of[i]]} #{_index_in_split(i, split_of)}: {_short(texts[i])!r}"
+                for i in list(idx)[:N_EXAMPLES]]
+
+    empty = np.flatnonzero(words == 0)
+    if len(empty):
+        out.append(Finding("empty_texts", "warning", len(empty),
+                           f"{len(empty)} document(s) have an empty text (nothing to classify)",
+                           where_list(empty)))
+    short = np.flatnonzero((words > 0) & (words < SHORT_WORDS))
+    if len(short):
+        out.append(Finding("short_texts", "info", len(short),
+                           f"{len(short)} document(s) have fewer than {SHORT_WORDS} words",
+                           where_list(short)))
+    long = np.flatnonzero(words > LONG_WORDS)
+    if len(long):
+        out.append(Finding("long_texts", "info", len(long),
+                           f"{len(long)} document(s) have more than {LONG_WORDS} words; "
+                           "sequence models read only their beginning",
+                           where_list(long)))
+    if len(fffd):
+        out.append(Finding("replacement_chars", "warning", len(fffd),
+                           f"{len(fffd)} document(s) contain U+FFFD (bytes decoded with the wrong "
+                           "encoding somewhere upstream)", where_list(fffd)))
+    if len(control):
+        out.append(Finding("control_chars", "warning", len(control),
+                           f"{len(control)} document(s) contain control characters",
+                           where_list(control)))
+
+    # exact duplicates after normalisation
+    _, group = np.unique(index.key, return_inverse=True)
+    group = group.astype(np.int64)
+    lab = _factorize("\x1f".join(sorted(set(ls))) for ls in labels)
+    dev = split_of < 2  # train + val: the documents models learn and tune on
+    out += _exact_duplicates(group, lab, split_of, dev, where_list, stats)
+    t2 = time.perf_counter()
+    out += _near_duplicates(index.sig, words, group, split_of, where_list, stats)
+    stats["seconds_by_stage"] = {"text_index": round(t1 - t0, 3),
+                                 "exact_duplicates": round(t2 - t1, 3),
+                                 "near_duplicates": round(time.perf_counter() - t2, 3)}
+    return out
+
+
+def _index_in_split(i: int, split_of: np.ndarray) -> int:
+    return int(i - np.searchsorted(split_of, split_of[i]))
+
+
+def _exact_duplicates(group, lab, split_of, dev, where_list, stats) -> list[Finding]:
+    out: list[Finding] = []
+    n_groups = int(group.max()) + 1
+    # first occurrence of each text in the dev pool (train first, then val)
+    dev_idx = np.flatnonzero(dev)
+    first = np.full(n_groups, -1, dtype=np.int64)
+    first[group[dev_idx][::-1]] = dev_idx[::-1]
+    repeats = dev_idx[first[group[dev_idx]] != dev_idx]
+    conflicts = repeats[lab[repeats] != lab[first[group[repeats]]]]
+    in_val_of_train = repeats[(split_of[repeats] == 1) & (split_of[first[group[repeats]]] == 0)]
+    stats["exact_duplicates"] = {
+        "train_val_repeats": int(len(repeats)), "train_val_label_conflicts": int(len(conflicts)),
+        "val_in_train": int(len(in_val_of_train)),
+    }
+    if len(repeats):
+        out.append(Finding(
+            "duplicate_texts", "warning", int(len(repeats)),
+            f"{len(repeats)} train/val document(s) repeat another's text after whitespace/case "
+            f"normalisation ({len(conflicts)} with a different label set; {len(in_val_of_train)} "
+            "val documents copy a train text): they weight training and flatter validation",
+            where_list(conflicts if len(conflicts) else repeats),
+        ))
+    test_idx = np.flatnonzero(split_of == 2)
+    if len(test_idx):
+        leaked = test_idx[first[group[test_idx]] >= 0]
+        pair_keys = np.unique(group[dev_idx] * (int(lab.max()) + 1) + lab[dev_idx])
+        agree = np.isin(group[leaked] * (int(lab.max()) + 1) + lab[leaked], pair_keys)
+        other = leaked[~agree]
+        stats["exact_duplicates"].update(test_in_train_val=int(len(leaked)),
+                                         test_in_train_val_other_labels=int(len(other)))
+        if len(leaked):
+            out.append(Finding(
+                "test_leakage", "warning", int(len(leaked)),
+                f"{len(leaked)} test document(s) have a text that also appears in train/val "
+                f"({len(other)} of them with other labels there): test scores on them measure "
+                "memory, not generalisation",
+                where_list(other if len(other) else leaked),
+            ))
+        _, counts = np.unique(group[test_idx], return_counts=True)
+        within = int((counts - 1).sum())
+        stats["exact_duplicates"]["test_repeats"] = within
+        if within:
+            out.append(Finding(
+                "duplicate_texts_test", "info", within,
+                f"{within} test document(s) repeat another test document's text",
+                [],
+            ))
+    return out
+
+
+# ---------------------------------------------------------------- near duplicates (MinHash + LSH)
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads the bits of a uint64 array (vectorised)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 10, 11, 12, 13, 32]] = True  # what bytes.split() splits on
+_CTRL = np.zeros(256, dtype=bool)
+_CTRL[[*range(0, 9), 11, 12, *range(14, 32), 127]] = True
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
+
+
+def _gather8(words64: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The 8 bytes starting at each byte offset ``at``, as little-endian uint64.
+
+    ``words64`` is the zero-padded buffer viewed as aligned uint64; each value is
+    assembled from the two aligned words it straddles.
+    """
+    q = at >> 3
+    r = ((at & 7) * 8).astype(np.uint64)
+    lo = words64[q] >> r
+    hi = (words64[q + 1] << (np.uint64(63) - r)) << np.uint64(1)  # r == 0 shifts it all out
+    return lo | hi
+
+
+def _word_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """One uint64 per word from its length and its first, middle and last 8 bytes.
+
+    Words up to 24 bytes are hashed from all their bytes; longer ones (rare: URLs,
+    long numbers) from these 24, which is ample for duplicate detection.
+    """
+    pad = np.zeros(((len(buf) + 7) // 8 + 2) * 8, dtype=np.uint8)
+    pad[: len(buf)] = buf
+    words64 = pad.view("<u8")
+    length = ends - starts
+    h = _gather8(words64, starts) & _LOW_BYTES[np.minimum(length, 8)]
+    h ^= length.astype(np.uint64) << np.uint64(59)
+    long = np.flatnonzero(length > 8)
+    if len(long):
+        tail = _gather8(words64, ends[long] - 8)
+        h[long] = _mix(h[long]) ^ tail
+        longer = long[length[long] > 16]
+        if len(longer):
+            mid = _gather8(words64, starts[longer] + (length[longer] - 8) // 2)
+            h[longer] = _mix(h[longer]) ^ mid
+    return _mix(h)
+
+
+@dataclass
+class TextIndex:
+    """What the text checks need, from one vectorised pass over the UTF-8 bytes.
+
+    Shapes: ``words``, ``key`` (64-bit hash of the normalised word sequence),
+    ``fffd``, ``control``: (n_docs,); ``sig``: (n_docs, 64) uint32 MinHash values of
+    the 3-word shingles (all-max rows for empty texts).
+    """
+
+    words: np.ndarray
+    key: np.ndarray
+    fffd: np.ndarray
+    control: np.ndarray
+    sig: np.ndarray
+
+
+def _index_chunk(texts: Sequence[str], a: np.ndarray, b: np.ndarray, first_doc: int) -> tuple:
+    """Words, keys, character flags and MinHash rows of one chunk of documents."""
+    n = len(texts)
+    enc = [t.casefold().encode("utf-8", "surrogatepass") for t in texts]
+    blen = np.fromiter(map(len, enc), dtype=np.int64, count=n)
+    buf = np.frombuffer(b" ".join(enc) + b" ", dtype=np.uint8)
+    doc_start = np.zeros(n, dtype=np.int64)
+    doc_start[1:] = np.cumsum(blen + 1)[:-1]
+
+    def per_doc(positions: np.ndarray) -> np.ndarray:
+        flags = np.zeros(n, dtype=bool)
+        flags[np.searchsorted(doc_start, positions, side="right") - 1] = True
+        return flags
+
+    ctrl = _CTRL[buf]
+    c1 = np.flatnonzero((buf[:-1] == 0xC2) & (buf[1:] >= 0x80) & (buf[1:] <= 0x9F))
+    control = per_doc(np.concatenate([np.flatnonzero(ctrl), c1]))
+    fffd = per_doc(np.flatnonzero((buf[:-2] == 0xEF) & (buf[1:-1] == 0xBF) & (buf[2:] == 0xBD)))
+
+    ws = _WS[buf]
+    edge = np.empty(len(buf) + 1, dtype=bool)
+    edge[0] = edge[-1] = True
+    edge[1:-1] = ws[1:] != ws[:-1]
+    bounds = np.flatnonzero(edge[:-1] & ~ws)  # token starts
+    ends = np.flatnonzero(edge[1:] & ~ws) + 1
+    th = _word_hashes(buf, bounds, ends)
+    doc = np.searchsorted(doc_start, bounds, side="right") - 1
+    words = np.bincount(doc, minlength=n).astype(np.int64)
+    tok_off = np.zeros(n + 1, dtype=np.int64)
+    tok_off[1:] = np.cumsum(words)
+    pos = np.arange(len(th)) - tok_off[doc]
+    nonempty = np.flatnonzero(words > 0)
+
+    key = _mix(np.arange(first_doc, first_doc + n, dtype=np.uint64) + np.uint64(1 << 63))
+    if len(nonempty):  # empty texts keep a unique key: they are reported as empty, not as duplicates
+        contrib = _mix(th ^ _mix(pos.astype(np.uint64) + np.uint64(1)))
+        key[nonempty] = _mix(np.add.reduceat(contrib, tok_off[:-1][nonempty]) + words[nonempty].astype(np.uint64))
+
+    sig = np.full((n, len(a)), np.iinfo(np.uint32).max, dtype=np.uint32)
+    if len(nonempty):
+        sh = th.copy()
+        for j in range(1, SHINGLE_WORDS):
+            nxt = np.zeros_like(th)
+            nxt[:-j] = th[j:]
+            nxt[pos + j >= words[doc]] = 0  # past the document's end
+            sh = _mix(sh * np.uint64(0x9E3779B97F4A7C15) + nxt)
+        keep = (pos == 0) | (pos + SHINGLE_WORDS <= words[doc])
+        sh = sh[keep]
+        counts = np.bincount(doc[keep], minlength=n)
+        starts = (np.cumsum(counts) - counts)[nonempty]
+        block = np.empty((len(nonempty), len(a)), dtype=np.uint64)
+        tmp = np.empty_like(sh)
+        for p in range(len(a)):  # min of a 64-bit affine hash; its high half is kept
+            np.multiply(sh, a[p], out=tmp)
+            tmp += b[p]
+            block[:, p] = np.minimum.reduceat(tmp, starts)
+        sig[nonempty] = (block >> np.uint64(32)).astype(np.uint32)
+    return words, key, fffd, control, sig
+
+
+def _chunk_bounds(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """(lo, hi) ranges of at most 20k documents and about 16M characters each."""
+    sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    bounds, lo, n = [], 0, len(texts)
+    ends = np.cumsum(sizes)
+    while lo < n:
+        base = ends[lo - 1] if lo else 0
+        by_chars = int(np.searchsorted(ends, base + _CHUNK_CHARS, side="right"))
+        hi = min(lo + _CHUNK, n, max(by_chars, lo + 1))
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def index_texts(texts: Sequence[str], *, n_perm: int = N_BANDS * BAND_ROWS, seed: int = 0) -> TextIndex:
+    """Index ``texts`` in chunks of 20k documents on up to two threads (NumPy releases the GIL).
+
+    Words are runs of non-whitespace after ``casefold`` (ASCII whitespace, as in
+    `normalise_text`); a document shorter than 3 words gives one shingle of the words
+    it has; an empty one gives none.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 2**63, n_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**63, n_perm, dtype=np.uint64)
+    chunks = [(texts[lo:hi], lo) for lo, hi in _chunk_bounds(texts)]
+    workers = max(1, min(2, len(chunks), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda c: _index_chunk(c[0], a, b, c[1]), chunks))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return TextIndex(empty, empty.astype(np.uint64), empty.astype(bool), empty.astype(bool),
+                         np.zeros((0, n_perm), dtype=np.uint32))
+    return TextIndex(*(np.concatenate(col) for col in zip(*parts)))
+
+
+def near_duplicate_pairs(
+    sig: np.ndarray, candidates: np.ndarray | None = None, threshold: float = NEAR_JACCARD
+) -> np.ndarray:
+    """Pairs (i, j) of rows of ``sig`` (shape (n, 64)) whose estimated Jaccard is >= threshold.
+
+    Shape (n_pairs, 2), i < j. ``candidates``: the rows to consider (default all).
+    LSH: rows sharing all 8 MinHash values of any band are candidates; each band bucket
+    is paired with its first member only (a star), so a bucket of m copies costs m - 1
+    pairs, not m^2 / 2.
+    """
+    rows = np.arange(len(sig)) if candidates is None else np.asarray(candidates)
+    if len(rows) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    mult = _mix(np.arange(1, BAND_ROWS + 1, dtype=np.uint64))
+    pairs = []
+    for band in range(sig.shape[1] // BAND_ROWS):
+        cols = sig[rows, band * BAND_ROWS : (band + 1) * BAND_ROWS].astype(np.uint64)
+        key = _mix((cols * mult).sum(axis=1, dtype=np.uint64) + np.uint64(band))
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        run_start = np.concatenate([[True], sk[1:] != sk[:-1]])
+        head = order[np.maximum.accumulate(np.where(run_start, np.arange(len(sk)), 0))]
+        member = ~run_start
+        pairs.append(np.stack([rows[head[member]], rows[order[member]]], axis=1))
+    cand = np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
+    if not len(cand):
+        return cand.astype(np.int64)
+    est = np.empty(len(cand))
+    for lo in range(0, len(cand), 100_000):
+        c = cand[lo : lo + 100_000]
+        est[lo : lo + 100_000] = (sig[c[:, 0]] == sig[c[:, 1]]).mean(axis=1)
+    return cand[est >= threshold].astype(np.int64)
+
+
+def _near_duplicates(sig, words, group, split_of, where_list, stats) -> list[Finding]:
+    """Near (not exact) duplicates among distinct normalised texts, within train/val and
+    from test into train/val."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    out: list[Finding] = []
+    n_groups = int(group.max()) + 1
+    rep = np.full(n_groups, -1, dtype=np.int64)
+    rep[group[::-1]] = np.arange(len(group))[::-1]  # first document of each distinct text
+    reps = rep[words[rep] > 0]
+    pairs = near_duplicate_pairs(sig, reps)
+    pairs = group[pairs] if len(pairs) else pairs  # document rows -> distinct-text ids
+    if not len(pairs):
+        stats["near_duplicates"] = {"pairs": 0}
+        return out
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_groups, n_groups))
+    _, comp = connected_components(graph, directed=False)
+    # which splits each distinct text occurs in
+    has = np.zeros((n_groups, 3), dtype=bool)
+    has[group, split_of] = True
+    dev_texts = has[:, 0] | has[:, 1]
+    comp_dev = np.bincount(comp, weights=dev_texts, minlength=n_groups)
+    comp_size = np.bincount(comp, minlength=n_groups)
+    in_pairs = comp_size[comp] > 1
+    # dev: distinct dev texts in a near-duplicate cluster, beyond the first of each cluster
+    dev_extra = int((comp_dev[comp_dev > 1] - 1).sum())
+    # test: test documents whose text is not itself in train/val but is near one that is
+    test_idx = np.flatnonzero(split_of == 2)
+    g = group[test_idx]
+    near_leak = test_idx[in_pairs[g] & ~dev_texts[g] & (comp_dev[comp[g]] > 0)]
+    stats["near_duplicates"] = {"pairs": int(len(pairs)), "train_val_extra": dev_extra,
+                                "test_near_train_val": int(len(near_leak))}
+    if dev_extra:
+        dev_docs = np.flatnonzero((split_of < 2) & in_pairs[group] & (comp_dev[comp[group]] > 1))
+        out.append(Finding(
+            "near_duplicates", "warning", dev_extra,
+            f"{dev_extra} distinct train/val text(s) are near-duplicates (word-3-shingle "
+            f"Jaccard >= {NEAR_JACCARD}, MinHash estimate) of another train/val text",
+            where_list(dev_docs),
+        ))
+    if len(near_leak):
+        out.append(Finding(
+            "test_near_leakage", "warning", int(len(near_leak)),
+            f"{len(near_leak)} test document(s) are near-duplicates (Jaccard >= {NEAR_JACCARD}) "
+            "of a train/val text: their scores measure memory",
+            where_list(near_leak),
+        ))
+    return out
+
+
+# ---------------------------------------------------------------- acting on a report
+
+
+def raise_for(report: HealthReport, *, strict: bool = False) -> None:
+    """Raise one InputError for the first error finding (or warning, when ``strict``).
+
+    The message names the check and an example and counts the others, so the driver
+    can print it as one ``error:`` line.
+    """
+    bad = report.errors + (report.warnings if strict else [])
+    if not bad:
+        return
+    f = bad[0]
+    example = f"; e.g. {f.examples[0]}" if f.examples else ""
+    more = f" (and {len(bad) - 1} more finding(s))" if len(bad) > 1 else ""
+    how = "" if f.severity == "error" else " (a warning, refused because of --strict)"
+    msg = f"data health check '{f.check}' failed{how}: {f.message}{example}{more}"
+    raise InputError(" ".join(msg.split()))
+
+
+def dedupe(corpus: Corpus, mode: str = "none") -> tuple[Corpus, dict]:
+    """Remove exact duplicate texts (after normalisation); return the corpus and counts.
+
+    * ``"none"`` (default): change nothing. Removing documents changes a published
+      split, so scores would no longer compare with the literature; it is opt-in.
+    * ``"train"``: drop train documents that repeat an earlier train text, and val
+      documents that repeat an earlier train/val text (the first copy is kept, even
+      when the copies' labels differ).
+    * ``"cross"``: also drop train/val documents whose text is in test. The test split
+      is never touched, so test scores stay comparable with other runs.
+
+    The counts are ``{"mode", "train", "val", "test"}`` = documents removed per split;
+    they are also recorded in the returned corpus's ``notes["dedupe"]``.
+    """
+    if mode not in DEDUPE_MODES:
+        raise InputError(f"dedupe mode {mode!r}: use one of {', '.join(DEDUPE_MODES)}")
+    removed = {"mode": mode, "train": 0, "val": 0, "test": 0}
+    if mode == "none":
+        return corpus, removed
+    test_texts = {normalise_text(t) for t in corpus.test.texts} if mode == "cross" else set()
+    seen: set[str] = set()
+    kept: dict[str, Split] = {}
+    for name in ("train", "val"):
+        split = getattr(corpus, name)
+        keep = []
+        for i, text in enumerate(split.texts):
+            key = normalise_text(text)
+            if key in seen or key in test_texts:
+                removed[name] += 1
+            else:
+                keep.append(i)
+            seen.add(key)
+        kept[name] = split.subset(keep)
+    notes = {**corpus.notes, "dedupe": removed}
+    return (
+        Corpus(corpus.name, kept["train"], kept["val"], corpus.test, corpus.source, notes),
+        removed,
+    )

@@ -1,0 +1,73 @@
+// The page of `mlbench serve`: posts the text to /v1/predict and draws the top-k labels
+// as bars, each with its decision threshold marked. Plain DOM (textContent only), no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const pct = (x) => `${Math.max(0, Math.min(1, x)) * 100}%`;
+
+async function loadModel() {
+  try {
+    const health = await (await fetch("/healthz")).json();
+    $("model").textContent = `${health.model} (${health.track}, ${health.labels} labels)`;
+    const select = $("rule");
+    for (const rule of health.rules.filter((r) => r !== "best")) {
+      const option = el("option", "", rule);
+      option.value = rule;
+      select.append(option);
+    }
+  } catch (err) {
+    $("status").textContent = `cannot reach the server: ${err}`;
+  }
+}
+
+function draw(result, rule) {
+  const bars = $("bars");
+  bars.replaceChildren();
+  $("chosen").textContent = result.labels.length
+    ? `Predicted under rule "${rule}": ${result.labels.map((l) => l.label).join(", ")}`
+    : `No label passes rule "${rule}".`;
+  for (const item of result.top_k) {
+    const row = el("div", item.passed ? "bar-row passed" : "bar-row");
+    row.dataset.label = item.label;
+    const track = el("div", "bar-track");
+    const fill = el("div", "bar-fill");
+    fill.style.width = pct(item.score);
+    const mark = el("div", "bar-threshold");
+    mark.style.left = pct(item.threshold);
+    mark.title = `threshold ${item.threshold.toFixed(3)}`;
+    track.append(fill, mark);
+    row.append(el("div", "bar-label", item.label), track, el("div", "bar-score", item.score.toFixed(3)));
+    bars.append(row);
+  }
+}
+
+async function predict(event) {
+  event.preventDefault();
+  const status = $("status");
+  status.className = "muted";
+  status.textContent = "scoring…";
+  const body = { texts: [$("text").value], top_k: Number($("topk").value) || 10, rule: $("rule").value };
+  try {
+    const response = await fetch("/v1/predict", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const data = await response.json();
+    if (!response.ok) throw new Error(`${data.error}${data.field ? ` (field ${data.field})` : ""}`);
+    draw(data.results[0], data.rule);
+    status.textContent = "";
+  } catch (err) {
+    status.className = "error";
+    status.textContent = String(err.message || err);
+  }
+}
+
+$("form").addEventListener("submit", predict);
+loadModel();
