@@ -13,7 +13,10 @@ hyperplane shifts (score t ⇔ margin logit(t) / scale).
 
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -22,61 +25,158 @@ from mlbench.labels import LabelSpace
 from mlbench.tracks import Track, TrainSettings
 
 
+class _Unset:
+    """Marks a constructor argument left out: `settings.options`, then `defaults`, decide."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
 class LinearSVMTrack(Track):
-    """`--models svm`: TfidfVectorizer + OneVsRestClassifier(LinearSVC)."""
+    """`--models svm`: TfidfVectorizer + OneVsRestClassifier(LinearSVC).
+
+    Each parameter comes from the constructor, else ``settings.options`` (how the
+    tuner and ``--option`` set it), else `defaults`.
+    """
 
     name = "svm"
     family = "baseline"
+    stochastic = False  # liblinear's dual coordinate descent converges to the same optimum
+    defaults: ClassVar[dict[str, Any]] = {
+        "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1, "max_features": None,
+        "C": 1.0, "class_weight": None, "score_scale": 1.0,
+    }
+    #: validation search (`mlbench.tuning`): a log grid of C, tf damping, class weights
+    #: (so `svm_balanced` is one corner of it) and n-grams; min_df=2 keeps bigram fits
+    #: fast.  The search starts at each option's first candidate (the cheap unigram,
+    #: C=1 point) and sweeps the options in this order, the costly ones (balanced
+    #: weights, bigrams) last.
+    search_space: ClassVar[dict[str, list]] = {
+        "C": [1.0, 0.5, 2.0, 4.0],
+        "sublinear_tf": [True, False],
+        "class_weight": [None, "balanced"],
+        "ngram_range": [(1, 1), (1, 2)],
+        "min_df": [2],
+    }
+    #: the full grid has 32 points; the coordinate search stops after this many fits
+    #: (one full sweep is 7: balanced bigram fits are the slow ones)
+    search_budget: ClassVar[int | None] = 8
+    #: parameters of the vectorizer: the tuner builds each combination once (`fit_features`)
+    vectorizer_keys: ClassVar[tuple[str, ...]] = ("ngram_range", "sublinear_tf", "min_df", "max_features")
 
-    def __init__(self, settings: TrainSettings | None = None, *, ngram_range: tuple[int, int] = (1, 2),
-                 sublinear_tf: bool = True, min_df: int = 1, max_features: int | None = None,
-                 C: float = 1.0, class_weight: str | None = None, score_scale: float = 1.0):
+    def __init__(self, settings: TrainSettings | None = None, *, ngram_range: tuple[int, int] = UNSET,
+                 sublinear_tf: bool = UNSET, min_df: int = UNSET, max_features: int | None = UNSET,
+                 C: float = UNSET, class_weight: str | None = UNSET, score_scale: float = UNSET):
         super().__init__(settings)
+        given = dict(ngram_range=ngram_range, sublinear_tf=sublinear_tf, min_df=min_df,
+                     max_features=max_features, C=C, class_weight=class_weight, score_scale=score_scale)
+        options = self.settings.options or {}
+        p = {k: (v if v is not UNSET else options.get(k, self.defaults[k])) for k, v in given.items()}
+        C, class_weight, score_scale = float(p["C"]), p["class_weight"], float(p["score_scale"])
         if C <= 0:
             raise ValueError(f"C must be > 0, got {C}")
         if class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
         if score_scale <= 0:
             raise ValueError(f"score_scale must be > 0, got {score_scale}")
-        self.ngram_range, self.sublinear_tf = tuple(ngram_range), sublinear_tf
-        self.min_df, self.max_features = min_df, max_features
+        self.ngram_range, self.sublinear_tf = tuple(int(n) for n in p["ngram_range"]), bool(p["sublinear_tf"])
+        self.min_df, self.max_features = p["min_df"], p["max_features"]
         self.C, self.class_weight, self.score_scale = C, class_weight, score_scale
         self.vectorizer = None
+        self.model = None
         self.classifiers: list = []
 
-    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+    def build_vectorizer(self):
+        """A fresh (unfitted) TfidfVectorizer of this track's `vectorizer_keys`."""
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.multiclass import OneVsRestClassifier
-        from sklearn.svm import LinearSVC
 
-        self.labels = labels
-        self.vectorizer = TfidfVectorizer(
+        return TfidfVectorizer(
             ngram_range=self.ngram_range, sublinear_tf=self.sublinear_tf,
             min_df=self.min_df, max_features=self.max_features,
         )
-        x = self.vectorizer.fit_transform(train.texts)
-        y = labels.encode(train.labels).astype(np.int8)
+
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        vectorizer = self.build_vectorizer()
+        x = vectorizer.fit_transform(train.texts)
+        return self.fit_features(vectorizer, x, labels.encode(train.labels), labels)
+
+    def fit_features(self, vectorizer: Any, x: Any, y: np.ndarray, labels: LabelSpace) -> dict[str, list[float]]:
+        """Fit the classifiers on `x` = ``vectorizer.transform(train)`` [n, V] with 0/1
+        targets `y` [n, L]; lets the tuner reuse one vectorizer's matrices across C and
+        class weights."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.svm import LinearSVC
+
+        self.labels, self.vectorizer = labels, vectorizer
+        y = np.asarray(y).astype(np.int8)
         trainable = (y.sum(axis=0) > 0) & (y.sum(axis=0) < len(y))
         self._columns = np.flatnonzero(trainable)
         self._constant = np.where(y.sum(axis=0) >= len(y), 1.0, -1.0)  # margin for untrainable labels
         svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.settings.seed)
-        self.model = OneVsRestClassifier(svc).fit(x, y[:, self._columns]) if len(self._columns) else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            self.model = OneVsRestClassifier(svc).fit(x, y[:, self._columns]) if len(self._columns) else None
+        unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        # one fact about the run instead of one library warning per label
+        self.notices = ([f"LinearSVC did not converge within {svc.max_iter} iterations for {unconverged} "
+                         f"of {len(self._columns)} labels (C={self.C}, class_weight={self.class_weight})"]
+                        if unconverged else [])
         return {}
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Raw margins [n, n_labels]; untrainable labels get ±1 constants."""
         if self.vectorizer is None:
             raise RuntimeError("fit the track before predicting")
-        margins = np.tile(self._constant, (len(texts), 1)).astype(np.float64)
-        if self.model is not None and len(texts):
-            m = self.model.decision_function(self.vectorizer.transform(texts))
-            margins[:, self._columns] = m.reshape(len(texts), -1)
+        return self.decision_function_features(self.vectorizer.transform(texts) if len(texts) else None,
+                                               len(texts))
+
+    def decision_function_features(self, x: Any, n: int | None = None) -> np.ndarray:
+        """Margins [n, n_labels] of rows `x` already vectorized by `self.vectorizer`."""
+        n = x.shape[0] if n is None else n
+        margins = np.tile(self._constant, (n, 1)).astype(np.float64)
+        if self.model is not None and n:
+            margins[:, self._columns] = self.model.decision_function(x).reshape(n, -1)
         return margins
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        return self.scores_from_margins(self.decision_function(texts))
+
+    def scores_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """Scores in [0, 1]: ``sigmoid(score_scale · margin)``, same shape as `margins`."""
         from mlbench.numeric import sigmoid
 
-        return sigmoid(self.score_scale * self.decision_function(texts))
+        return sigmoid(self.score_scale * margins)
+
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """Raw-string SavedModel: the fitted TF-IDF and margins as a TF graph
+        (`baselines.linear_export`), scores ``sigmoid(score_scale · margin)``."""
+        from baselines.linear_export import export_linear_text_model, linear_weights
+
+        vectorizer, labels = getattr(self, "vectorizer", None), getattr(self, "labels", None)
+        if vectorizer is None or labels is None:
+            raise RuntimeError("fit the track before exporting")
+        n_labels, n_features = len(labels), len(vectorizer.vocabulary_)
+        # untrainable labels (no positives / all positives) keep their constant margin
+        bias = np.asarray(getattr(self, "_constant", np.full(n_labels, -1.0)), np.float64).copy()
+        columns = np.asarray(getattr(self, "_columns", np.arange(n_labels)), np.int64)
+        weights = np.zeros((n_features, n_labels))
+        model = getattr(self, "model", None)
+        if model is not None and len(columns):
+            w, b = linear_weights(model, n_features)
+            if w.shape[1] != len(columns):
+                raise RuntimeError(f"the linear model has {w.shape[1]} outputs for {len(columns)} labels")
+            weights[:, columns], bias[columns] = w, b
+        scale = float(getattr(self, "score_scale", 1.0))
+        return export_linear_text_model(
+            directory, vectorizer, scale * weights, scale * bias, labels.names, track=self.name,
+            thresholds=thresholds, metadata={"score": f"sigmoid({scale} * margin)"})
 
     def size_bytes(self) -> int | None:
         if self.vectorizer is None:
@@ -99,7 +199,9 @@ class BalancedLinearSVMTrack(LinearSVMTrack):
     usual scikit-learn answer to rare labels (compare it with tuned thresholds)."""
 
     name = "svm_balanced"
+    #: the `svm` search already tries class_weight="balanced": not a default track of its own
+    cpu_default = False
 
-    def __init__(self, settings: TrainSettings | None = None, **kwargs):
-        kwargs.setdefault("class_weight", "balanced")
-        super().__init__(settings, **kwargs)
+    defaults: ClassVar[dict[str, Any]] = {**LinearSVMTrack.defaults, "class_weight": "balanced"}
+    #: the class_weight="balanced" sub-grid of the `svm` search
+    search_space: ClassVar[dict[str, list]] = {**LinearSVMTrack.search_space, "class_weight": ["balanced"]}

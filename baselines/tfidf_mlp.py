@@ -35,7 +35,7 @@ model applies the sigmoid and takes raw strings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -69,11 +69,13 @@ def _model_class():
 
 def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = (512, 256),
                      sparse: bool = True, output_bias: np.ndarray | None = None,
-                     dtype_policy: str | None = None, compile_options: dict | None = None):
+                     dtype_policy: str | None = None, compile_options: dict | None = None,
+                     dropout: float = 0.0):
     """Dense 512 relu → Dense 256 relu → Dense(n_labels) logits, over TF-IDF input.
 
     The first layer is a `SparseDense` when `sparse` (same weight shapes as Dense,
-    so the weights of one model load into the other).
+    so the weights of one model load into the other).  `dropout` > 0 adds a Dropout
+    after each hidden layer (0, the default, is the keras-io model unchanged).
     """
     import keras
 
@@ -84,6 +86,8 @@ def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = 
     for i, units in enumerate(hidden):
         layer = SparseDense if (sparse and i == 0) else keras.layers.Dense
         x = layer(units, activation="relu", name=f"dense_{i}", dtype=dtype_policy)(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     bias = "zeros" if output_bias is None else keras.initializers.Constant(output_bias)
     # float32 logits under mixed precision: the loss and the exported sigmoid need them
     logits = keras.layers.Dense(n_labels, bias_initializer=bias, name="logits", dtype="float32")(x)
@@ -92,12 +96,15 @@ def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = 
     return model
 
 
-def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bool, seed: int):
+def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bool, seed: int,
+                epoch_counter: Any = None):
     """tf.data batches of cached rows: shuffled document ids → one gather per batch.
 
     `rows` is a `SparseRows` (sparse TF-IDF) or a dense [n, V] tensor.  Only ids are
-    shuffled (each epoch anew, seeded); the features are gathered per batch in
-    graph, in parallel with training, and prefetched.
+    shuffled; with an `EpochCounter` (`mlbench.keras.resume`) epoch e's order is a
+    function of (seed, e), so a resumed fit sees the batches an uninterrupted one
+    would; without one, a seeded ``Dataset.shuffle`` reshuffles each epoch.  The
+    features are gathered per batch in graph, in parallel with training, and prefetched.
     """
     import tensorflow as tf
 
@@ -111,9 +118,14 @@ def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bo
         x = rows.take(ids) if sparse else tf.gather(rows, ids)
         return x if y_t is None else (x, tf.gather(y_t, ids))
 
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if shuffle and epoch_counter is not None:
+        from mlbench.keras.resume import epoch_ids
+
+        ds = epoch_ids(n, seed, epoch_counter)
+    else:
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(take, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -124,15 +136,20 @@ class TfidfMLPTrack(Track):
     name = "mlp"
     family = "baseline"
     uses_loss = True
+    #: validation search (`mlbench.tuning`, through ``settings.options``): the [UNK]
+    #: column (it lifted Reuters macro-F1, see README) and dropout; 4 fits
+    search_space: ClassVar[dict[str, list]] = {"drop_oov": [False, True], "dropout": [0.0, 0.2]}
 
     def __init__(self, settings: TrainSettings | None = None, *, ngrams: int = 2,
                  max_tokens: int | None = None, hidden: Sequence[int] = (512, 256),
                  learning_rate: float = 1e-3, patience: int = 2, sparse: bool = True,
-                 cache: bool = True, drop_oov: bool | None = None, callbacks: Sequence = ()):
+                 cache: bool = True, drop_oov: bool | None = None, dropout: float | None = None,
+                 callbacks: Sequence = ()):
         """`sparse`/`cache` False give the faithful keras-io pipeline; `drop_oov` (sparse
         path only; default from ``settings.options["drop_oov"]``, else False) leaves out
-        the [UNK] TF-IDF column; `callbacks` are extra Keras callbacks for `fit` (e.g.
-        the benchmark's epoch timer)."""
+        the [UNK] TF-IDF column; `dropout` (default ``settings.options["dropout"]``, else
+        0) is the rate after each hidden layer; `callbacks` are extra Keras callbacks for
+        `fit` (e.g. the benchmark's epoch timer)."""
         super().__init__(settings)
         if ngrams < 1:
             raise ValueError(f"ngrams must be >= 1, got {ngrams}")
@@ -148,6 +165,9 @@ class TfidfMLPTrack(Track):
         self.callbacks = list(callbacks)
         options = self.settings.options or {}
         self.drop_oov = bool(options.get("drop_oov", False) if drop_oov is None else drop_oov)
+        self.dropout = float(options.get("dropout", 0.0) if dropout is None else dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.drop_oov and not sparse:
             raise ValueError("drop_oov needs the sparse path (sparse=True); the dense path is "
                              "the faithful keras-io reference")
@@ -182,13 +202,15 @@ class TfidfMLPTrack(Track):
             return SparseRows.from_texts(self.vectorizer, texts)
         return vectorize_once(self.vectorizer, texts)
 
-    def _dataset(self, texts: Sequence[str], y: np.ndarray | None, *, shuffle: bool):
+    def _dataset(self, texts: Sequence[str], y: np.ndarray | None, *, shuffle: bool,
+                 epoch_counter: Any = None):
         """tf.data over a split: vectorized once and cached (fast) or per batch (keras-io)."""
         import tensorflow as tf
 
         seed = self.settings.seed
         if self.cache:
-            return row_batches(self.vectorize(texts), y, self.batch_size, shuffle=shuffle, seed=seed)
+            return row_batches(self.vectorize(texts), y, self.batch_size, shuffle=shuffle, seed=seed,
+                               epoch_counter=epoch_counter)
         # keras-io: strings in tf.data, vectorized batch by batch every epoch
         ds = tf.data.Dataset.from_tensor_slices(list(texts) if y is None else (list(texts), y))
         if shuffle:
@@ -219,14 +241,18 @@ class TfidfMLPTrack(Track):
         self.classifier = build_classifier(
             n_features, len(labels), hidden=self.hidden, sparse=self.sparse,
             dtype_policy=_policy_or_none(resolve_precision(self.precision)), compile_options=compile_options,
+            dropout=self.dropout,
         )
+        from mlbench.keras.resume import EpochCounter
+
         y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
-        train_ds = self._dataset(train.texts, y_train, shuffle=True)
+        counter = EpochCounter()  # epoch-keyed data order: a resumed fit sees the same batches
+        train_ds = self._dataset(train.texts, y_train, shuffle=True, epoch_counter=counter)
         val_ds = self._dataset(val.texts, y_val, shuffle=False)
         return fit_keras_model(
             self.classifier, train_ds, val_ds, settings=self.settings, labels=labels,
             n_train_docs=len(train), optimizer=self._optimizer(),
-            epochs=self.epochs, patience=self.patience, callbacks=self.callbacks,
+            epochs=self.epochs, patience=self.patience, callbacks=[counter, *self.callbacks],
         )
 
     def _optimizer(self):
@@ -257,7 +283,9 @@ class TfidfMLPTrack(Track):
 
         return sigmoid(self.predict_logits(texts))
 
-    def export(self, directory: Path) -> Path:
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """Raw-string SavedModel: vectorizer → classifier → sigmoid (`thresholds` [L]
+        feed the ``decisions`` signature)."""
         from mlbench.serving.export import export_raw_string_model
 
         if self.classifier is None:
@@ -265,7 +293,8 @@ class TfidfMLPTrack(Track):
         # export_raw_string_model leaves the optimizer (2 × V × 512 moments) out
         return export_raw_string_model(
             directory, [self.vectorizer, self.classifier], self.labels.names,
-            track=self.name, metadata={"sparse": self.sparse, "ngrams": self.ngrams, "drop_oov": self.drop_oov},
+            track=self.name, thresholds=thresholds,
+            metadata={"sparse": self.sparse, "ngrams": self.ngrams, "drop_oov": self.drop_oov},
         )
 
     def size_bytes(self) -> int | None:
@@ -285,7 +314,7 @@ class TfidfMLPTrack(Track):
         return {
             "vectorizer": f"TextVectorization(ngrams={self.ngrams}, tf_idf)",
             "vocabulary": n_features, "hidden": list(self.hidden), "sparse": self.sparse, "drop_oov": self.drop_oov,
-            "cached_pipeline": self.cache, "learning_rate": self.learning_rate,
+            "dropout": self.dropout, "cached_pipeline": self.cache, "learning_rate": self.learning_rate,
             "batch_size": self.batch_size, "max_epochs": self.epochs, "patience": self.patience,
             "parameters": params, "loss": self.settings.loss,
             "jit_compile": self.jit_compile, "mixed_precision": resolve_precision(self.precision),

@@ -71,7 +71,7 @@ def benchmark_export(export_dir: str | Path, texts: Sequence[str], batch_sizes: 
 def load_texts(dataset: str | None, data_dir: str | None, synthetic: int | None, seed: int) -> list[str]:
     """Test-split texts of the named dataset (or of a synthetic corpus)."""
     if synthetic:
-        from benchmarks.synthetic import synthetic_corpus
+        from mlbench.data.synthetic import synthetic_corpus
 
         return synthetic_corpus(synthetic, seed=seed).test.texts
     from mlbench.data import load_corpus

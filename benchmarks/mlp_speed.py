@@ -17,7 +17,7 @@ split and for the same number of epochs (early stopping off):
 
 Then a ratio line (reference / project MLP) against the targets: ≥ 10× faster per
 epoch, ≤ ½ the peak memory, micro-F1 at most 0.5 point lower.  ``--scale`` adds
-synthetic corpora (`benchmarks/synthetic.py`) of the given sizes, project MLP
+synthetic corpora (`mlbench/data/synthetic.py`) of the given sizes, project MLP
 only unless ``--scale-reference-max`` covers them (the dense reference needs
 ~minutes per epoch at 200k documents); the exported MLP's inference throughput
 on raw strings (batch 1 and 256) is measured in a fresh process.
@@ -73,7 +73,7 @@ def rss_mb() -> float:
 
 def load_data(spec: dict):
     if spec["kind"] == "synthetic":
-        from benchmarks.synthetic import synthetic_corpus
+        from mlbench.data.synthetic import synthetic_corpus
 
         return synthetic_corpus(spec["docs"], seed=spec["seed"])
     from mlbench.data import load_corpus

@@ -200,8 +200,10 @@ def serve(args: argparse.Namespace) -> int:
 
     if find_spec("fastapi") is None or find_spec("uvicorn") is None:
         raise InputError("serve: needs the serve extra (pip install -e '.[serve]')")
+    from mlbench.runtime import import_tensorflow
     from mlbench.serving.server import serve as run_server
 
+    import_tensorflow()
     run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
                max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
     return 0

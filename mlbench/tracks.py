@@ -49,6 +49,17 @@ class Track(abc.ABC):
     cpu_default: ClassVar[bool] = True
     #: trains with a Keras loss from `mlbench.keras.losses` (so `--loss a,b` makes variants)
     uses_loss: ClassVar[bool] = False
+    #: its fit depends on the seed (so `--seeds N` repeats it); False for deterministic solvers
+    stochastic: ClassVar[bool] = True
+    #: what `export` writes: "savedmodel" (a raw-string TF SavedModel with the
+    #: `serving_default` and `decisions` signatures) or another format's name
+    #: (e.g. "fasttext"); the contract test runs SavedModel checks only for "savedmodel"
+    export_format: ClassVar[str] = "savedmodel"
+    #: validation search (`mlbench.tuning`): option name → candidates, applied through
+    #: ``settings.options``; empty = nothing to tune.  Never mutate it in place.
+    search_space: ClassVar[dict[str, list]] = {}
+    #: most points the search may fit (None: the whole grid); beyond it, coordinate search
+    search_budget: ClassVar[int | None] = None
 
     def __init__(self, settings: TrainSettings | None = None):
         self.settings = settings or TrainSettings()
@@ -62,8 +73,13 @@ class Track(abc.ABC):
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Scores in [0, 1], shape [len(texts), n_labels], 0.5 the default cut-off."""
 
-    def export(self, directory: Path) -> Path | None:
-        """Write a raw-string SavedModel into `directory`; None if unsupported."""
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path | None:
+        """Write the fitted model into `directory` (format `export_format`); None if unsupported.
+
+        `thresholds` are the best decision rule's per-label cut-offs, shape [n_labels]
+        (a scalar is broadcast; None means 0.5): a SavedModel bakes them into its
+        ``decisions`` signature (``labels = scores >= thresholds``).
+        """
         return None
 
     def size_bytes(self) -> int | None:
@@ -82,6 +98,8 @@ _REGISTRY: dict[str, str] = {
     "svm_balanced": "baselines.svm:BalancedLinearSVMTrack",
     "encoder": "transformers_track.encoder:EncoderTrack",
     "pretrained": "transformers_track.pretrained:PretrainedTrack",
+    "fasttext": "baselines.fasttext_track:FastTextTrack",  # needs fasttext-wheel (else skipped)
+    "ensemble": "baselines.ensemble:EnsembleTrack",  # needs_members: built after the others
 }
 
 
@@ -109,6 +127,31 @@ def available_tracks() -> list[str]:
 def default_tracks(gpu: bool) -> list[str]:
     """The default `--models`: every available track, minus CPU-slow ones without a GPU."""
     return [n for n in available_tracks() if gpu or get_track_class(n).cpu_default]
+
+
+#: third-party modules a track needs beyond the core install (checked without importing them)
+_REQUIRES: dict[str, tuple[str, ...]] = {
+    "pretrained": ("keras_hub", "tensorflow_text"),
+    "fasttext": ("fasttext",),
+}
+
+
+def check_track_names(names: Sequence[str]) -> None:
+    """InputError for an unknown track or one whose extra is not installed.
+
+    Uses `importlib.util.find_spec` only, so it runs before TensorFlow is imported.
+    """
+    from importlib.util import find_spec
+
+    from mlbench.errors import InputError
+
+    for name in names:
+        if name not in _REGISTRY:
+            raise InputError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
+        missing = [m for m in _REQUIRES.get(name, ()) if find_spec(m) is None]
+        if missing:
+            raise InputError(f"--models {name}: needs {', '.join(missing)} (install the extra: "
+                             f"pip install -e '.[{'hub' if name == 'pretrained' else name}]')")
 
 
 def get_track_class(name: str) -> Callable[..., Track]:

@@ -30,7 +30,7 @@ from baselines.fused_adam_kernel import fused_row_adam_op  # noqa: E402
 from baselines.lazy_adam import LazyAdam  # noqa: E402
 from baselines.sparse_layers import SparseDense  # noqa: E402
 from baselines.tfidf_vectorizer import SparseRows, SparseTfidf, adapt_tfidf, vectorize_once  # noqa: E402
-from benchmarks.synthetic import synthetic_corpus  # noqa: E402
+from mlbench.data.synthetic import synthetic_corpus  # noqa: E402
 from mlbench.labels import LabelSpace  # noqa: E402
 from mlbench.tracks import TrainSettings  # noqa: E402
 

@@ -53,6 +53,8 @@ class TokenizedTrack(Track):
     extra_options: ClassVar[dict]
     #: modules the process loading the exported SavedModel must import first
     export_requires: ClassVar[tuple[str, ...]] = ()
+    #: nothing tuned: one CPU fit already takes minutes (README), a grid would multiply it
+    search_space: ClassVar[dict[str, list]] = {}
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
@@ -171,15 +173,17 @@ class TokenizedTrack(Track):
 
         return sigmoid(self.predict_logits(texts))
 
-    def export(self, directory: Path) -> Path:
-        """SavedModel: tf.string [None] → preprocessor → classifier → sigmoid."""
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """SavedModel: tf.string [None] → preprocessor → classifier → sigmoid
+        (`thresholds` [L] feed the ``decisions`` signature)."""
         from mlbench.serving.export import export_raw_string_model
 
         if self.model is None:
             raise RuntimeError(f"fit the {self.name} track before exporting")
         return export_raw_string_model(
             directory, [self._text_preprocessor(), self.model], self.labels.names,
-            track=self.name, metadata=self._export_metadata(), requires=list(self.export_requires))
+            track=self.name, thresholds=thresholds, metadata=self._export_metadata(),
+            requires=list(self.export_requires))
 
     def size_bytes(self) -> int | None:
         from mlbench.sizes import weights_size

@@ -209,6 +209,9 @@ class PretrainedEncoderTrack(TokenizedTrack):
         """KerasHub inputs for `texts` (int32 arrays, padded to max_length) and lengths."""
         from transformers_track.training import tokenize_in_batches
 
+        if len(texts) == 0:  # KerasHub's preprocessor reads an empty batch as one unbatched text
+            empty = np.zeros((0, self._sequence_length()), dtype=np.int32)
+            return {k: empty for k in INPUT_NAMES}, np.zeros(0, dtype=np.int32)
         x = tokenize_in_batches(self.preprocessor, texts, batch_size=256)
         x = {k: np.asarray(x[k]).astype(np.int32) for k in INPUT_NAMES}
         return x, x["padding_mask"].sum(axis=1).astype(np.int32)

@@ -1,17 +1,31 @@
-"""Raw-string SavedModels: export a text → logits pipeline, load it back, predict.
+"""Raw-string SavedModels that TensorFlow Serving can load: export, reload, predict.
 
 Every exported model has the same contract, whatever track made it:
-``serving_default(texts: tf.string[None]) -> {"scores": float32[None, n_labels]}``
-(probabilities), a ``labels()`` function returning the label names, and beside the
-SavedModel files ``labels.json``, ``mlbench.json`` (metadata) and, once the driver
-has tuned them, ``thresholds.json`` (decision rules applied by ``predict``).
+
+* ``serving_default(texts: tf.string[None]) -> {"scores": float32[None, L]}``
+  (per-label probabilities);
+* ``decisions(texts) -> {"scores": float32[None, L], "labels": int32[None, L]}``
+  with ``labels = scores >= thresholds`` for the thresholds given at export (the
+  best decision rule's, else 0.5), so a TF Serving client gets label sets without
+  Python;
+* beside the SavedModel files: ``labels.json`` (score-column names), ``mlbench.json``
+  (track, format, the thresholds baked into ``decisions``, modules to import before
+  loading) and, once the driver has tuned them, ``thresholds.json``.
+
+Why `keras.export.ExportArchive` and not ``tf.saved_model.save`` of a `tf.Module`
+holding the Keras layers: the latter reloads with ``tf.saved_model.load`` but not
+with the v1 session loader TensorFlow Serving's C++ server uses ("Could not find
+variable dense_0/kernel"); ExportArchive tracks the variables themselves, leaves the
+optimizer out and writes graphs the session loader runs.  `session_run` is that
+check (what ``saved_model_cli run`` does).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -20,38 +34,17 @@ from mlbench.errors import InputError
 LABELS_FILE = "labels.json"
 META_FILE = "mlbench.json"
 THRESHOLDS_FILE = "thresholds.json"
-
-
-def _server_class():
-    import tensorflow as tf
-
-    class RawStringServer(tf.Module):
-        """Applies `steps` in order to a batch of strings, then a sigmoid."""
-
-        def __init__(self, steps: Sequence, label_names: Sequence[str]):
-            super().__init__()
-            self.steps = list(steps)
-            self.label_names = tf.Variable(list(label_names), dtype=tf.string, trainable=False)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="texts")])
-        def serve(self, texts):
-            x = texts
-            for step in self.steps:
-                x = step(x)
-            return {"scores": tf.sigmoid(tf.cast(x, tf.float32))}
-
-        @tf.function(input_signature=[])
-        def labels(self):
-            return self.label_names.read_value()
-
-    return RawStringServer
+SAVEDMODEL_FORMAT = "savedmodel"
+SERVE_SIGNATURE = "serving_default"
+DECISIONS_SIGNATURE = "decisions"
+INPUT_NAME = "texts"
 
 
 def detach_optimizer(step):
     """A compiled Keras functional model → the same layers and weights, no optimizer.
 
-    Why: `tf.saved_model.save` follows every tracked object, and a compiled model
-    tracks its optimizer, whose Adam moments would triple the exported size.
+    Why: a compiled model tracks its optimizer, whose Adam moments would triple the
+    exported size if anything followed that reference.
     """
     import keras
 
@@ -60,88 +53,198 @@ def detach_optimizer(step):
     return step
 
 
+def decision_thresholds(thresholds: float | np.ndarray | None, n_labels: int) -> np.ndarray:
+    """The cut-offs baked into ``decisions``: float32 [n_labels] (None → 0.5 everywhere).
+
+    A scalar is broadcast; anything else must have shape [n_labels] and be finite.
+    """
+    t = np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64)
+    if t.ndim == 0:
+        t = np.full(n_labels, float(t))
+    if t.shape != (n_labels,):
+        raise ValueError(f"thresholds must be a scalar or shape [{n_labels}], got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("thresholds must be finite")
+    return t.astype(np.float32)
+
+
 def export_raw_string_model(
     directory: str | Path,
     steps: Sequence,
     label_names: Sequence[str],
     *,
     track: str,
+    thresholds: float | np.ndarray | None = None,
     metadata: dict | None = None,
     requires: Sequence[str] = (),
 ) -> Path:
-    """Save ``sigmoid(steps[-1](…steps[0](texts)))`` as a SavedModel taking raw strings.
+    """Save ``sigmoid(steps[-1](…steps[0](texts)))`` as a raw-string SavedModel.
 
-    `steps` are Keras layers/models (or tf.Modules) whose composition maps a
-    string batch to logits: the text preprocessing travels inside the graph.
-    `requires` names Python modules the loading process must import first
-    (e.g. ``tensorflow_text`` for KerasHub tokenizers).
+    `steps` are Keras layers/models or `tf.Module`s whose composition maps a string
+    batch [B] to float logits [B, L]: the text preprocessing travels inside the graph.
+    `thresholds` ([L] or scalar; None → 0.5) become the ``decisions`` signature's
+    cut-offs.  `requires` names Python modules the loading process must import
+    first (e.g. ``tensorflow_text`` for KerasHub tokenizers).
     """
     import tensorflow as tf
+    from keras.export import ExportArchive
 
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite")
-    server = _server_class()([detach_optimizer(s) for s in steps], label_names)
-    tf.saved_model.save(
-        server,
-        str(directory),
-        signatures={"serving_default": server.serve, "labels": server.labels},
-    )
-    (directory / LABELS_FILE).write_text(json.dumps(list(label_names), indent=1), encoding="utf-8")
-    meta = {"track": track, "requires": list(requires), **(metadata or {})}
+    names = [str(n) for n in label_names]
+    cutoffs = decision_thresholds(thresholds, len(names))
+    steps = [detach_optimizer(s) for s in steps]
+
+    archive = ExportArchive()
+    for step in steps:
+        if _is_keras_layer(step):
+            # not archive.track(step): it lists the Keras variables beside the tf.Variables the
+            # endpoints capture, and the checkpoint then stores every weight twice. The captured
+            # variables are saved anyway; only lookup tables need tracking.
+            for resource in _lookup_resources(step):
+                archive.track(resource)
+        else:
+            archive.track(step)
+    variables = [v for s in steps if isinstance(s, tf.Module) and not _is_keras_layer(s)
+                 for v in s.variables]
+    if variables:  # plain tf.Modules: make their variables part of the saved object graph
+        archive.add_variable_collection("module_variables", variables)
+
+    def scores(texts):
+        x = texts
+        for step in steps:
+            x = step(x)
+        return tf.sigmoid(tf.cast(x, tf.float32))
+
+    def serve(texts):
+        return {"scores": scores(texts)}
+
+    def decisions(texts):
+        s = scores(texts)
+        # a constant made inside the graph (not a capture): the session loader needs no feed
+        labels = tf.cast(s >= tf.constant(cutoffs, dtype=tf.float32), tf.int32)
+        return {"scores": s, "labels": labels}
+
+    spec = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+    archive.add_endpoint(SERVE_SIGNATURE, serve, input_signature=spec)
+    archive.add_endpoint(DECISIONS_SIGNATURE, decisions, input_signature=spec)
+    archive.write_out(str(directory), verbose=False)
+
+    (directory / LABELS_FILE).write_text(json.dumps(names, indent=1), encoding="utf-8")
+    meta = {"track": track, "format": SAVEDMODEL_FORMAT, "requires": list(requires),
+            "signatures": [SERVE_SIGNATURE, DECISIONS_SIGNATURE],
+            "thresholds": [float(v) for v in cutoffs], **(metadata or {})}
     (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return directory
+
+
+def _lookup_resources(layer: Any) -> list:
+    """The TF resources (lookup tables) reachable from a Keras layer, variables excluded."""
+    import tensorflow as tf
+
+    found = []
+    for obj in tf.train.TrackableView(layer).descendants():
+        if isinstance(obj, tf.saved_model.experimental.TrackableResource) and not isinstance(
+                obj, tf.Variable):
+            found.append(obj)
+    return found
+
+
+def _is_keras_layer(obj: Any) -> bool:
+    import keras
+
+    return isinstance(obj, keras.layers.Layer)
+
+
+def _import_requirements(directory: Path) -> dict:
+    """mlbench.json of an export (empty if absent), after importing its `requires`."""
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    for module in meta.get("requires", []):
+        try:
+            importlib.import_module(module)  # registers custom ops before loading
+        except ImportError as err:
+            raise InputError(f"{directory}: loading this model needs `{module}` ({err})") from None
+    return meta
+
+
+def session_run(directory: str | Path, texts: Sequence[str], *,
+                signature: str = SERVE_SIGNATURE) -> dict[str, np.ndarray]:
+    """Run one signature under the v1 session loader TF Serving's C++ server uses.
+
+    The same path as ``saved_model_cli run --tag_set serve``: the MetaGraph is
+    imported into a fresh graph, variables restored by name, tables initialised by
+    the SavedModel's init op.  Returns {output name: array}.
+    """
+    import tensorflow as tf
+
+    directory = Path(directory)
+    _import_requirements(directory)
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        meta_graph = v1.saved_model.loader.load(session, ["serve"], str(directory))
+        sig = meta_graph.signature_def[signature]
+        feed = {sig.inputs[INPUT_NAME].name: np.asarray(list(texts), dtype=object)}
+        keys = sorted(sig.outputs)
+        values = session.run([sig.outputs[k].name for k in keys], feed_dict=feed)
+    return dict(zip(keys, values))
 
 
 class ExportedModel:
     """A reloaded raw-string SavedModel with its label names and decision rules."""
 
     def __init__(self, directory: str | Path):
-        import importlib
-
         self.directory = Path(directory)
         if not (self.directory / "saved_model.pb").exists():
             raise InputError(f"{self.directory}: not an exported model (no saved_model.pb)")
-        meta_path = self.directory / META_FILE
-        self.meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-        for module in self.meta.get("requires", []):
-            importlib.import_module(module)  # registers custom ops before loading
+        self.meta = _import_requirements(self.directory)
         import tensorflow as tf
 
         self._tf = tf
         self._loaded = tf.saved_model.load(str(self.directory))
-        self._serve = self._loaded.signatures["serving_default"]
-        self.labels: list[str] = json.loads(
-            (self.directory / LABELS_FILE).read_text(encoding="utf-8")
-        )
-        self.rules = self._load_rules()
+        self._serve = self._loaded.signatures[SERVE_SIGNATURE]
+        self._decide: Callable | None = self._loaded.signatures.get(DECISIONS_SIGNATURE)
+        labels_path = self.directory / LABELS_FILE
+        if not labels_path.exists():
+            raise InputError(f"{labels_path}: label names file not found")
+        self.labels: list[str] = json.loads(labels_path.read_text(encoding="utf-8"))
 
-    def _load_rules(self) -> dict:
+    @property
+    def rules(self) -> dict:
+        """The decision rules of thresholds.json (empty when the driver wrote none)."""
         path = self.directory / THRESHOLDS_FILE
         if not path.exists():
             return {}
         from mlbench.evaluation.thresholds import load_thresholds
 
-        return load_thresholds(path)
+        return load_thresholds(path, self.labels)
 
     def threshold(self, rule: str | None = None) -> float | np.ndarray:
-        """The threshold(s) of `rule` (default: the saved best rule, else 0.5)."""
-        if not self.rules:
-            return 0.5
-        if rule is None:
-            path = self.directory / THRESHOLDS_FILE
-            rule = json.loads(path.read_text(encoding="utf-8")).get("best_rule", "fixed")
-        if rule not in self.rules:
-            raise InputError(f"{self.directory}: no decision rule {rule!r}; have {sorted(self.rules)}")
-        return self.rules[rule].thresholds
+        """The threshold(s) of `rule` (default: thresholds.json's best rule; without
+        that file, the thresholds baked in at export; else 0.5)."""
+        from mlbench.serving.artifacts import saved_threshold
+
+        return saved_threshold(self.directory, self.labels, self.meta, rule)
+
+    def _batches(self, texts: Sequence[str], batch_size: int, fn: Callable) -> list[dict]:
+        tf = self._tf
+        return [fn(texts=tf.constant(list(texts[i : i + batch_size]), dtype=tf.string))
+                for i in range(0, len(texts), batch_size)]
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Per-label probabilities for raw strings, shape [len(texts), n_labels]."""
-        tf = self._tf
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = tf.constant(list(texts[start : start + batch_size]), dtype=tf.string)
-            out.append(self._serve(texts=batch)["scores"].numpy())
+        """Per-label probabilities for raw strings, float32 [len(texts), n_labels]."""
+        out = [b["scores"].numpy() for b in self._batches(texts, batch_size, self._serve)]
         if not out:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return np.concatenate(out, axis=0)
+
+    def decide(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Labels the ``decisions`` signature predicts (thresholds baked in at export):
+        int32 [len(texts), n_labels]; older exports without it: ``scores >= 0.5``."""
+        if self._decide is None:
+            return (self.predict(texts, batch_size) >= 0.5).astype(np.int32)
+        out = [b["labels"].numpy() for b in self._batches(texts, batch_size, self._decide)]
+        if not out:
+            return np.zeros((0, len(self.labels)), dtype=np.int32)
         return np.concatenate(out, axis=0)

@@ -31,11 +31,13 @@ def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
 
 def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k: int = 5,
                     rule: str | None = None) -> int:
+    from mlbench.runtime import import_tensorflow
     from mlbench.serving.artifacts import load_artifact
 
     if top_k < 1:
         raise InputError(f"--top-k: expected a positive integer, got {top_k}")
     texts = read_texts(texts, file)
+    import_tensorflow()  # quietly, before the artifact loads it
     artifact = load_artifact(model)
     threshold = np.broadcast_to(artifact.threshold(rule), (len(artifact.labels),))
     scores = artifact.predict(texts)
