@@ -26,8 +26,9 @@ def check_run_folder(run_dir: Path, variants: list[str], n_labels: int | None = 
     assert record["versions"]["tensorflow"].startswith("2.21")
     if n_labels is not None:
         assert len(record["dataset"]["labels"]) == n_labels
+    assert record["schema_version"] == 2 and record["status"] == "finished"
     for name, entry in record["models"].items():
-        for rule in ("fixed", "global", "per_label"):
+        for rule in ("fixed", "global", "per_label", "scutfbr"):
             test = entry["rules"][rule]["test"]
             assert 0.0 <= test["f1_micro"] <= 1.0 and 0.0 <= test["hamming_loss"] <= 1.0
         assert entry["train_seconds"] > 0 and entry["inference_docs_per_s"] > 0
@@ -52,7 +53,7 @@ def test_quick_run_on_arxiv_sample_then_predict(arxiv_sample, tmp_path):
 
     export = run_dir / "mlp_savedmodel"
     thresholds = json.loads((export / "thresholds.json").read_text())
-    assert thresholds["best_rule"] == record["models"]["mlp"]["best_rule"]
+    assert thresholds["best_rule"] == record["models"]["mlp"]["chosen_rule"]["micro"]
     pred = run_cli("-m", "mlbench", "predict", "--model", str(export), "--top-k", "3",
                    "Convolutional networks for image segmentation and object detection")
     assert pred.returncode == 0, pred.stderr[-2000:]
@@ -74,7 +75,7 @@ def test_quick_run_on_reuters(reuters_dir, tmp_path):
                    "--models", "mlp,svm", "--quick", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = check_run_folder(Path(proc.stdout.strip().splitlines()[-1]), ["mlp", "svm"], n_labels=90)
-    assert record["dataset"]["test"]["documents"] == 3019
+    assert record["dataset"]["stats"]["test"]["documents"] == 3019
     assert record["models"]["svm"]["rules"]["fixed"]["test"]["f1_micro"] > 0.75
 
 

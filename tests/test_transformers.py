@@ -231,6 +231,7 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weights = [w.numpy().copy() for w in self.model.weights]
+        self.first_loss = float(logs["loss"])
         raise RuntimeError("simulated crash")
 
 
@@ -251,7 +252,8 @@ def test_encoder_resumes_from_checkpoint(keyword_data, tmp_path):
     probe = _WeightsAtStart()
     resumed = EncoderTrack(settings, callbacks=[probe])
     history = resumed.fit(train, val, labels)
-    assert len(history["loss"]) == 2  # epochs 2 and 3 only
+    assert len(history["loss"]) == 3  # epochs 2 and 3 trained now; epoch 1 kept from before the crash
+    assert history["loss"][0] == pytest.approx(crash.first_loss)
     steps = resumed.model.optimizer.iterations.numpy()
     assert probe.iterations == steps // 3 > 0  # optimizer state (and LR schedule step) restored
     for restored, saved in zip(probe.weights, crash.weights):
