@@ -145,12 +145,18 @@ class Evaluation:
     results: dict[str, RuleResult]
     chosen: dict[str, str]  # objective -> rule name
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # objective -> 0/1 test [n, L]
+    #: the `Calibration` fitted on validation scores (exported beside the model), None if unfitted
+    calibration: object | None = None
+    #: `ModelResult.calibration`: test calibration metrics of raw and calibrated scores
+    calibration_summary: dict | None = None
 
 
 def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, labels: LabelSpace,
-                     groups: FrequencyGroups, bootstrap: int = 0, seed: int = 0) -> Evaluation:
+                     groups: FrequencyGroups, bootstrap: int = 0, seed: int = 0,
+                     calibrate: bool = True) -> Evaluation:
     """Fit every rule on validation, choose one per objective on cross-fitted validation,
-    score all on test; bootstrap CIs for the chosen rules' test metrics."""
+    score all on test; bootstrap CIs for the chosen rules' test metrics; with `calibrate`,
+    a calibration map fitted on validation (`calibrate_variant`)."""
     from mlbench.evaluation.scoring import rule_results
     from mlbench.evaluation.selection import choose_rules
     from mlbench.evaluation.thresholds import fit_decision_rules
@@ -167,7 +173,42 @@ def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, l
             cis = bootstrap_cis(y_test, rules[rule].predict(scores.test), scores.test,
                                 n_resamples=bootstrap, seed=seed)
             results[rule].test_ci = {k: [float(lo), float(hi)] for k, (lo, hi) in cis.items()}
-    return Evaluation(rules, results, chosen, predictions)
+    cal, summary = (calibrate_variant(scores, y_val=y_val, y_test=y_test, seed=seed)
+                    if calibrate else (None, None))
+    return Evaluation(rules, results, chosen, predictions, cal, summary)
+
+
+#: calibration metrics kept in the record (the reliability bins are stored separately)
+CALIBRATION_KEYS = ("brier", "log_loss", "ece", "ece_top5")
+
+
+def calibrate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray,
+                      seed: int = 0) -> tuple[object | None, dict | None]:
+    """Fit `fit_calibration` on validation scores [n_val, L] only; judge raw and calibrated
+    test scores [n_test, L] with `calibration_metrics`.  Decision rules stay on raw scores.
+    (None, None) when validation is too small to calibrate."""
+    from mlbench.errors import InputError
+    from mlbench.evaluation.calibration import fit_calibration
+    from mlbench.evaluation.metrics import calibration_metrics
+
+    try:
+        cal = fit_calibration(y_val, np.clip(scores.val, 0.0, 1.0), method="auto", seed=seed)
+    except InputError as err:
+        say(f"calibration skipped: {err}")
+        return None, None
+    raw = calibration_metrics(y_test, scores.test)
+    calibrated = calibration_metrics(y_test, cal.apply(np.clip(scores.test, 0.0, 1.0)))
+    maps: dict[str, int] = {}
+    for kind in cal.kinds:
+        maps[kind] = maps.get(kind, 0) + 1
+    summary = {
+        "method": cal.method, "maps": maps, "bins": raw["bins"],
+        "raw": {k: raw[k] for k in CALIBRATION_KEYS},
+        "calibrated": {k: calibrated[k] for k in CALIBRATION_KEYS},
+        "reliability": {name: {"all": m["reliability"], "top5": m["reliability_top5"]}
+                        for name, m in (("raw", raw), ("calibrated", calibrated))},
+    }
+    return cal, summary
 
 
 def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Evaluation,
@@ -185,7 +226,26 @@ def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Eva
     if exported is None:
         return None, None
     save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
+    if evaluation.calibration is not None:
+        from mlbench.serving.calibrated import add_calibration, write_calibration
+
+        if (exported / "saved_model.pb").exists():
+            add_calibration(exported, evaluation.calibration)
+        else:  # e.g. fastText: the artifact reader applies calibration.json itself
+            write_calibration(exported, evaluation.calibration)
     return exported.name, directory_size(exported)
+
+
+def analyse_errors(track: Track | None, ev: Evaluation, scores: Scores, corpus: Corpus,
+                   labels: LabelSpace, y_test: np.ndarray) -> dict:
+    """`mlbench.evaluation.errors.error_analysis` on test under the micro-chosen rule,
+    explained with `track` (None or an unsupported track: no explanations)."""
+    from mlbench.evaluation.errors import error_analysis
+
+    rule = ev.chosen[DEFAULT_OBJECTIVE]
+    return error_analysis(y_test, scores.test, ev.rules[rule].threshold_array(len(labels)),
+                          texts=corpus.test.texts, label_names=labels.names,
+                          train_counts=labels.train_counts, track=track, rule=rule)
 
 
 def examples(track_scores: np.ndarray, corpus: Corpus, labels: LabelSpace) -> list[dict]:
@@ -204,7 +264,7 @@ def seed_metrics(name: str, *, cfg: RunConfig, corpus: Corpus, labels: LabelSpac
     track = cls(settings)
     track.fit(corpus.train, corpus.val, labels)
     ev = evaluate_variant(score_variant(track, corpus), y_val=y_val, y_test=y_test, labels=labels,
-                          groups=groups)
+                          groups=groups, calibrate=False)
     out = {"seed": seed}
     for obj, key in OBJECTIVES.items():
         out[obj] = {"rule": ev.chosen[obj], key: ev.results[ev.chosen[obj]].test[key]}
@@ -373,6 +433,8 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
     with phase(f"{variant}: export"):
         export_dir, export_bytes = export_variant(fitted.track, run_dir=run_dir, variant=variant,
                                                   evaluation=ev, labels=labels)
+    with phase(f"{variant}: error analysis"):
+        errors = analyse_errors(fitted.track, ev, scores, corpus, labels, y_test)
     describe = fitted.track.describe()
     model = ModelResult(
         track=name, family=cls.family, loss=loss, describe=describe,
@@ -382,6 +444,7 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
         examples=examples(scores.test, corpus, labels), export_dir=export_dir,
         export_bytes=export_bytes, search=fitted.search,
         notices=list(getattr(fitted.track, "notices", []) or []),
+        calibration=ev.calibration_summary, errors=errors,
     )
     if cfg.seeds > 1 and getattr(cls, "stochastic", True):
         params = (fitted.search or {}).get("chosen")
@@ -443,6 +506,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
         member_exports = {v: run_dir / record.models[v].export_dir for v in members}
         export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=name, evaluation=ev,
                                                   labels=labels, member_exports=member_exports)
+    with phase(f"{name}: error analysis"):
+        errors = analyse_errors(track, ev, scores, corpus, labels, y_test)
     describe = track.describe()
     model = ModelResult(
         track=name, family=cls.family, describe=describe, train_seconds=timing["seconds"],
@@ -450,6 +515,7 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
         inference_docs_per_s=speed, examples=examples(scores.test, corpus, labels),
         export_dir=export_dir, export_bytes=export_bytes,
         notices=[f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"],
+        calibration=ev.calibration_summary, errors=errors,
     )
     return model, ev, scores
 

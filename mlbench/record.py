@@ -128,6 +128,12 @@ class ModelResult:
     seeds: list[dict[str, Any]] = field(default_factory=list)
     #: facts about the fit a reader should see (e.g. a solver that did not converge)
     notices: list[str] = field(default_factory=list)
+    #: calibration fitted on validation, judged on test: {"method", "maps": {kind: count},
+    #: "raw"/"calibrated": {brier, log_loss, ece, ece_top5}, "reliability": {"raw"/"calibrated":
+    #: {"all": bins, "top5": bins}}}; None in records written before calibration existed
+    calibration: dict[str, Any] | None = None
+    #: error analysis under the micro-chosen rule (`mlbench.evaluation.errors`); None when absent
+    errors: dict[str, Any] | None = None
 
     @property
     def best_rule(self) -> str:
@@ -197,7 +203,7 @@ class RunRecord:
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain_json(asdict(self))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, source: str = RESULTS_FILE) -> "RunRecord":
@@ -248,14 +254,14 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dict(data).items() if k in names}
 
 
-def _plain(obj: Any) -> Any:
-    """NumPy scalars/arrays and Paths → JSON types (recursively)."""
+def plain_json(obj: Any) -> Any:
+    """NumPy scalars/arrays, tuples and Paths → JSON types (recursively; one home for it)."""
     import numpy as np
 
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_json(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

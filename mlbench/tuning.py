@@ -38,7 +38,7 @@ from mlbench.evaluation.metrics import evaluate
 from mlbench.evaluation.scoring import cross_fitted_predictions
 from mlbench.labels import LabelSpace
 from mlbench.progress import eta_line
-from mlbench.record import DEFAULT_OBJECTIVE, RULES, objective_key
+from mlbench.record import DEFAULT_OBJECTIVE, RULES, objective_key, plain_json
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
 __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_score", "search"]
@@ -74,18 +74,7 @@ class SearchResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(obj: Any) -> Any:
-    """Tuples → lists, NumPy scalars → Python (JSON-ready)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+        return plain_json(dataclasses.asdict(self))
 
 
 def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:

@@ -294,11 +294,51 @@ def _binned_mean(pts: list[tuple[float, float]], bins: int = 8) -> tuple[list[fl
     return xs, ys
 
 
+def _bins_points(bins: dict) -> tuple[list[float], list[float], list[float]]:
+    """(mean score, observed frequency, count) of the non-empty bins of one reliability diagram."""
+    ms, fr, ct = (R.as_list(bins.get(k)) for k in ("mean_score", "frequency", "count"))
+    pts = [(R.num(m), R.num(f), R.num(c)) for m, f, c in zip(ms, fr, ct)]
+    pts = [(m, f, c) for m, f, c in pts if m is not None and f is not None and c]
+    return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+
+
+def reliability(name: str, model: dict, path: Path) -> Path | None:
+    """Reliability diagrams of one model on test, raw vs calibrated scores: every
+    (document, label) pair, and each document's five highest-scored labels."""
+    cal = R.as_dict(model.get("calibration"))
+    rel = R.as_dict(cal.get("reliability"))
+    if not rel:
+        return None
+    fig = Figure(figsize=(10.5, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, (part, title) in zip(axes, (("all", "all (document, label) pairs"),
+                                        ("top5", "top-5 labels per document"))):
+        ax.plot([0, 1], [0, 1], color="#a0aec0", lw=1, ls="--", label="perfect calibration")
+        for kind, colour, marker in (("raw", "#dd6b20", "o"), ("calibrated", "#2b6cb0", "s")):
+            xs, ys, counts = _bins_points(R.as_dict(R.as_dict(rel.get(kind)).get(part)))
+            if not xs:
+                continue
+            ece = R.num(R.as_dict(cal.get(kind)).get("ece" if part == "all" else "ece_top5"))
+            label = f"{kind} (ECE {ece:.3f})" if ece is not None else kind
+            sizes = [12 + 8 * math.log10(c) for c in counts]
+            ax.plot(xs, ys, color=colour, lw=1.5, label=label)
+            ax.scatter(xs, ys, s=sizes, color=colour, marker=marker, zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("mean score in bin")
+        ax.set_ylabel("observed frequency of true labels")
+        ax.set_title(title, fontsize=11)
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.suptitle(f"{name}: reliability on test (15 uniform bins; marker area ~ log bin count)", fontsize=12)
+    return _save(fig, path)
+
+
 def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
     """Render every figure the data supports into ``run_dir/figures``; name -> path.
 
     Names: ``label_frequency``, ``per_label_f1``, ``group_f1``, ``f1_vs_frequency``
-    and ``curves:<model>`` per Keras model. Figures without data are skipped.
+    and ``curves:<model>`` per Keras model, ``reliability:<model>`` per calibrated model.
+    Figures without data are skipped.
     """
     out_dir = Path(run_dir) / "figures"
     out: dict[str, Path] = {}
@@ -316,4 +356,7 @@ def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
         path = training_curves(name, model, out_dir / f"{stem}.png")
         if path is not None:
             out[f"curves:{name}"] = path
+        path = reliability(name, model, out_dir / f"reliability_{stem[len('curves_'):]}.png")
+        if path is not None:
+            out[f"reliability:{name}"] = path
     return out

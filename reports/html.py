@@ -394,6 +394,91 @@ def examples(record: dict) -> list[dict[str, Any]]:
     return list(docs.values())
 
 
+CALIBRATION_METHOD = (
+    "Calibration: one map per label (Platt scaling shrunk towards a pooled map, or isotonic "
+    "regression where a label has enough validation positives and it scores better out of fold) "
+    "fitted on the validation split only; judged on test. ECE = expected calibration error with "
+    "15 uniform score bins (Guo et al. 2017); ECE top-5 uses each document's five highest-scored "
+    "labels, where a reader looks; Brier and log loss are means over every (document, label) pair. "
+    "Decision rules stay fitted on the raw scores, so every F1 figure above is unchanged.")
+
+
+def _arrow(before: Any, after: Any, digits: int = 4) -> dict[str, Any]:
+    """``raw → calibrated`` text of one metric (lower is better), with the change's sign."""
+    b, a = R.num(before), R.num(after)
+    return {"raw": fmt(b, digits), "calibrated": fmt(a, digits),
+            "better": a is not None and b is not None and a < b}
+
+
+def calibration_rows(record: dict) -> list[dict[str, Any]]:
+    """Per model with a calibration record: maps used and test ECE top-5 / ECE / Brier /
+    log loss of raw → calibrated scores (``models[v].calibration``)."""
+    out = []
+    for name, m in R.models(record).items():
+        cal = R.as_dict(m.get("calibration"))
+        if not cal:
+            continue
+        raw, after = R.as_dict(cal.get("raw")), R.as_dict(cal.get("calibrated"))
+        maps = ", ".join(f"{k} {fmt(v, 0)}" for k, v in R.as_dict(cal.get("maps")).items())
+        out.append({"name": name, "method": str(cal.get("method") or DASH), "maps": maps or DASH,
+                    "metrics": {k: _arrow(raw.get(k), after.get(k))
+                                for k in ("ece_top5", "ece", "brier", "log_loss")}})
+    return out
+
+
+def _explanation(value: Any) -> list[dict[str, str]]:
+    """[[token, weight], ...] → chips (positive weights push the label up)."""
+    out = []
+    for pair in R.as_list(value):
+        pair = R.as_list(pair)
+        if len(pair) == 2 and R.num(pair[1]) is not None:
+            out.append({"token": str(pair[0]), "weight": f"{R.num(pair[1]):+.2f}", "up": R.num(pair[1]) > 0})
+    return out
+
+
+def _error_example(ex: Any) -> dict[str, Any]:
+    ex = R.as_dict(ex)
+    return {"text": _excerpt(str(ex.get("text") or ""), 300), "label": str(ex.get("label") or ""),
+            "score": fmt(ex.get("score"), 3), "threshold": fmt(ex.get("threshold"), 3),
+            "train_count": fmt(ex.get("train_count"), 0),
+            "true": [str(t) for t in R.as_list(ex.get("true"))],
+            "predicted": [str(t) for t in R.as_list(ex.get("predicted"))],
+            "explanation": _explanation(ex.get("explanation")),
+            "explained": isinstance(ex.get("explanation"), list)}
+
+
+def error_context(record: dict) -> list[dict[str, Any]]:
+    """Per model its error analysis (``models[v].errors``, `mlbench.evaluation.errors`)."""
+    out = []
+    for name, m in R.models(record).items():
+        e = R.as_dict(m.get("errors"))
+        if not e:
+            continue
+        breakdown = []
+        for part, title in (("single", "single-label"), ("multi", "multi-label"), ("unlabeled", "no label")):
+            b = R.as_dict(R.as_dict(e.get("breakdown")).get(part))
+            if b:
+                breakdown.append({"part": part, "title": title, "documents": fmt(b.get("documents"), 0),
+                                  "f1_micro": fmt(b.get("f1_micro")), "f1_macro": fmt(b.get("f1_macro"))})
+        counts = R.as_dict(e.get("errors"))
+        out.append({
+            "name": name, "rule": str(e.get("rule") or DASH),
+            "n_fn": fmt(counts.get("false_negatives"), 0), "n_fp": fmt(counts.get("false_positives"), 0),
+            "breakdown": breakdown,
+            "confusions": [{"true": str(c.get("true")), "predicted": str(c.get("predicted")),
+                            "count": fmt(c.get("count"), 0),
+                            "examples": [_error_example(x) for x in R.as_list(c.get("examples"))]}
+                           for c in map(R.as_dict, R.as_list(e.get("confusions")))],
+            "false_negatives": [_error_example(x) for x in R.as_list(e.get("false_negatives"))],
+            "false_positives": [_error_example(x) for x in R.as_list(e.get("false_positives"))],
+            "tokens": [{"token": str(t[0]), "mass": fmt(t[1], 2), "docs": fmt(t[2], 0)}
+                       for t in (R.as_list(x) for x in R.as_list(e.get("overfitted_tokens"))) if len(t) == 3],
+            "explained": fmt(e.get("explained"), 0),
+            "note": str(e.get("explain_note") or ""),
+        })
+    return out
+
+
 def _excerpt(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rstrip() + "…"
@@ -459,7 +544,12 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "rule_rows": rule_table,
         "fallbacks": [r for r in rule_table if r.extra["fallback"]],
         "fallback_note": FALLBACK_NOTE,
-        "figures": {k: data_uri(v) for k, v in figures.items() if not k.startswith("curves:")},
+        "figures": {k: data_uri(v) for k, v in figures.items() if ":" not in k},
+        "calibration": calibration_rows(record),
+        "calibration_method": CALIBRATION_METHOD,
+        "reliability": [{"model": n, "uri": data_uri(figures[f"reliability:{n}"])}
+                        for n in ms if f"reliability:{n}" in figures],
+        "errors": error_context(record),
         "curves": curves,
         "no_curves": no_curves,
         "examples": examples(record),

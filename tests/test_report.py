@@ -115,6 +115,9 @@ def make_record(n_labels: int = 20, seed: int = 0, *, n_seeds: int = 3) -> RunRe
                "scutfbr": rule(per_label, 0.64)},
         chosen_rule={"micro": "fixed", "macro": "per_label"}, examples=examples[:2],
         notices=["LinearSVC did not converge for 3 of 20 labels <max_iter=1000>"])
+    mlp.calibration, svm.calibration = calibration_record(rng), calibration_record(rng)
+    mlp.errors = errors_record(labels, explained=True)
+    svm.errors = errors_record(labels, explained=False)
     models = {"mlp": mlp, "mlp[focal]": focal, "svm": svm}
     best = _choose_best(models)
     not_worse = {obj: {n: n == best[obj]["model"] or n == "mlp" for n in models} for obj in OBJECTIVES}
@@ -153,6 +156,37 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
     record = make_record()
     path = write_report(record, tmp_path_factory.mktemp("run"))
     return record.to_json(), path, path.read_text(encoding="utf-8")
+
+
+def calibration_record(rng) -> dict:
+    """A `ModelResult.calibration` as `experiment.calibrate_variant` writes it."""
+    def bins() -> dict:
+        edges = [i / 15 for i in range(16)]
+        mean = [round((i + 0.5) / 15, 3) for i in range(15)]
+        return {"edges": edges, "mean_score": mean[:14] + [None],
+                "frequency": [round(min(1.0, m * rng.uniform(0.5, 1.2)), 3) for m in mean[:14]] + [None],
+                "count": [rng.randint(1, 5000) for _ in range(14)] + [0]}
+
+    raw = {"brier": 0.0123, "log_loss": 0.0456, "ece": 0.0071, "ece_top5": 0.1234}
+    cal = {"brier": 0.0111, "log_loss": 0.0401, "ece": 0.0032, "ece_top5": 0.0456}
+    return {"method": "auto", "maps": {"platt": 15, "isotonic": 5}, "bins": 15, "raw": raw, "calibrated": cal,
+            "reliability": {k: {"all": bins(), "top5": bins()} for k in ("raw", "calibrated")}}
+
+
+def errors_record(labels: list[str], explained: bool) -> dict:
+    """A `ModelResult.errors` as `mlbench.evaluation.errors.error_analysis` writes it."""
+    why = [["<b>markets</b>", 1.25], ["prices", -0.5]] if explained else None
+    ex = {"doc": 3, "text": "Document about <b>markets</b> & prices", "true": [labels[3]],
+          "predicted": [labels[0]], "score": 0.93, "threshold": 0.4, "label": labels[0], "explanation": why}
+    return {"rule": "global", "errors": {"false_negatives": 40, "false_positives": 31},
+            "confusions": [{"true": labels[3], "predicted": labels[0], "count": 7, "examples": [ex]}],
+            "false_negatives": [{**ex, "label": labels[3], "train_count": 2, "score": 0.2}],
+            "false_positives": [ex],
+            "breakdown": {"single": {"documents": 2583, "f1_micro": 0.9012, "f1_macro": 0.41},
+                          "multi": {"documents": 436, "f1_micro": 0.7734, "f1_macro": 0.35}},
+            "overfitted_tokens": [["<b>markets</b>", 1.25, 1]] if explained else [],
+            "explained": 3 if explained else 0,
+            "explain_note": None if explained else "no explanations: no explainer for a FastText track"}
 
 
 # ------------------------------------------------------------------------------ HTML readers
@@ -201,6 +235,33 @@ def test_report_contents(report):
     # the split statistics come from dataset.stats, notes included
     assert "given ModApte split; val drawn from train" in html and "shared/data/reuters21578" in html
     assert re.search(r"<th class=\"left\">val</th><td class=\"num\">200</td>", html)
+
+
+def test_calibration_table_and_reliability_figures(report):
+    record, _, html = report
+    cal = re.findall(r'data-table="calibration" data-col="([^"]+)" data-model="([^"]+)">(.*?)</td>', html)
+    got = {(htmllib.unescape(m), c): htmllib.unescape(t) for c, m, t in cal}
+    assert {m for m, _ in got} == {"mlp", "svm"}  # mlp[focal] has no calibration record
+    for name in ("mlp", "svm"):
+        c = record["models"][name]["calibration"]
+        for key in ("ece_top5", "ece", "brier", "log_loss"):
+            assert got[(name, key)] == f"{c['raw'][key]:.4f} → {c['calibrated'][key]:.4f}"
+    assert html.count("data-reliability=") == 2
+    assert "15 uniform score bins (Guo et al. 2017)" in html and "five highest-scored" in html
+
+
+def test_error_analysis_section(report):
+    record, _, html = report
+    section = html[html.index('<section id="errors">'):html.index('<section id="repro">')]
+    assert 'data-errors-of="mlp"' in section and 'data-errors-of="svm"' in section
+    assert 'data-errors-of="mlp[focal]"' not in section
+    b = record["models"]["mlp"]["errors"]["breakdown"]
+    assert f'data-breakdown="single-micro">{b["single"]["f1_micro"]:.3f}<' in section
+    assert f'data-breakdown="multi-macro">{b["multi"]["f1_macro"]:.3f}<' in section
+    assert "2,583" in section and "436" in section
+    assert 'data-explain-note="svm">no explanations: no explainer for a FastText track' in section
+    assert "&lt;b&gt;markets&lt;/b&gt;<span class=\"s\">+1.25</span>" in section
+    assert "<b>markets</b>" not in section
 
 
 def test_images_embedded_no_external_refs(report):

@@ -48,6 +48,8 @@ class Artifact(Protocol):
 
     def threshold(self, rule: str | None = None) -> float | np.ndarray: ...
 
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray: ...
+
 
 # -- fastText text and label conventions ------------------------------------------------------
 _SPACE = re.compile(r"[\s\x00]+")  # fastText splits on these; a newline would end the document
@@ -163,12 +165,28 @@ class FastTextArtifact:
         """The threshold(s) of `rule` (default: the best rule on validation, else 0.5)."""
         return saved_threshold(self.directory, self.labels, self.meta, rule)
 
+    @property
+    def has_calibration(self) -> bool:
+        from mlbench.serving.calibrated import CALIBRATION_FILE
+
+        return (self.directory / CALIBRATION_FILE).exists()
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """calibration.json applied to the scores: float32 [len(texts), n_labels]."""
+        from mlbench.serving.calibrated import read_calibration
+
+        cal = read_calibration(self.directory)
+        if cal is None:
+            raise InputError(f"{self.directory}: exported without calibration (no calibration.json)")
+        return cal.apply(self.predict(texts, batch_size)).astype(np.float32)
+
 
 def load_artifact(directory: str | Path) -> Artifact:
     """Open any exported model folder by what it contains.
 
     saved_model.pb → `ExportedModel`; mlbench.json with format "fasttext" →
-    `FastTextArtifact`; anything else → InputError naming the folder.
+    `FastTextArtifact`, with format "onnx" → `OnnxArtifact`; anything else → InputError
+    naming the folder.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -178,6 +196,11 @@ def load_artifact(directory: str | Path) -> Artifact:
 
         return ExportedModel(directory)
     meta_path = directory / META_FILE
-    if meta_path.exists() and _read_json(meta_path).get("format") == FASTTEXT_FORMAT:
+    fmt = _read_json(meta_path).get("format") if meta_path.exists() else None
+    if fmt == FASTTEXT_FORMAT:
         return FastTextArtifact(directory)
-    raise InputError(f"{directory}: not an exported model (no saved_model.pb, no fastText {META_FILE})")
+    if fmt == "onnx":
+        from mlbench.serving.onnx_artifact import OnnxArtifact
+
+        return OnnxArtifact(directory)
+    raise InputError(f"{directory}: not an exported model (no saved_model.pb, no fastText or ONNX {META_FILE})")

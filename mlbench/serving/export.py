@@ -239,6 +239,30 @@ class ExportedModel:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(out, axis=0)
 
+    @property
+    def has_calibration(self) -> bool:
+        """Whether the export carries calibrated probabilities (graph output or calibration.json)."""
+        from mlbench.serving.calibrated import CALIBRATION_FILE, PROBABILITIES
+
+        return PROBABILITIES in self._serve.structured_outputs or (self.directory / CALIBRATION_FILE).exists()
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Calibrated per-label probabilities, float32 [len(texts), n_labels]: the graph's
+        ``probabilities`` output, else calibration.json applied to the scores; InputError
+        for an export made without calibration."""
+        from mlbench.serving.calibrated import PROBABILITIES, read_calibration
+
+        if PROBABILITIES in self._serve.structured_outputs:
+            out = [b[PROBABILITIES].numpy() for b in self._batches(texts, batch_size, self._serve)]
+            if not out:
+                return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return np.concatenate(out, axis=0)
+        cal = read_calibration(self.directory)
+        if cal is None:
+            raise InputError(f"{self.directory}: exported without calibration (no calibration.json); "
+                             "use its raw scores (--raw) or re-run the experiment")
+        return cal.apply(self.predict(texts, batch_size)).astype(np.float32)
+
     def decide(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Labels the ``decisions`` signature predicts (thresholds baked in at export):
         int32 [len(texts), n_labels]; older exports without it: ``scores >= 0.5``."""

@@ -1,7 +1,9 @@
 """`mlbench predict`: top-k labels of raw texts from any exported model folder.
 
-Marks the labels that pass the model's decision rule (thresholds saved beside the
-export; default: the rule chosen on validation).
+Prints each top-k label's calibrated probability (the map fitted on validation and
+saved with the export; `--raw`: the raw scores instead) and marks the labels that pass
+the model's decision rule, which is applied to the RAW scores as it was tuned (thresholds
+saved beside the export; default: the rule chosen on validation).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
 
 
 def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k: int = 5,
-                    rule: str | None = None) -> int:
+                    rule: str | None = None, raw: bool = False) -> int:
     from mlbench.runtime import import_tensorflow
     from mlbench.serving.artifacts import load_artifact
 
@@ -41,10 +43,17 @@ def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k
     artifact = load_artifact(model)
     threshold = np.broadcast_to(artifact.threshold(rule), (len(artifact.labels),))
     scores = artifact.predict(texts)
-    for text, row in zip(texts, scores):
+    calibrated = not raw and bool(getattr(artifact, "has_calibration", False))
+    shown = artifact.probabilities(texts) if calibrated else scores
+    for text, row, raw_row in zip(texts, shown, scores):
         print(text if len(text) <= 80 else text[:77] + "...")
         for j in np.argsort(-row, kind="stable")[:top_k]:
-            mark = "*" if row[j] >= threshold[j] else " "
+            mark = "*" if raw_row[j] >= threshold[j] else " "
             print(f"  {mark} {artifact.labels[j]:<30} {row[j]:.4f}")
-    print("(* = predicted under the decision rule)")
+    if calibrated:
+        print("(figures: calibrated probabilities; * = predicted by the decision rule, applied to "
+              "the raw scores it was tuned on)")
+    else:
+        note = "" if raw else " (this export has no calibration)"
+        print(f"(figures: raw scores{note}; * = predicted under the decision rule)")
     return 0

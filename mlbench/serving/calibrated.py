@@ -1,0 +1,122 @@
+"""Calibrated probabilities inside an exported SavedModel, beside its raw scores.
+
+Why: decision rules are fitted on the raw scores (every F1 figure stays as it was),
+but a client reading "0.9" wants a probability.  `add_calibration` takes any raw-string
+export (`mlbench.serving.export`) and re-saves it with the validation-fitted
+calibration map (`mlbench.evaluation.calibration.calibration_layer`) in the graph:
+
+* ``serving_default(texts[None]) -> {"scores", "probabilities"}`` (float32 [None, L] each);
+* ``decisions(texts) -> {"scores", "labels", "probabilities"}`` (labels: raw-score rule);
+* ``calibration.json`` beside it (`Calibration.to_json()`), which readers without the
+  graph outputs (a fastText export) apply in Python.
+
+The re-save goes to a temporary folder beside the export and is swapped in only when
+complete, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from mlbench.evaluation.calibration import Calibration
+
+__all__ = ["add_calibration", "write_calibration", "read_calibration", "CALIBRATION_FILE",
+           "PROBABILITIES"]
+
+CALIBRATION_FILE = "calibration.json"
+PROBABILITIES = "probabilities"
+#: the files and folders `tf.saved_model.save` writes; everything else in an export is copied over
+_SAVEDMODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
+
+
+def write_calibration(export_dir: Path, cal: Calibration) -> Path:
+    """Write ``calibration.json`` (atomically) into `export_dir`; return its path."""
+    path = Path(export_dir) / CALIBRATION_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cal.to_json(), indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_calibration(export_dir: Path) -> Calibration | None:
+    """The export's calibration map, or None when it has no calibration.json."""
+    path = Path(export_dir) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    from mlbench.errors import InputError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: cannot read the calibration ({err})") from None
+    return Calibration.from_json(data, source=str(path))
+
+
+def add_calibration(export_dir: Path, cal: Calibration) -> None:
+    """Re-save the SavedModel in `export_dir` with a ``probabilities`` output on both
+    signatures (= ``calibration_layer(cal)(scores)``) and write calibration.json.
+
+    Works on any export whose signatures take ``texts`` and return ``scores`` [None, L]
+    (``decisions`` also ``labels``); other files in the folder are kept.  The result runs
+    under `tf.saved_model.load` and the v1 session loader (`export.session_run`).
+    """
+    import tensorflow as tf
+
+    from mlbench.evaluation.calibration import calibration_layer
+    from mlbench.serving.export import (DECISIONS_SIGNATURE, INPUT_NAME, META_FILE, SERVE_SIGNATURE,
+                                        _import_requirements)
+
+    export_dir = Path(export_dir)
+    meta = _import_requirements(export_dir)
+    loaded = tf.saved_model.load(str(export_dir))
+    serve_fn = loaded.signatures[SERVE_SIGNATURE]
+    decide_fn = loaded.signatures.get(DECISIONS_SIGNATURE)
+    n_labels = int(serve_fn.structured_outputs["scores"].shape[-1])
+    if n_labels != cal.n_labels:
+        raise ValueError(f"{export_dir}: the model has {n_labels} labels, the calibration {cal.n_labels}")
+
+    module = tf.Module()
+    module.model = loaded  # its variables and tables are saved with the new graph
+    module.calibration = calibration_layer(cal)
+    spec = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+
+    @tf.function(input_signature=spec)
+    def serve(texts):
+        scores = serve_fn(texts=texts)["scores"]
+        return {"scores": scores, PROBABILITIES: module.calibration(scores)}
+
+    signatures = {SERVE_SIGNATURE: serve}
+    if decide_fn is not None:
+        @tf.function(input_signature=spec)
+        def decisions(texts):
+            out = decide_fn(texts=texts)
+            return {"scores": out["scores"], "labels": out["labels"],
+                    PROBABILITIES: module.calibration(out["scores"])}
+
+        signatures[DECISIONS_SIGNATURE] = decisions
+
+    tmp = export_dir.with_name(f".{export_dir.name}.calibrating")
+    old = export_dir.with_name(f".{export_dir.name}.uncalibrated")
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        for entry in export_dir.iterdir():
+            if entry.name in _SAVEDMODEL_ENTRIES or (tmp / entry.name).exists():
+                continue
+            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
+        meta = {**meta, "calibrated": True, "outputs": {
+            SERVE_SIGNATURE: ["scores", PROBABILITIES],
+            DECISIONS_SIGNATURE: ["scores", "labels", PROBABILITIES]}}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_calibration(tmp, cal)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    del loaded, module
+    export_dir.rename(old)  # two renames: at every instant one complete export exists
+    tmp.rename(export_dir)
+    shutil.rmtree(old, ignore_errors=True)
