@@ -116,7 +116,8 @@ def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bo
 
     def take(ids):
         x = rows.take(ids) if sparse else tf.gather(rows, ids)
-        return x if y_t is None else (x, tf.gather(y_t, ids))
+        # targets may be stored as uint8 (a quarter of float32 at thousands of labels)
+        return x if y_t is None else (x, tf.cast(tf.gather(y_t, ids), tf.float32))
 
     if shuffle and epoch_counter is not None:
         from mlbench.keras.resume import epoch_ids
@@ -191,7 +192,12 @@ class TfidfMLPTrack(Track):
 
     @property
     def batch_size(self) -> int:
+        """Per-replica batch; the global batch is this × replicas (`mlbench.keras.strategy`)."""
         return self.settings.batch_size or 128
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * getattr(self, "_replicas", 1)
 
     # -- data -------------------------------------------------------------------------
     def vectorize(self, texts: Sequence[str]):
@@ -209,8 +215,12 @@ class TfidfMLPTrack(Track):
 
         seed = self.settings.seed
         if self.cache:
-            return row_batches(self.vectorize(texts), y, self.batch_size, shuffle=shuffle, seed=seed,
-                               epoch_counter=epoch_counter)
+            ds = row_batches(self.vectorize(texts), y, self.global_batch_size, shuffle=shuffle, seed=seed,
+                             epoch_counter=epoch_counter)
+            if getattr(self, "_densify", False):  # tf.distribute cannot split SparseTensor batches
+                ds = ds.map(lambda x, *rest: (tf.sparse.to_dense(x), *rest) if rest else tf.sparse.to_dense(x),
+                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+            return ds
         # keras-io: strings in tf.data, vectorized batch by batch every epoch
         ds = tf.data.Dataset.from_tensor_slices(list(texts) if y is None else (list(texts), y))
         if shuffle:
@@ -226,9 +236,21 @@ class TfidfMLPTrack(Track):
     # -- Track API ----------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
         from baselines.tfidf_vectorizer import SparseTfidf, adapt_tfidf
+        from mlbench.keras.strategy import fit_scope, replicas
         from mlbench.keras.training import fit_keras_model, seed_everything
 
         seed_everything(self.settings.seed)
+        # Under a tf.distribute strategy the sparse path cannot run (Keras cannot split a
+        # SparseTensor batch over replicas, and LazyAdam's in-place row update is not
+        # replica-aware): train the same network with a dense first layer over densified
+        # batches and Keras Adam, then copy the weights into the sparse model for
+        # prediction and export (same weight shapes).
+        distributed = (self.settings.strategy or "default") != "default"
+        self._densify = distributed and self.sparse
+        self.notices = ([f"--strategy {self.settings.strategy}: the sparse first layer and LazyAdam do not "
+                         "run under tf.distribute; trained with a dense first layer on densified batches "
+                         "and Keras Adam (slower; the exported model is the sparse one)"]
+                        if self._densify else [])
         self.labels = labels
         self.dense_vectorizer = adapt_tfidf(train.texts, ngrams=self.ngrams, max_tokens=self.max_tokens)
         self.vectorizer = (
@@ -236,24 +258,42 @@ class TfidfMLPTrack(Track):
             if self.sparse else self.dense_vectorizer
         )
         n_features = self.dense_vectorizer.vocabulary_size()
-        compile_options = {"jit_compile": self.jit_compile,
-                           "steps_per_execution": self.steps_per_execution}
-        self.classifier = build_classifier(
-            n_features, len(labels), hidden=self.hidden, sparse=self.sparse,
-            dtype_policy=_policy_or_none(resolve_precision(self.precision)), compile_options=compile_options,
-            dropout=self.dropout,
-        )
+        # several steps per call fail under tf.distribute strategies (Keras 3.15's
+        # multi-step loop feeds no value to a placeholder in its has-next check): one there
+        steps = 1 if distributed else self.steps_per_execution
+        compile_options = {"jit_compile": self.jit_compile, "steps_per_execution": steps}
         from mlbench.keras.resume import EpochCounter
 
-        y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
+        with fit_scope(self.settings) as strategy:  # model, optimizer, metrics on every replica
+            self._replicas = replicas(strategy)
+            self.classifier = build_classifier(
+                n_features, len(labels), hidden=self.hidden, sparse=self.sparse and not self._densify,
+                dtype_policy=_policy_or_none(resolve_precision(self.precision)),
+                compile_options=compile_options, dropout=self.dropout,
+            )
+            optimizer = self._optimizer()
+
+        # 0/1 targets as uint8 straight from CSR: no n × L float32 copy (3.2 GB at 160k × 5,000)
+        # (the keras-io per-batch pipeline feeds them to the loss as they are: float32 there)
+        y_dtype = np.uint8 if self.cache else np.float32
+        y_train, y_val = (labels.encode_sparse(split.labels).astype(y_dtype).toarray() for split in (train, val))
         counter = EpochCounter()  # epoch-keyed data order: a resumed fit sees the same batches
         train_ds = self._dataset(train.texts, y_train, shuffle=True, epoch_counter=counter)
         val_ds = self._dataset(val.texts, y_val, shuffle=False)
-        return fit_keras_model(
-            self.classifier, train_ds, val_ds, settings=self.settings, labels=labels,
-            n_train_docs=len(train), optimizer=self._optimizer(),
-            epochs=self.epochs, patience=self.patience, callbacks=[counter, *self.callbacks],
-        )
+        with fit_scope(self.settings):
+            history = fit_keras_model(
+                self.classifier, train_ds, val_ds, settings=self.settings, labels=labels,
+                n_train_docs=len(train), optimizer=optimizer,
+                epochs=self.epochs, patience=self.patience, callbacks=[counter, *self.callbacks],
+            )
+        if self._densify:  # predict and export on this device with the sparse model
+            sparse_model = build_classifier(
+                n_features, len(labels), hidden=self.hidden, sparse=True,
+                dtype_policy=_policy_or_none(resolve_precision(self.precision)),
+                compile_options=compile_options, dropout=self.dropout)
+            sparse_model.set_weights([np.asarray(w) for w in self.classifier.get_weights()])
+            self.classifier, self._densify, self._replicas = sparse_model, False, 1
+        return history
 
     def _optimizer(self):
         """Adam, as in keras-io; lazy (touched rows only) for the sparse first layer.
@@ -265,9 +305,10 @@ class TfidfMLPTrack(Track):
 
         from baselines.lazy_adam import LazyAdam, SparseLossScaleOptimizer
 
-        opt = LazyAdam(self.learning_rate) if self.sparse else keras.optimizers.Adam(self.learning_rate)
+        lazy = self.sparse and not getattr(self, "_densify", False)
+        opt = LazyAdam(self.learning_rate) if lazy else keras.optimizers.Adam(self.learning_rate)
         if resolve_precision(self.precision) == "mixed_float16":
-            opt = SparseLossScaleOptimizer(opt) if self.sparse else keras.optimizers.LossScaleOptimizer(opt)
+            opt = SparseLossScaleOptimizer(opt) if lazy else keras.optimizers.LossScaleOptimizer(opt)
         return opt
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:

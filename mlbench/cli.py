@@ -1,7 +1,8 @@
-"""The `mlbench` command: ``mlbench run | predict | serve | report`` (thin; the work lives in the layers).
+"""The `mlbench` command: ``mlbench run | predict | score | serve | report`` (thin; the work lives in the layers).
 
     mlbench run --dataset reuters                  # = python run_all.py --dataset reuters
     mlbench predict --model RUN/mlp_savedmodel "Oil prices rose after OPEC cut output"
+    mlbench score --model RUN/svm_savedmodel --input corpus.csv --out soft_labels.csv
     mlbench serve --model RUN/svm_savedmodel       # JSON API + TF Serving REST + web page
     mlbench report RUN                             # re-render report.html from results.json
 
@@ -80,6 +81,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
     p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--strategy", default="default", help="Keras tracks: tf.distribute strategy: default | "
+                   "mirrored (all GPUs, or --cpu-devices) | multiworker (cluster from TF_CONFIG)")
+    p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
+    p.add_argument("--n-jobs", type=int, help="linear tracks: parallel jobs over labels (default: all cores; 1: serial)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,7 +96,16 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=5)
     pred.add_argument("--rule", help="decision rule: fixed | global | per_label | scutfbr (default: best on validation)")
     pred.add_argument("--file", help="read texts from this file, one per line ('-' for stdin)")
+    pred.add_argument("--raw", action="store_true",
+                      help="print raw scores instead of calibrated probabilities")
     pred.add_argument("texts", nargs="*", help="texts to classify")
+    sc = sub.add_parser("score", help="calibrated soft labels for every row of a file (resumable)")
+    sc.add_argument("--model", required=True, help="an exported model folder")
+    sc.add_argument("--input", required=True, help="a .csv/.tsv/.jsonl/.parquet file (optionally .gz)")
+    sc.add_argument("--text-col", default="text", help="text column (default: text)")
+    sc.add_argument("--out", required=True, help="output .csv/.jsonl/.parquet; an existing output of "
+                    "this model is resumed (rows already there are skipped)")
+    sc.add_argument("--chunk", type=int, default=2048, help="texts per model call (default 2048)")
     srv = sub.add_parser("serve", help="serve an exported model: JSON API, TF Serving REST, web page")
     srv.add_argument("--model", required=True, type=Path, help="an exported model folder")
     srv.add_argument("--host", default="127.0.0.1")
@@ -101,6 +115,10 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-chars", type=int, default=100_000, help="longest text accepted")
     srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
     srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
+    onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
+    onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder)")
+    onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
+    onx.add_argument("--int8", action="store_true", help="quantise the weights to int8 (onnxruntime, dynamic)")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
     return p
@@ -131,6 +149,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         strict=args.strict, dedupe=args.dedupe, min_label_docs=args.min_label_docs,
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
         bootstrap=args.bootstrap, report=not args.no_report,
+        strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
     )
 
@@ -190,7 +209,14 @@ def predict(args: argparse.Namespace) -> int:
     from mlbench.serving.predict import predict_command
 
     return predict_command(model=args.model, texts=args.texts, file=args.file, top_k=args.top_k,
-                           rule=args.rule)
+                           rule=args.rule, raw=args.raw)
+
+
+def score(args: argparse.Namespace) -> int:
+    from mlbench.serving.score import score_command
+
+    return score_command(model=args.model, input_path=args.input, out=args.out, text_col=args.text_col,
+                         chunk=args.chunk)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -206,6 +232,22 @@ def serve(args: argparse.Namespace) -> int:
     import_tensorflow()
     run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
                max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
+    return 0
+
+
+def export_onnx(args: argparse.Namespace) -> int:
+    from mlbench.errors import InputError
+    from mlbench.runtime import import_tensorflow
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise InputError(f"--out {args.out}: exists and is not an empty folder (nothing is overwritten)")
+    import_tensorflow()
+    from mlbench.serving.onnx_export import export_onnx as convert
+
+    try:
+        print(convert(args.model, args.out, int8=args.int8))
+    except RuntimeError as err:  # the float model failed its parity self-check
+        raise InputError(f"export-onnx {args.model}: {err}") from None
     return 0
 
 
@@ -227,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, argv[1:])
         if args.command == "predict":
             return predict(args)
+        if args.command == "score":
+            return score(args)
         if args.command == "serve":
             return serve(args)
+        if args.command == "export-onnx":
+            return export_onnx(args)
         return report(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -69,6 +69,12 @@ class RunConfig:
     bootstrap: int = 1000
     report: bool = True
     command: str = ""
+    #: Keras tracks: tf.distribute strategy (default | mirrored | multiworker; mlbench.keras.strategy)
+    strategy: str = "default"
+    #: logical CPU devices to split the CPU into (mirrored without GPUs); None: one
+    cpu_devices: int | None = None
+    #: linear tracks: parallel joblib jobs (None or -1: all cores)
+    n_jobs: int | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -99,6 +105,9 @@ class RunConfig:
             raise InputError(f"--loss: expected names from {', '.join(LOSS_NAMES)}, got {','.join(self.losses) or 'none'}")
         _check_out(Path(self.out))
         _check_track_options(self.track_options)
+        from mlbench.keras.strategy import check_options
+
+        check_options(self.strategy, self.cpu_devices)
         return self
 
 
@@ -130,6 +139,7 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
                  "a share below 1 or a document count"),
     "dedupe": (lambda v: v in ("none", "train", "cross"), "none, train or cross"),
     "min_label_docs": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    "n_jobs": (lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)), "a positive integer or -1 (all cores)"),
 }
 
 

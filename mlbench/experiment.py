@@ -99,7 +99,7 @@ def track_settings(cfg: RunConfig, name: str, *, loss: str | None, workdir: Path
     return TrainSettings(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed if seed is None else seed,
         quick=cfg.quick, loss=loss or "bce", workdir=workdir,
-        options=dict(cfg.track_options.get(name, {})),
+        options=dict(cfg.track_options.get(name, {})), strategy=cfg.strategy, n_jobs=cfg.n_jobs,
     )
 
 
@@ -347,7 +347,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     with phase("data health"):
         corpus, health = check_data(corpus, cfg)
     with phase("device"):
-        device = configure_device(cfg.device)
+        device = configure_device(cfg.device, cpu_devices=cfg.cpu_devices, strategy=cfg.strategy)
         say(f"using {device}")
     models = cfg.models or default_tracks(gpu_visible())
     with phase("label space"):

@@ -1,8 +1,12 @@
 """LabelSpace: the one label vocabulary shared by every track, result and report.
 
-It wraps a Keras ``StringLookup(output_mode="multi_hot")`` adapted on the training
-labels only, so label order is by training frequency (most frequent first) and the
-same object turns label names into the multi-hot rows every track trains on.
+It gives the names and multi-hot rows a Keras ``StringLookup(output_mode="multi_hot")``
+adapted on the training labels only would (label order by training frequency, most
+frequent first, ties as Keras breaks them), but computes them with a dict and NumPy:
+adapting and calling the Keras layer grows about quadratically with documents (an
+hour-scale cost at 1M), a dict lookup linearly.  The Keras layer is still built on
+demand (`lookup`) for graphs that need one; `encode_sparse` gives CSR rows for label
+counts where a dense n × L matrix would not fit in memory.
 """
 
 from __future__ import annotations
@@ -36,17 +40,20 @@ class LabelSpace:
 
     @classmethod
     def from_training_labels(cls, label_sets: Sequence[Sequence[str]]) -> "LabelSpace":
-        """Adapt a multi-hot StringLookup on the training label sets."""
-        import tensorflow as tf
-        import keras
+        """The vocabulary `StringLookup.adapt` would learn from the training label sets.
 
-        lookup = keras.layers.StringLookup(output_mode="multi_hot", num_oov_indices=0)
-        ragged = tf.ragged.constant([list(ls) for ls in label_sets], dtype=tf.string)
-        lookup.adapt(ragged)
-        names = [str(n) for n in lookup.get_vocabulary()]
+        Keras orders tokens by occurrence count, most frequent first, and breaks ties
+        by the UTF-8 bytes, largest first (``np.lexsort((tokens, counts))[::-1]``).
+        """
+        from collections import Counter
+
+        label_sets = [tuple(str(l) for l in ls) for ls in label_sets]
+        counts = Counter(l for ls in label_sets for l in ls)
+        names = [n for n, _ in sorted(counts.items(), key=lambda kv: (kv[1], kv[0].encode("utf-8")),
+                                      reverse=True)]
         space = cls(names)
-        space._lookup = lookup
-        space.train_counts = space.encode(label_sets).sum(axis=0).astype(np.int64)
+        n, rows, cols, _ = space._positions(label_sets)
+        space.train_counts = _document_counts(n, rows, cols, len(names))
         return space
 
     def __len__(self) -> int:
@@ -63,22 +70,35 @@ class LabelSpace:
             )
         return self._lookup
 
-    def encode(self, label_sets: Iterable[Sequence[str]]) -> np.ndarray:
-        """Label-name sets → float32 multi-hot matrix [n, n_labels] (StringLookup)."""
-        import tensorflow as tf
+    def _positions(self, label_sets: Iterable[Sequence[str]]) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """(rows, (row, column) of each known label, labels dropped) in one dict pass."""
+        index, rows, cols, dropped, n = self._index, [], [], 0, 0
+        for n, ls in enumerate(label_sets, start=1):
+            for label in ls:
+                j = index.get(label)
+                if j is None:
+                    dropped += 1
+                else:
+                    rows.append(n - 1)
+                    cols.append(j)
+        return n, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), dropped
 
-        kept, dropped = [], 0
-        for ls in label_sets:
-            known = [l for l in ls if l in self._index]
-            dropped += len(ls) - len(known)
-            kept.append(known)
-        self.last_dropped = dropped
-        if not kept:
-            return np.zeros((0, len(self)), dtype=np.float32)
-        ragged = tf.ragged.constant(kept, dtype=tf.string, ragged_rank=1) if any(kept) else None
-        if ragged is None:
-            return np.zeros((len(kept), len(self)), dtype=np.float32)
-        return np.asarray(self.lookup(ragged), dtype=np.float32)
+    def encode(self, label_sets: Iterable[Sequence[str]]) -> np.ndarray:
+        """Label-name sets → float32 multi-hot matrix [n, n_labels] (StringLookup's output)."""
+        n, rows, cols, self.last_dropped = self._positions(label_sets)
+        y = np.zeros((n, len(self)), dtype=np.float32)
+        y[rows, cols] = 1.0
+        return y
+
+    def encode_sparse(self, label_sets: Iterable[Sequence[str]]):
+        """`encode` as a scipy CSR matrix (float32, 0/1): n × L without the dense zeros."""
+        import scipy.sparse as sp
+
+        n, rows, cols, self.last_dropped = self._positions(label_sets)
+        y = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, len(self)))
+        y.sum_duplicates()
+        y.data[:] = 1.0  # a label repeated in one set is still one 1
+        return y
 
     def decode(self, row: np.ndarray, threshold: float | np.ndarray = 0.5) -> list[str]:
         """One score/multi-hot row → the label names at or above threshold."""
@@ -102,3 +122,11 @@ class LabelSpace:
     def load(cls, path: str | Path) -> "LabelSpace":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(data["names"], data.get("train_counts"))
+
+
+def _document_counts(n: int, rows: np.ndarray, cols: np.ndarray, n_labels: int) -> np.ndarray:
+    """Documents per label (a label repeated within one document counts once)."""
+    if len(rows) == 0:
+        return np.zeros(n_labels, dtype=np.int64)
+    unique = np.unique(rows * n_labels + cols)
+    return np.bincount(unique % n_labels, minlength=n_labels).astype(np.int64)

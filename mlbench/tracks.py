@@ -32,6 +32,10 @@ class TrainSettings:
     workdir: Path | None = None  # checkpoints and scratch files for this track
     verbose: int = 2  # Keras fit verbosity (2: one line per epoch)
     options: dict = field(default_factory=dict)  # track-specific extras (e.g. encoder preset)
+    #: Keras tracks: tf.distribute strategy name (`mlbench.keras.strategy`: default|mirrored|multiworker)
+    strategy: str = "default"
+    #: linear tracks: parallel joblib jobs (None or -1: all cores)
+    n_jobs: int | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -32,3 +32,38 @@ def test_decode_top_k_and_json_round_trip(tmp_path):
     space.save(tmp_path / "labels.json")
     again = LabelSpace.load(tmp_path / "labels.json")
     assert again.names == space.names and again.train_counts.tolist() == [5, 3, 1]
+
+
+def _keras_reference(train, encode):
+    """What the Keras multi-hot StringLookup adapted on `train` gives (the old implementation)."""
+    import keras
+    import tensorflow as tf
+
+    lookup = keras.layers.StringLookup(output_mode="multi_hot", num_oov_indices=0)
+    lookup.adapt(tf.ragged.constant([list(ls) for ls in train], dtype=tf.string))
+    names = [str(n) for n in lookup.get_vocabulary()]
+    known = set(names)
+    kept = [[l for l in ls if l in known] for ls in encode]
+    return names, np.asarray(lookup(tf.ragged.constant(kept, dtype=tf.string, ragged_rank=1)), np.float32)
+
+
+def test_dict_path_gives_the_keras_string_lookup_names_and_rows():
+    """Ties in frequency (broken by bytes), unicode, repeats in a set, empty sets, unknowns."""
+    rng = np.random.default_rng(0)
+    pool = ["a", "b", "c", "ä", "Zeta", "é-x", "earn", "acq", "b2", "日本"]
+    train = [tuple(rng.choice(pool, size=rng.integers(0, 4))) for _ in range(300)] + [("a", "a")]
+    other = [tuple(rng.choice(pool + ["unseen"], size=rng.integers(0, 4))) for _ in range(50)]
+    space = LabelSpace.from_training_labels(train)
+    names, y_ref = _keras_reference(train, other)
+    assert space.names == names
+    np.testing.assert_array_equal(space.encode(other), y_ref)
+    np.testing.assert_array_equal(space.encode_sparse(other).toarray(), y_ref)
+    _, y_train = _keras_reference(train, train)
+    np.testing.assert_array_equal(space.train_counts, y_train.sum(axis=0).astype(np.int64))
+    assert space.last_dropped == sum(l == "unseen" for ls in other for l in ls)
+
+
+def test_encode_takes_generators_and_empty_input():
+    space = LabelSpace(["x", "y"])
+    np.testing.assert_array_equal(space.encode(ls for ls in [("y",), ("x", "y")]), [[0, 1], [1, 1]])
+    assert space.encode([]).shape == (0, 2) and space.encode_sparse([]).shape == (0, 2)

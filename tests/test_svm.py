@@ -39,3 +39,27 @@ def test_balanced_variant_and_parameter_validation():
         LinearSVMTrack(C=0)
     with pytest.raises(ValueError, match="class_weight"):
         LinearSVMTrack(class_weight="auto")
+
+
+def test_non_convergence_is_one_notice_not_a_warning_per_label(monkeypatch):
+    """A solver that stops early is reported once, as a fact about the run."""
+    import warnings
+
+    import baselines.svm as svm_module
+    from mlbench.data.synthetic import synthetic_corpus
+    from mlbench.labels import LabelSpace
+    from mlbench.tracks import TrainSettings
+
+    class OneIteration(svm_module._QuietLinearSVC):
+        def __init__(self, **kw):
+            super().__init__(max_iter=1, **kw)
+
+    monkeypatch.setattr(svm_module, "_QuietLinearSVC", OneIteration)
+    corpus = synthetic_corpus(300, seed=0, n_labels=6, vocab_size=1500, median_words=30)
+    labels = LabelSpace.from_training_labels(corpus.train.labels)
+    track = svm_module.LinearSVMTrack(TrainSettings(n_jobs=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        track.fit(corpus.train, corpus.val, labels)
+    assert not [w for w in caught if "converge" in str(w.message).lower()]
+    assert len(track.notices) == 1 and "did not converge within 1 iterations" in track.notices[0]

@@ -121,6 +121,7 @@ class TokenizedTrack(Track):
     # -- Track API ------------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
         from mlbench.keras.device import resolve_precision
+        from mlbench.keras.strategy import fit_scope, global_batch_size, strategy_for
         from mlbench.keras.training import fit_keras_model, prior_logits, seed_everything
         from transformers_track.training import (
             TimeBudget, WarmupLinearDecay, bucket_boundaries, count_batches,
@@ -136,14 +137,13 @@ class TokenizedTrack(Track):
         self.boundaries = bucket_boundaries(len_train, self._sequence_length(),
                                             n_buckets=int(c["n_buckets"]))
         y_train, y_val = labels.encode(train.labels), labels.encode(val.labels)
-        batch = int(c["batch_size"])
+        # batch_size is per replica: the global batch is batch_size × replicas
+        batch = global_batch_size(int(c["batch_size"]), strategy_for(self.settings))
         train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
                                     boundaries=self.boundaries, seed=self.settings.seed)
         val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
                                   boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
 
-        # The output bias starts at the label prior, not at "0.5 for everything".
-        self.model = self._build_model(len(labels), prior_logits(labels.train_counts, len(train)))
         total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
         schedule = WarmupLinearDecay(float(c["learning_rate"]),
                                      int(float(c["warmup_fraction"]) * total), total)
@@ -151,10 +151,13 @@ class TokenizedTrack(Track):
         budget = TimeBudget(c["max_train_seconds"]) if c["max_train_seconds"] else None
         if budget is not None:
             callbacks.append(budget)
-        history = fit_keras_model(
-            self.model, train_ds, val_ds, settings=self.settings, labels=labels,
-            n_train_docs=len(train), optimizer=self._optimizer(schedule), epochs=int(c["epochs"]),
-            patience=int(c["patience"]), callbacks=callbacks)
+        with fit_scope(self.settings):  # model, optimizer and metrics on every replica
+            # The output bias starts at the label prior, not at "0.5 for everything".
+            self.model = self._build_model(len(labels), prior_logits(labels.train_counts, len(train)))
+            history = fit_keras_model(
+                self.model, train_ds, val_ds, settings=self.settings, labels=labels,
+                n_train_docs=len(train), optimizer=self._optimizer(schedule), epochs=int(c["epochs"]),
+                patience=int(c["patience"]), callbacks=callbacks)
         self.stopped_by_time = bool(budget and budget.stopped_early)
         return history
 

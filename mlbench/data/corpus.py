@@ -55,5 +55,8 @@ class Corpus:
                 "distinct_labels": len({l for ls in split.labels for l in ls}),
                 "label_cardinality": float(np.mean(n_labels)) if n_labels else 0.0,
                 "mean_words": float(np.mean(n_words)) if n_words else 0.0,
+                # all-negative documents: sample-F1 and P@k count each as 0 (sklearn's
+                # zero_division=0), so a reader can see how many there are
+                "documents_without_labels": int(sum(1 for ls in split.labels if not ls)),
             }
         return out

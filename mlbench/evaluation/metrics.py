@@ -203,7 +203,8 @@ def evaluate(
         * ``*_macro`` average over ALL label columns, so a label never predicted and
           never true contributes 0 (as in sklearn).
         * ``f1_samples`` is the mean per-document F1 (0 for a doc with no true and no
-          predicted labels).
+          predicted labels: an all-negative document, kept by ``--unlabeled keep``, counts
+          as 0 here and in ``p_at_k``; `Corpus.stats` records how many a split has).
         * ``subset_accuracy``: exact match of the whole label row.
         * ``p_at_k``: fraction of the k highest-scored labels that are true, averaged
           over documents; ties in score go to the lower label index. It always divides

@@ -51,17 +51,26 @@ def resolve_precision(option: Any) -> str:
                      f"{', '.join(PRECISIONS)}; got {option!r}")
 
 
-def configure_device(mode: str = "auto") -> str:
+def configure_device(mode: str = "auto", *, cpu_devices: int | None = None,
+                     strategy: str | None = None) -> str:
     """Hide or require GPUs; return a short description of what will be used.
 
     Must run before any model is built (TensorFlow fixes visible devices at its
-    first use).  `auto` uses a GPU when TensorFlow sees one.
+    first use).  `auto` uses a GPU when TensorFlow sees one.  `cpu_devices` > 1
+    splits the CPU into that many logical devices (`--cpu-devices`, for
+    `--strategy mirrored` without GPUs); `strategy` (`--strategy`) is made here, at
+    start-up, because MultiWorkerMirroredStrategy must exist before TensorFlow runs an
+    op (`mlbench.keras.strategy`).
     """
     if mode not in DEVICES:
         raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {mode!r}")
     from mlbench.runtime import import_tensorflow
 
     tf = import_tensorflow()
+    if cpu_devices is not None and cpu_devices > 1:
+        from mlbench.keras.strategy import configure_cpu_devices
+
+        configure_cpu_devices(cpu_devices)
 
     gpus = tf.config.list_physical_devices("GPU")
     if mode == "cpu" and gpus:
@@ -74,4 +83,12 @@ def configure_device(mode: str = "auto") -> str:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # already initialised
-    return f"gpu ({len(gpus)}: {', '.join(g.name for g in gpus)})" if gpus else "cpu"
+    if strategy not in (None, "default"):
+        from mlbench.keras.strategy import make_strategy, replicas
+
+        made = make_strategy(strategy)
+        where = f"gpu ({len(gpus)})" if gpus else "cpu"
+        return f"{where}, {strategy} strategy over {replicas(made)} replicas"
+    if gpus:
+        return f"gpu ({len(gpus)}: {', '.join(g.name for g in gpus)})"
+    return f"cpu ({cpu_devices} logical devices)" if cpu_devices and cpu_devices > 1 else "cpu"

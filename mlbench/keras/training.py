@@ -126,19 +126,27 @@ def fit_keras_model(
     patience: int = 2,
     callbacks: list | None = None,
 ) -> dict[str, list[float]]:
-    """Compile and fit `model` (logits out); return the history as plain lists."""
+    """Compile and fit `model` (logits out); return the history as plain lists.
+
+    Under ``settings.strategy`` the model and `optimizer` must already have been made
+    inside ``strategy.scope()`` (`mlbench.keras.strategy.fit_scope`); compile runs there too.
+    """
     import keras
 
     from mlbench.keras.metrics import training_metrics
 
+    from mlbench.keras.strategy import checkpoint_dir, fit_scope
+
     if settings.options.get("prior_bias"):
         set_prior_bias(model, labels.train_counts, n_train_docs)
-    model.compile(
-        optimizer=optimizer,
-        loss=build_loss(settings, labels, n_train_docs),
-        metrics=training_metrics(from_logits=True, macro_f1=True),
-    )
-    workdir = None if settings.workdir is None else Path(settings.workdir)
+    with fit_scope(settings) as strategy:  # metrics and optimizer state live on every replica
+        model.compile(
+            optimizer=optimizer,
+            loss=build_loss(settings, labels, n_train_docs),
+            metrics=training_metrics(from_logits=True, macro_f1=True),
+        )
+    # only the chief's checkpoints are kept (other workers write to a scratch folder)
+    workdir = None if settings.workdir is None else checkpoint_dir(Path(settings.workdir), strategy)
     stopper = early_stopping(settings, patience, None if workdir is None else workdir / "early_stopping")
     # the epoch counter (if any) goes first: it sets the epoch the input pipeline reads
     cbs = [c for c in callbacks or [] if _is_epoch_counter(c)] + [stopper]

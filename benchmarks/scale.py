@@ -1,0 +1,180 @@
+"""How the tracks scale with documents and labels, on synthetic Zipf corpora.
+
+    python benchmarks/scale.py --docs 50000,200000,1000000 --labels 150 --tracks mlp,svm,encoder --mirrored
+    python benchmarks/scale.py --docs 200000 --labels 5000 --tracks mlp,svm
+
+Why child processes: each configuration (documents, labels, track, strategy) runs in
+a fresh process, so its peak RSS (``ru_maxrss``) is its own and the logical CPU
+devices of ``--mirrored`` (2, `mlbench.keras.strategy`) can be set before TensorFlow
+starts.  Each child prints one JSON line; the parent prints one table row per child
+and, with ``--json``, appends the rows to a file.  A child that runs past
+``--timeout`` or dies (out of memory) is reported as such: that is where a track
+stops scaling.
+
+Figures per row: corpus generation and LabelSpace seconds, fit seconds, seconds per
+epoch (Keras tracks: the mean of the timed epochs), training docs/s (train docs ×
+epochs / epoch time; the SVM: train docs / fit time), peak MB, test micro-F1 at 0.5.
+The encoder runs only up to ``--encoder-max-docs`` (default 50k) and with its quick
+preset; the MLP caps its vocabulary at ``--max-tokens`` (uni+bigrams grow with the
+corpus, and the first layer is V × 512).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child(spec: dict) -> dict:
+    """Run one configuration in this (fresh) process; return its figures."""
+    sys.path.insert(0, str(REPO))
+    from mlbench.runtime import set_environment
+
+    set_environment()
+    out: dict = dict(spec)
+    if spec["strategy"] != "default":
+        from mlbench.keras.device import configure_device
+
+        configure_device("cpu", cpu_devices=spec["cpu_devices"])
+    from mlbench.data.synthetic import synthetic_corpus
+    from mlbench.labels import LabelSpace
+    from mlbench.tracks import TrainSettings
+
+    t = time.perf_counter()
+    corpus = synthetic_corpus(spec["docs"], seed=0, n_labels=spec["labels"])
+    out["corpus_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    labels = LabelSpace.from_training_labels(corpus.train.labels)
+    out["label_space_s"] = round(time.perf_counter() - t, 2)
+    out["train_docs"], out["n_labels"] = len(corpus.train), len(labels)
+    out["rss_before_fit_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+    settings = TrainSettings(epochs=spec["epochs"], seed=0, strategy=spec["strategy"], verbose=0,
+                             quick=spec["track"] == "encoder", n_jobs=spec.get("n_jobs"))
+    timer = None
+    if spec["track"] == "svm":
+        from baselines.svm import LinearSVMTrack
+
+        track = LinearSVMTrack(settings, min_df=2)
+    else:
+        import keras
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._t)
+
+        timer = EpochTimer()
+        if spec["track"] == "mlp":
+            from baselines.tfidf_mlp import TfidfMLPTrack
+
+            track = TfidfMLPTrack(settings, max_tokens=spec["max_tokens"], callbacks=[timer])
+        else:
+            from transformers_track.encoder import EncoderTrack
+
+            track = EncoderTrack(settings, callbacks=[timer])
+    t = time.perf_counter()
+    track.fit(corpus.train, corpus.val, labels)
+    out["fit_s"] = round(time.perf_counter() - t, 2)
+    if timer is not None and timer.seconds:
+        epoch_s = sum(timer.seconds) / len(timer.seconds)
+        out["epochs_run"], out["s_per_epoch"] = len(timer.seconds), round(epoch_s, 2)
+        out["docs_per_s"] = round(len(corpus.train) / epoch_s)
+    else:
+        out["docs_per_s"] = round(len(corpus.train) / out["fit_s"])
+    out["notices"] = list(getattr(track, "notices", []) or [])
+    t = time.perf_counter()
+    from mlbench.evaluation.metrics import evaluate
+
+    scores = track.predict_scores(corpus.test.texts)
+    out["predict_docs_per_s"] = round(len(corpus.test) / (time.perf_counter() - t))
+    out["test_f1_micro"] = round(float(evaluate(labels.encode(corpus.test.labels), scores)["f1_micro"]), 4)
+    out["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def run_child(spec: dict, timeout: float) -> dict:
+    """`child(spec)` in a fresh interpreter, bounded by `timeout` seconds."""
+    start = time.perf_counter()
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**spec, "status": f"timeout after {timeout:.0f} s"}
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
+        return {**spec, "status": f"exit {proc.returncode} after {time.perf_counter() - start:.0f} s: {tail}"}
+    return {**json.loads(lines[-1]), "status": "ok"}
+
+
+def _row(r: dict) -> str:
+    name = f"{r['track']}{'/' + r['strategy'] if r['strategy'] != 'default' else ''}"
+    if r.get("status") != "ok":
+        return f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['status']}"
+    epoch = f"{r['s_per_epoch']:>8}" if "s_per_epoch" in r else f"{'—':>8}"
+    return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {r['label_space_s']:>7} "
+            f"{r['fit_s']:>8} {epoch} {r['docs_per_s']:>8} {r['peak_mb']:>8} {r['test_f1_micro']:>7}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--docs", default="50000,200000,1000000", help="comma list of corpus sizes")
+    p.add_argument("--labels", type=int, default=150)
+    p.add_argument("--tracks", default="mlp,svm,encoder")
+    p.add_argument("--mirrored", action="store_true", help="also run the Keras tracks under mirrored")
+    p.add_argument("--cpu-devices", type=int, default=2, help="logical CPU devices for --mirrored")
+    p.add_argument("--mirrored-max-docs", type=int, default=50_000,
+                   help="largest corpus run under mirrored (the MLP's dense fallback costs V × 512 per row)")
+    p.add_argument("--encoder-max-docs", type=int, default=50_000)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=200_000, help="MLP vocabulary cap (uni+bigrams)")
+    p.add_argument("--n-jobs", type=int, default=None, help="SVM joblib jobs (default: all cores)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
+    p.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))), flush=True)
+        return 0
+    tracks = [t.strip() for t in args.tracks.split(",") if t.strip()]
+    unknown = sorted(set(tracks) - {"mlp", "svm", "encoder"})
+    if unknown:
+        p.error(f"--tracks: unknown {', '.join(unknown)} (mlp, svm, encoder)")
+    print(f"{'docs':>8} {'labels':>6} {'track':<14} {'corpus_s':>8} {'labels_s':>7} {'fit_s':>8} "
+          f"{'s/epoch':>8} {'docs/s':>8} {'peak_MB':>8} {'test_F1':>7}", flush=True)
+    for docs in (int(d) for d in args.docs.split(",")):
+        for track in tracks:
+            if track == "encoder" and docs > args.encoder_max_docs:
+                continue
+            strategies = ["default"]
+            if args.mirrored and track != "svm" and docs <= args.mirrored_max_docs:
+                strategies.append("mirrored")
+            for strategy in strategies:
+                spec = dict(docs=docs, labels=args.labels, track=track, strategy=strategy,
+                            cpu_devices=args.cpu_devices, epochs=1 if track == "encoder" else args.epochs,
+                            max_tokens=args.max_tokens, n_jobs=args.n_jobs)
+                row = run_child(spec, args.timeout)
+                print(_row(row), flush=True)
+                if args.json:
+                    with args.json.open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
