@@ -1,7 +1,7 @@
-"""``python -m mlbench …``: the same command as ``mlbench`` (see `mlbench.cli`)."""
+"""``python -m mlbench …``: the same command as ``mlbench`` (see `mlbench_cli`)."""
 
 import sys
 
-from mlbench.cli import main
+from mlbench_cli import main
 
 sys.exit(main())

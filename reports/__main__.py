@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from mlbench.cli import main
+from mlbench_cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["report", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
 #: a probe that fails if the option check imported TensorFlow or read the dataset
 PROBE = """
 import sys
-from mlbench.cli import main
+from mlbench_cli import main
 code = main(sys.argv[1:])
 assert "tensorflow" not in sys.modules, "TensorFlow was imported before the option was checked"
 sys.exit(code)

@@ -175,7 +175,7 @@ def test_tf_config_is_checked(monkeypatch, raw, message):
 
 
 def test_run_config_and_cli_carry_the_options(monkeypatch, tmp_path):
-    from mlbench.cli import config_from_args, parser
+    from mlbench_cli import config_from_args, parser
     from mlbench.config import RunConfig
 
     args = parser().parse_args(["run", "--dataset", "reuters", "--strategy", "mirrored", "--cpu-devices", "2",

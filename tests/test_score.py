@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 
 tf = pytest.importorskip("tensorflow")
 
-from mlbench.cli import main  # noqa: E402
+from mlbench_cli import main  # noqa: E402
 from mlbench.errors import InputError  # noqa: E402
 from mlbench.serving.score import score_file  # noqa: E402
 
