@@ -63,7 +63,6 @@ def test_kill_during_second_epoch_then_resume_matches_an_uninterrupted_run(corpu
         if line.startswith("run folder: "):
             run_dir = Path(line.split(": ", 1)[1].strip())
         if line.startswith("Epoch 2/") or time.monotonic() > deadline:
-            time.sleep(0.3)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)

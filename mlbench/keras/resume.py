@@ -56,35 +56,43 @@ def epoch_ids(n: int, seed: int, counter: EpochCounter | None) -> tf.data.Datase
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose state (and the history so far) survives a restart.
 
-    State lives in ``directory/early_stopping.json`` and ``best_weights.npz``; it is
-    written at each epoch end (the weights only when they improved) and read at the
-    start of training when present.  `history` is every epoch's logs, resumed ones
-    included.
+    After each epoch e it writes ``directory/state-<e>.json`` (patience count, best
+    value and epoch, history) and, when the weights improved, ``best-<e>.npz``, each
+    atomically, keeping the last two epochs.  A resumed fit starts at whatever epoch
+    BackupAndRestore restored (its ``double_checkpoint`` falls back one epoch when a
+    kill truncated the latest checkpoint), so the state of the epoch before it is
+    loaded lazily at the first ``on_epoch_begin``.  `history` holds every epoch's logs.
     """
 
     def __init__(self, directory: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.directory = Path(directory)
         self.history: dict[str, list[float]] = {}
+        self._loaded = False
 
-    @property
-    def _state_path(self) -> Path:
-        return self.directory / "early_stopping.json"
+    def _state(self, epoch: int) -> Path:
+        return self.directory / f"state-{epoch}.json"
 
-    @property
-    def _weights_path(self) -> Path:
-        return self.directory / "best_weights.npz"
+    def _weights(self, epoch: int) -> Path:
+        return self.directory / f"best-{epoch}.npz"
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
-        if not self._state_path.exists():
+        self.history, self._loaded = {}, False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._loaded:
             return
-        state = json.loads(self._state_path.read_text(encoding="utf-8"))
+        self._loaded = True
+        path = self._state(epoch - 1)
+        if epoch == 0 or not path.exists():
+            return
+        state = json.loads(path.read_text(encoding="utf-8"))
         self.wait, self.best_epoch = int(state["wait"]), int(state["best_epoch"])
-        self.best = float(state["best"]) if state["best"] is not None else self.best
+        self.best = float(state["best"]) if state["best"] is not None else None
         self.history = {k: list(v) for k, v in state["history"].items()}
-        if self._weights_path.exists():
-            with np.load(self._weights_path) as data:
+        if self._weights(self.best_epoch).exists():
+            with np.load(self._weights(self.best_epoch)) as data:
                 self.best_weights = [data[f"w{i}"] for i in range(len(data.files))]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -93,18 +101,32 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.history.setdefault(key, []).append(float(value))
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.best_epoch == epoch and self.best_weights is not None:
-            tmp = self._weights_path.with_suffix(".tmp.npz")
+            tmp = self.directory / f"best-{epoch}.tmp.npz"
             np.savez(tmp, **{f"w{i}": np.asarray(w) for i, w in enumerate(self.best_weights)})
-            tmp.replace(self._weights_path)
+            tmp.replace(self._weights(epoch))
         best = None if self.best is None or not np.isfinite(self.best) else float(self.best)
         state = {"wait": int(self.wait), "best_epoch": int(self.best_epoch), "best": best,
                  "history": self.history}
-        tmp = self._state_path.with_suffix(".tmp")
+        tmp = self.directory / f"state-{epoch}.tmp"
         tmp.write_text(json.dumps(state), encoding="utf-8")
-        tmp.replace(self._state_path)
+        tmp.replace(self._state(epoch))
+        self._prune(keep_from=epoch - 1)
+
+    def _prune(self, keep_from: int) -> None:
+        """Drop states before `keep_from` and best weights no kept state points to."""
+        wanted = set()
+        for path in self.directory.glob("state-*.json"):
+            epoch = int(path.stem.split("-")[1])
+            if epoch < keep_from:
+                path.unlink(missing_ok=True)
+            else:
+                wanted.add(json.loads(path.read_text(encoding="utf-8"))["best_epoch"])
+        for path in self.directory.glob("best-*.npz"):
+            if path.stem.count("-") == 1 and int(path.stem.split("-")[1]) not in wanted:
+                path.unlink(missing_ok=True)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         """Restore the best weights, then forget the state (as BackupAndRestore does)."""
         super().on_train_end(logs)
-        for path in (self._state_path, self._weights_path):
+        for path in list(self.directory.glob("state-*.json")) + list(self.directory.glob("best-*.npz")):
             path.unlink(missing_ok=True)

@@ -151,7 +151,9 @@ def fit_keras_model(
     # the epoch counter (if any) goes first: it sets the epoch the input pipeline reads
     cbs = [c for c in callbacks or [] if _is_epoch_counter(c)] + [stopper]
     if workdir is not None:
-        cbs.append(keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch"))
+        # double_checkpoint: a kill while the latest checkpoint is written falls back one epoch
+        cbs.append(keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch",
+                                                    double_checkpoint=True))
     cbs.extend(c for c in callbacks or [] if not _is_epoch_counter(c))
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose,
