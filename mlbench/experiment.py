@@ -219,10 +219,7 @@ def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Eva
 
     best = evaluation.chosen[DEFAULT_OBJECTIVE]
     thresholds = evaluation.rules[best].threshold_array(len(labels))
-    import inspect  # TEMPORARY until every track's export takes thresholds=
-
-    kw = {"thresholds": thresholds, **extra} if "thresholds" in inspect.signature(track.export).parameters else {}
-    exported = track.export(run_dir / export_dir_name(variant), **kw)
+    exported = track.export(run_dir / export_dir_name(variant), thresholds=thresholds, **extra)
     if exported is None:
         return None, None
     save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
