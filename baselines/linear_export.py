@@ -224,15 +224,21 @@ def _module_class():
             lo, hi = self.ngram_range
             return tf.strings.ngrams(words, ngram_width=list(range(lo, hi + 1)), separator=" ")
 
-        def __call__(self, texts):
+        def tfidf(self, texts, *, with_names: bool = False):
+            """The TF-IDF rows as coordinates: (rows [nnz], cols [nnz], values [nnz], names),
+            names [nnz] the n-gram of each entry (None unless `with_names`)."""
             terms = self.terms(texts)
-            ids = self.table.lookup(terms)
-            rows = tf.cast(ids.value_rowids(), tf.int64)
-            cols = ids.flat_values
+            words = terms.flat_values
+            cols = self.table.lookup(words)
+            rows = tf.cast(terms.value_rowids(), tf.int64)
             known = cols >= 0
             rows, cols = tf.boolean_mask(rows, known), tf.boolean_mask(cols, known)
             n = tf.constant(self.n_features, tf.int64)
-            keys, _, counts = tf.unique_with_counts(rows * n + cols)
+            keys, index, counts = tf.unique_with_counts(rows * n + cols)
+            names = None
+            if with_names:  # each entry's n-gram: its first occurrence in the text
+                first = tf.math.unsorted_segment_min(tf.range(tf.shape(index)[0]), index, tf.shape(keys)[0])
+                names = tf.gather(tf.boolean_mask(words, known), first)
             rows, cols = keys // n, keys % n
             tf_ = tf.cast(counts, tf.float32)
             if self.binary:
@@ -249,8 +255,25 @@ def _module_class():
                 norms = None
             if norms is not None:  # every stored row has a value > 0, so its norm is > 0
                 values = values / tf.gather(norms, rows)
+            return rows, cols, values, names
+
+        def __call__(self, texts):
+            rows, cols, values, _ = self.tfidf(texts)
+            batch = tf.shape(texts, out_type=tf.int64)[0]
             contrib = values[:, None] * tf.gather(self.weights, cols)
             return tf.math.unsorted_segment_sum(contrib, rows, batch) + self.bias
+
+        def attribution_parts(self, text):
+            """`mlbench.explain.graph` parts of one document: its n-grams [n], TF-IDF values
+            [n], the zero baseline and ``f(p [m, n]) = p @ W[n-grams] + b`` (linear, so one
+            integration step is exact: ``x_j · W[j, l]``)."""
+            _, cols, values, names = self.tfidf(tf.reshape(text, [1]), with_names=True)
+            weights = tf.gather(self.weights, cols)  # [n, L]
+
+            def f(path):
+                return tf.matmul(path, weights) + self.bias
+
+            return names, values, tf.zeros_like(values), f
 
     return LinearTextModel
 
@@ -290,4 +313,16 @@ def export_linear_text_model(directory, vectorizer: Any, weights: np.ndarray, bi
                           "lowercase_fixups": len(module.fixups)},
             **(metadata or {})}
     return export_raw_string_model(directory, [module], label_names, track=track,
-                                   thresholds=thresholds, metadata=meta)
+                                   thresholds=thresholds, metadata=meta,
+                                   explainer=linear_explainer(module))
+
+
+def linear_explainer(module: Any, top_n: int | None = None):
+    """The in-graph explainer of a `LinearTextModel` (`mlbench.explain.graph`): exact
+    attributions ``x_j · W[j, l]`` in logit units, which sum to ``logit − bias``."""
+    from mlbench.explain.graph import TOP_N, GraphExplainer
+
+    return GraphExplainer(module.attribution_parts, steps=1, top_n=top_n or TOP_N,
+                          method="exact: TF-IDF value x weight",
+                          baseline="the all-zero TF-IDF vector (the bias is not attributed)",
+                          features="TF-IDF n-grams")

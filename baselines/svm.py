@@ -172,14 +172,14 @@ class LinearSVMTrack(Track):
 
         return sigmoid(self.score_scale * margins)
 
-    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
-        """Raw-string SavedModel: the fitted TF-IDF and margins as a TF graph
-        (`baselines.linear_export`), scores ``sigmoid(score_scale · margin)``."""
-        from baselines.linear_export import export_linear_text_model, linear_weights
+    def logit_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights [V, L], bias [L]) with ``logit = tfidf(text) @ weights + bias``, the
+        score scale folded in (what the export and the explainer compute)."""
+        from baselines.linear_export import linear_weights
 
         vectorizer, labels = getattr(self, "vectorizer", None), getattr(self, "labels", None)
         if vectorizer is None or labels is None:
-            raise RuntimeError("fit the track before exporting")
+            raise RuntimeError("fit the track before exporting or explaining it")
         n_labels, n_features = len(labels), len(vectorizer.vocabulary_)
         # untrainable labels (no positives / all positives) keep their constant margin
         bias = np.asarray(getattr(self, "_constant", np.full(n_labels, -1.0)), np.float64).copy()
@@ -192,9 +192,26 @@ class LinearSVMTrack(Track):
                 raise RuntimeError(f"the linear model has {w.shape[1]} outputs for {len(columns)} labels")
             weights[:, columns], bias[columns] = w, b
         scale = float(getattr(self, "score_scale", 1.0))
+        return scale * weights, scale * bias
+
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """Raw-string SavedModel: the fitted TF-IDF and margins as a TF graph
+        (`baselines.linear_export`), scores ``sigmoid(score_scale · margin)``."""
+        from baselines.linear_export import export_linear_text_model
+
+        weights, bias = self.logit_weights()
+        scale = float(getattr(self, "score_scale", 1.0))
         return export_linear_text_model(
-            directory, vectorizer, scale * weights, scale * bias, labels.names, track=self.name,
+            directory, self.vectorizer, weights, bias, self.labels.names, track=self.name,
             thresholds=thresholds, metadata={"score": f"sigmoid({scale} * margin)"})
+
+    def explainer(self, top_n: int | None = None):
+        """Exact attributions ``tfidf_j · W[j, l]`` (logit units) as the export computes
+        them (`baselines.linear_export.linear_explainer`)."""
+        from baselines.linear_export import linear_explainer, linear_text_model
+
+        weights, bias = self.logit_weights()
+        return linear_explainer(linear_text_model(self.vectorizer, weights, bias), top_n)
 
     def size_bytes(self) -> int | None:
         if self.vectorizer is None:

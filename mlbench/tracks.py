@@ -12,7 +12,7 @@ import abc
 import importlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -84,6 +84,12 @@ class Track(abc.ABC):
         (a scalar is broadcast; None means 0.5): a SavedModel bakes them into its
         ``decisions`` signature (``labels = scores >= thresholds``).
         """
+        return None
+
+    def explainer(self, top_n: int | None = None) -> Any:
+        """The fitted model's in-graph explainer (`mlbench.explain.graph.GraphExplainer`,
+        `top_n` tokens per label), or None when the track has none; a SavedModel export
+        carries it as its ``explain`` signature."""
         return None
 
     def size_bytes(self) -> int | None:

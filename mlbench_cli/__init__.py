@@ -98,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--file", help="read texts from this file, one per line ('-' for stdin)")
     pred.add_argument("--raw", action="store_true",
                       help="print raw scores instead of calibrated probabilities")
+    pred.add_argument("--explain", action="store_true",
+                      help="for each predicted label, the n-grams/tokens that pushed its score most "
+                           "(signed, logit units; svm, mlp and encoder exports)")
     pred.add_argument("texts", nargs="*", help="texts to classify")
     sc = sub.add_parser("score", help="calibrated soft labels for every row of a file (resumable)")
     sc.add_argument("--model", required=True, help="an exported model folder")
@@ -209,7 +212,7 @@ def predict(args: argparse.Namespace) -> int:
     from mlbench.serving.predict import predict_command
 
     return predict_command(model=args.model, texts=args.texts, file=args.file, top_k=args.top_k,
-                           rule=args.rule, raw=args.raw)
+                           rule=args.rule, raw=args.raw, explain=args.explain)
 
 
 def score(args: argparse.Namespace) -> int:

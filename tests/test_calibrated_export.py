@@ -87,6 +87,8 @@ def calibrated(request, tmp_path_factory) -> tuple[Path, Calibration, list[str],
     (directory / "NOTES.txt").write_text("kept", encoding="utf-8")  # a side file to keep
     probe, _ = corpus(40, 3)
     before = session_run(directory, probe, signature="decisions")
+    if request.param == "svm":  # the explain signature, to compare after the re-save
+        before["explain"] = session_run(directory, probe[:3], signature="explain", labels=[[0, 1]] * 3)
     s_val = session_run(directory, val)["scores"]
     cal = fit_calibration(y_val, s_val, min_isotonic_positives=15)
     assert "platt" in cal.kinds
@@ -160,6 +162,23 @@ def test_predict_prints_probabilities_and_raw(calibrated):
             assert line.split()[-2] == LABELS[j] and float(line.split()[-1]) == pytest.approx(values[j], abs=1e-4)
             assert line.startswith("  *") == bool(before["labels"][0][j])
     assert "calibrated probabilities" in cal_out.stdout and "raw scores" in raw_out.stdout
+
+
+def test_explain_signature_survives_calibration(calibrated):
+    directory, cal, probe, before = calibrated
+    meta = json.loads((directory / "mlbench.json").read_text(encoding="utf-8"))
+    if "explain" not in before:  # an export made without an explainer gains none
+        assert "explain" not in meta["signatures"]
+        assert "explain" not in tf.saved_model.load(str(directory)).signatures
+        return
+    assert "explain" in meta["signatures"]
+    after = session_run(directory, probe[:3], signature="explain", labels=[[0, 1]] * 3)
+    assert sorted(after) == sorted(before["explain"]) == ["delta", "logit", "tokens", "total", "weights"]
+    for key, value in before["explain"].items():
+        if value.dtype == object:
+            assert after[key].tolist() == value.tolist()
+        else:
+            np.testing.assert_allclose(after[key], value, rtol=0, atol=1e-6)
 
 
 def test_run_calibration_summary_fitted_on_validation_only():

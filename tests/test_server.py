@@ -31,6 +31,7 @@ from mlbench.serving.server import MicroBatcher, create_app, model_name_of  # no
 
 N_LABELS = 8
 MAX_TEXTS, MAX_CHARS = 8, 500
+MAX_EXPLAIN = 4
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -103,7 +104,7 @@ def running(app, timeout: float = 30.0):
 @pytest.fixture(scope="module")
 def served(export_dir):
     app = create_app(export_dir, max_texts=MAX_TEXTS, max_chars=MAX_CHARS, batch_window_ms=20.0,
-                     max_batch=64)
+                     max_batch=64, max_explain=MAX_EXPLAIN)
     with running(app) as url, httpx.Client(base_url=url, timeout=20.0) as client:
         yield app, url, client
 
@@ -153,6 +154,59 @@ def test_predict_applies_each_rule_and_ranks_top_k(client, artifact, corpus):
 
 
 # --------------------------------------------------------------------------- TF Serving REST
+def test_explain_returns_the_exports_attributions_for_the_predicted_labels(served, client, artifact,
+                                                                          corpus, monkeypatch):
+    from mlbench.explain.tracks import predicted_labels
+
+    texts = list(corpus.test.texts[:MAX_EXPLAIN])
+    plain = client.post("/v1/predict", json={"texts": texts})
+    assert plain.status_code == 200 and all("explanations" not in r for r in plain.json()["results"])
+    r = client.post("/v1/predict", json={"texts": texts, "explain": True, "rule": "fixed"})
+    assert r.status_code == 200, r.text
+    picked = predicted_labels(artifact.predict(texts), 0.5)  # the "fixed" rule's labels, else the top one
+    want = artifact.explain(texts, picked)
+    for result, ids, doc in zip(r.json()["results"], picked, want):
+        got = result["explanations"]
+        assert list(got) == [artifact.labels[j] for j in ids] == list(doc)
+        for label, pairs in got.items():
+            assert [p["token"] for p in pairs] == [t for t, _ in doc[label]]
+            assert [p["weight"] for p in pairs] == pytest.approx([w for _, w in doc[label]], abs=1e-6)
+            assert [abs(p["weight"]) for p in pairs] == sorted((abs(p["weight"]) for p in pairs), reverse=True)
+    # a model without the explain signature: a 400 naming the field, and the server lives on
+    monkeypatch.setattr(served[0].state.model.artifact, "_explain", None)
+    r = client.post("/v1/predict", json={"texts": texts[:1], "explain": True})
+    assert r.status_code == 400 and r.json()["field"] == "explain" and "no explanations" in r.json()["error"]
+    good_request_works(client, artifact)
+
+
+def test_calibrated_export_answers_probabilities(export_dir, artifact, corpus, tmp_path):
+    from starlette.testclient import TestClient
+
+    from mlbench.evaluation.calibration import fit_calibration
+    from mlbench.serving.calibrated import write_calibration
+
+    folder = tmp_path / "svm_savedmodel"
+    shutil.copytree(export_dir, folder)
+    val = list(corpus.val.texts)
+    y = np.zeros((len(val), N_LABELS), dtype=np.int8)
+    index = {name: j for j, name in enumerate(artifact.labels)}
+    for i, names in enumerate(corpus.val.labels):
+        for name in names:
+            y[i, index[name]] = 1
+    cal = fit_calibration(y, artifact.predict(val))
+    write_calibration(folder, cal)
+    texts = list(corpus.test.texts[:3])
+    with TestClient(create_app(folder, max_texts=MAX_TEXTS)) as local:
+        body = local.post("/v1/predict", json={"texts": texts, "top_k": N_LABELS}).json()
+        assert local.get("/v1/models/svm/metadata").json()["calibrated"] is True
+    assert body["calibrated"] is True
+    probs = cal.apply(artifact.predict(texts))
+    for row, result in zip(probs, body["results"]):
+        got = {e["label"]: e["probability"] for e in result["top_k"]}
+        assert got == pytest.approx({artifact.labels[j]: float(row[j]) for j in range(N_LABELS)}, abs=1e-6)
+        assert [e["label"] for e in result["top_k"]] == [artifact.labels[j] for j in np.argsort(-row, kind="stable")]
+
+
 def test_tf_serving_predict_row_and_columnar_formats(client, artifact, corpus):
     texts = list(corpus.test.texts[:3])
     want = artifact.predict(texts)
@@ -233,6 +287,8 @@ BAD = [
     ("/v1/predict", {"texts": ["ok"], "top_k": 2.5}, 400, "top_k"),
     ("/v1/predict", {"texts": ["ok"], "rule": "scutfbr"}, 400, "rule"),  # a known rule this export lacks
     ("/v1/predict", {"texts": ["ok"], "rule": 1}, 400, "rule"),
+    ("/v1/predict", {"texts": ["ok"], "explain": "yes"}, 400, "explain"),
+    ("/v1/predict", {"texts": ["ok"] * (MAX_EXPLAIN + 1), "explain": True}, 413, "texts"),
     ("/v1/models/svm:predict", {}, 400, "body"),
     ("/v1/models/svm:predict", {"instances": ["a"], "inputs": ["a"]}, 400, "instances"),
     ("/v1/models/svm:predict", {"instances": "a"}, 400, "instances"),
@@ -411,6 +467,13 @@ def test_page_draws_label_bars_in_headless_chromium(served, tmp_path):
             left = page.locator(".bar-threshold").first.evaluate("e => e.style.left")
             assert left == "30%"  # the global rule's threshold, marked on the bar
             assert page.locator("#status").inner_text() == ""
+            assert page.locator(".why-token").count() == 0  # explanations only when asked for
+            page.check("#explain")
+            page.click("#predict")
+            page.wait_for_selector(".why-token", timeout=20_000)
+            assert page.locator(".why-label").count() >= 1
+            first = page.locator(".why-token").first.inner_text()
+            assert first.split()[0] in "bide babi boti do baba bati du te kudi fi debe bali"
             page.screenshot(path=str(tmp_path / "serve_page.png"), full_page=True)
         finally:
             browser.close()

@@ -133,6 +133,8 @@ def test_same_seed_gives_the_same_scores(name, corpus, labels):
                                rtol=0, atol=SEED_ATOL)
 
 
+EXPLAINED = 3  # documents whose explanations each export is checked on
+
 _RELOAD_SCRIPT = """
 import json, sys
 import numpy as np
@@ -150,6 +152,13 @@ for name, job in jobs.items():
         res["decisions"] = model.decide(texts)
         v1 = session_run(job["dir"], texts, signature="decisions")  # TF Serving's loader
         res["v1_scores"], res["v1_labels"] = v1["scores"], v1["labels"]
+        if "explain" in job:  # the explain signature under both loaders
+            pad = np.asarray(job["explain"], dtype=np.int32)
+            v1 = session_run(job["dir"], texts[:len(pad)], signature="explain", labels=pad)
+            res["v1_explain_weights"], res["v1_explain_total"] = v1["weights"], v1["total"]
+            res["v1_explain_tokens"] = np.char.decode(v1["tokens"].astype(bytes), "utf-8")
+            got = model.explain(texts[:len(pad)], [[int(l) for l in row if l >= 0] for row in pad])
+            res["explain_json"] = np.array(json.dumps(got))
     np.savez(job["out"], **res)
     json.dump(model.labels, open(job["out"] + ".labels.json", "w", encoding="utf-8"))
 """
@@ -180,6 +189,15 @@ def reloaded(corpus, labels, tmp_path_factory):
         jobs[name] = {"dir": str(export_dir), "savedmodel": savedmodel, "out": out}
         expected[name] = {"scores": want, "thresholds": thresholds, "dir": Path(export_dir),
                           "savedmodel": savedmodel, "out": out, "track": track.name}
+        explainer = track.explainer()
+        if explainer is not None:  # the fitted track's own explanations, to compare with the export's
+            from mlbench.explain.graph import pad_labels
+
+            picked = [list(map(int, np.argsort(-row, kind="stable")[:2])) for row in want[:EXPLAINED]]
+            picked[0] = picked[0][:1]  # ragged: the padding path too
+            jobs[name]["explain"] = pad_labels(picked).tolist()
+            expected[name]["explain"] = explainer.run(texts[:EXPLAINED], picked)
+            expected[name]["explain_labels"] = picked
     (root / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
     script = _RELOAD_SCRIPT.format(repo=str(REPO), jobs=str(root / "jobs.json"))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -212,6 +230,32 @@ def test_export_reloads_in_a_fresh_process(name, labels, reloaded):
         assert decided.dtype == np.int32
         np.testing.assert_array_equal(decided, (scores >= cut).astype(np.int32))
     assert 0 < got["decisions"].sum() < got["decisions"].size
+
+
+@pytest.mark.parametrize("name", _names())
+def test_export_explains_like_the_fitted_track(name, labels, reloaded):
+    """Tracks with an explainer export it as the ``explain`` signature; it gives the fitted
+    track's attributions under `tf.saved_model.load` and the v1 session loader."""
+    case = reloaded[name]
+    if "skip" in case:
+        pytest.skip(case["skip"])
+    meta = json.loads((case["dir"] / "mlbench.json").read_text(encoding="utf-8"))
+    if "explain" not in case:
+        assert "explain" not in meta.get("signatures", []) and "explain" not in meta
+        pytest.skip(f"{name} has no explainer")
+    assert "explain" in meta["signatures"] and meta["explain"]["units"] == "logit"
+    with np.load(case["out"]) as data:
+        got = {k: data[k] for k in data.files}
+    want = case["explain"]
+    np.testing.assert_allclose(got["v1_explain_weights"], want["weights"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["v1_explain_total"], want["total"], rtol=0, atol=1e-5)
+    assert np.char.decode(want["tokens"].astype(bytes), "utf-8").tolist() == got["v1_explain_tokens"].tolist()
+    docs = json.loads(str(got["explain_json"]))
+    for i, (doc, ids) in enumerate(zip(docs, case["explain_labels"])):
+        assert list(doc) == [labels.names[j] for j in ids]
+        for k, j in enumerate(ids):
+            tokens = [t.decode() for t in want["tokens"][i, k] if t]
+            assert [t for t, _ in doc[labels.names[j]]] == tokens
 
 
 @pytest.mark.parametrize("name", SAVED_MODEL_CLI)

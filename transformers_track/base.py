@@ -186,7 +186,7 @@ class TokenizedTrack(Track):
         return export_raw_string_model(
             directory, [self._text_preprocessor(), self.model], self.labels.names,
             track=self.name, thresholds=thresholds, metadata=self._export_metadata(),
-            requires=list(self.export_requires))
+            requires=list(self.export_requires), explainer=self.explainer())
 
     def size_bytes(self) -> int | None:
         from mlbench.sizes import weights_size

@@ -144,6 +144,49 @@ def build_classifier(backbone, n_labels: int, *, dropout: float = 0.1,
     return keras.Model(token_ids, logits, name="encoder_classifier")
 
 
+# --------------------------------------------------------------------------- explanations
+IG_STEPS = 64
+
+
+def attribution_parts(vectorizer, model):
+    """`mlbench.explain.graph` parts of one document for the encoder: its tokens [T],
+    their embeddings x [T, D], the padding-token baseline [T, D] and f: [m, T, D] →
+    [m, L] logits, which reruns the classifier from the embedding sum on (position
+    embeddings added, each block with the real tokens' padding mask, final norm, masked
+    mean pooling, logits; dropout off)."""
+    import tensorflow as tf
+
+    vocabulary = list(vectorizer.get_vocabulary())
+    backbone = model.get_layer("encoder_backbone")
+    embedding = backbone.get_layer("embedding")
+    blocks = [layer for layer in backbone.layers if layer.name.startswith("block_")]
+    final = [layer for layer in backbone.layers if layer.name == "final_norm"]
+    pool, head = model.get_layer("pooled"), model.get_layer("logits")
+
+    def parts(text):
+        ids = tf.cast(vectorizer(tf.reshape(text, [1]))[0], tf.int32)
+        n = tf.maximum(tf.math.count_nonzero(ids, dtype=tf.int32), 1)  # padding is at the end
+        ids = ids[:n]
+        table = tf.convert_to_tensor(embedding.token_embedding.embeddings)
+        positions = tf.convert_to_tensor(embedding.position_embedding.embeddings)[:n]
+        mask = tf.not_equal(ids, 0)
+        x = tf.cast(tf.gather(table, ids), tf.float32)
+        baseline = tf.tile(tf.cast(table[:1], tf.float32), [n, 1])
+
+        def f(e):
+            m = tf.tile(mask[None], [tf.shape(e)[0], 1])
+            h = tf.cast(e, table.dtype) + positions[None]
+            for block in blocks:
+                h = block(h, padding_mask=m, training=False)
+            for layer in final:
+                h = layer(h)
+            return tf.cast(head(pool(tf.cast(h, tf.float32), m)), tf.float32)
+
+        return tf.gather(tf.constant(vocabulary, tf.string), ids), x, baseline, f
+
+    return parts
+
+
 # --------------------------------------------------------------------------- track
 class EncoderTrack(TokenizedTrack):
     """From-scratch Transformer encoder over TextVectorization ids (`--models encoder`)."""
@@ -204,6 +247,18 @@ class EncoderTrack(TokenizedTrack):
     def _export_metadata(self) -> dict:
         return {"preset": self.preset, "seq_len": self.seq_len,
                 "vocabulary": self.vectorizer.vocabulary_size()}
+
+    def explainer(self, top_n: int | None = None):
+        """Integrated gradients over the token embeddings (`mlbench.explain.graph`), from
+        the padding token's embedding at every position, `IG_STEPS` intervals."""
+        from mlbench.explain.graph import TOP_N, GraphExplainer
+
+        if self.model is None:
+            raise RuntimeError("fit the encoder track before explaining it")
+        return GraphExplainer(attribution_parts(self.vectorizer, self.model), steps=IG_STEPS,
+                              top_n=top_n or TOP_N, method="integrated gradients",
+                              baseline="the padding token's embedding at every position",
+                              features="token embeddings")
 
     # -- Track API ------------------------------------------------------------------------
     def describe(self) -> dict:

@@ -74,6 +74,7 @@ class _Explainer:
     def __init__(self, track: Any, n_labels: int, budget: int, top_n: int):
         self.track, self.n_labels, self.budget, self.top_n = track, n_labels, budget, top_n
         self.used = 0
+        self.explainer = None
         self.note: str | None = None
         if track is None:
             self.note = "no fitted model in this process (a resumed run), so no explanations"
@@ -81,13 +82,16 @@ class _Explainer:
     def __call__(self, text: str, label: int) -> list[list] | None:
         if self.note is not None or self.used >= self.budget:
             return None
-        from mlbench.explain import explain
+        from mlbench.explain import explain, explainer_of
 
         threshold = np.full(self.n_labels, 2.0)  # only `label` passes: explain that one
         threshold[label] = -1.0
         try:
-            out = explain(self.track, [text], top_n=self.top_n, threshold=threshold)
-        except TypeError as err:  # explain's "no explainer for this track"
+            if self.explainer is None:  # one explainer: its graph is traced once
+                self.explainer = explainer_of(self.track, self.top_n)
+            out = explain(self.track, [text], top_n=self.top_n, threshold=threshold,
+                          explainer=self.explainer)
+        except TypeError as err:  # explainer_of's "no explainer for this track"
             self.note = f"no explanations: {err}"
             return None
         self.used += 1

@@ -36,6 +36,7 @@ __all__ = [
     "fasttext_label",
     "fasttext_scores",
     "saved_threshold",
+    "explanations",
 ]
 
 
@@ -179,6 +180,20 @@ class FastTextArtifact:
         if cal is None:
             raise InputError(f"{self.directory}: exported without calibration (no calibration.json)")
         return cal.apply(self.predict(texts, batch_size)).astype(np.float32)
+
+
+def explanations(artifact: Artifact, texts: Sequence[str],
+                 labels: Sequence[Sequence[int]]) -> list[dict[str, list[tuple[str, float]]]]:
+    """Per document {label name: [(token, weight), ...]} for the score columns
+    `labels[i]`, from an export's ``explain`` signature; InputError naming the folder
+    for an artifact without one (fastText, ONNX, ensemble and pretrained exports)."""
+    if not getattr(artifact, "has_explanations", False):
+        directory = getattr(artifact, "directory", "this model")
+        track = getattr(artifact, "meta", {}).get("track", "?")
+        raise InputError(f"{directory}: this export has no explanations (track {track!r}, format "
+                         f"{getattr(artifact, 'meta', {}).get('format', '?')!r}); SavedModel exports "
+                         "of svm, mlp and encoder have them")
+    return artifact.explain(texts, labels)
 
 
 def load_artifact(directory: str | Path) -> Artifact:

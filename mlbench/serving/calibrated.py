@@ -7,6 +7,7 @@ calibration map (`mlbench.evaluation.calibration.calibration_layer`) in the grap
 
 * ``serving_default(texts[None]) -> {"scores", "probabilities"}`` (float32 [None, L] each);
 * ``decisions(texts) -> {"scores", "labels", "probabilities"}`` (labels: raw-score rule);
+* ``explain`` (when the export has it) carried over unchanged;
 * ``calibration.json`` beside it (`Calibration.to_json()`), which readers without the
   graph outputs (a fastText export) apply in Python.
 
@@ -65,6 +66,7 @@ def add_calibration(export_dir: Path, cal: Calibration) -> None:
     import tensorflow as tf
 
     from mlbench.evaluation.calibration import calibration_layer
+    from mlbench.explain.graph import EXPLAIN_SIGNATURE, LABELS_INPUT
     from mlbench.serving.export import (DECISIONS_SIGNATURE, INPUT_NAME, META_FILE, SERVE_SIGNATURE,
                                         _import_requirements)
 
@@ -96,6 +98,13 @@ def add_calibration(export_dir: Path, cal: Calibration) -> None:
                     PROBABILITIES: module.calibration(out["scores"])}
 
         signatures[DECISIONS_SIGNATURE] = decisions
+    explain_fn = loaded.signatures.get(EXPLAIN_SIGNATURE)
+    if explain_fn is not None:  # carried over unchanged: attributions are in logit units
+        @tf.function(input_signature=[spec[0], tf.TensorSpec([None, None], tf.int32, name=LABELS_INPUT)])
+        def explain(texts, labels):
+            return explain_fn(texts=texts, **{LABELS_INPUT: labels})
+
+        signatures[EXPLAIN_SIGNATURE] = explain
 
     tmp = export_dir.with_name(f".{export_dir.name}.calibrating")
     old = export_dir.with_name(f".{export_dir.name}.uncalibrated")
@@ -109,7 +118,7 @@ def add_calibration(export_dir: Path, cal: Calibration) -> None:
                 continue
             (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
         meta = {**meta, "calibrated": True, "outputs": {
-            SERVE_SIGNATURE: ["scores", PROBABILITIES],
+            **meta.get("outputs", {}), SERVE_SIGNATURE: ["scores", PROBABILITIES],
             DECISIONS_SIGNATURE: ["scores", "labels", PROBABILITIES]}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         write_calibration(tmp, cal)

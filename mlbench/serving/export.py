@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mlbench.errors import InputError
+from mlbench.explain.graph import EXPLAIN_SIGNATURE, LABELS_INPUT, decode
 
 LABELS_FILE = "labels.json"
 META_FILE = "mlbench.json"
@@ -77,6 +78,7 @@ def export_raw_string_model(
     thresholds: float | np.ndarray | None = None,
     metadata: dict | None = None,
     requires: Sequence[str] = (),
+    explainer: Any = None,
 ) -> Path:
     """Save ``sigmoid(steps[-1](…steps[0](texts)))`` as a raw-string SavedModel.
 
@@ -84,7 +86,9 @@ def export_raw_string_model(
     batch [B] to float logits [B, L]: the text preprocessing travels inside the graph.
     `thresholds` ([L] or scalar; None → 0.5) become the ``decisions`` signature's
     cut-offs.  `requires` names Python modules the loading process must import
-    first (e.g. ``tensorflow_text`` for KerasHub tokenizers).
+    first (e.g. ``tensorflow_text`` for KerasHub tokenizers).  `explainer` (a
+    `mlbench.explain.graph.GraphExplainer` over the same layers) adds the ``explain``
+    signature: texts [None] and labels int32 [None, K] → top tokens and weights.
     """
     import tensorflow as tf
     from keras.export import ExportArchive
@@ -129,12 +133,17 @@ def export_raw_string_model(
     spec = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     archive.add_endpoint(SERVE_SIGNATURE, serve, input_signature=spec)
     archive.add_endpoint(DECISIONS_SIGNATURE, decisions, input_signature=spec)
+    signatures = [SERVE_SIGNATURE, DECISIONS_SIGNATURE]
+    if explainer is not None:
+        archive.add_endpoint(EXPLAIN_SIGNATURE, explainer.__call__,
+                             input_signature=explainer.input_signature())
+        signatures.append(EXPLAIN_SIGNATURE)
     archive.write_out(str(directory), verbose=False)
 
     (directory / LABELS_FILE).write_text(json.dumps(names, indent=1), encoding="utf-8")
     meta = {"track": track, "format": SAVEDMODEL_FORMAT, "requires": list(requires),
-            "signatures": [SERVE_SIGNATURE, DECISIONS_SIGNATURE],
-            "thresholds": [float(v) for v in cutoffs], **(metadata or {})}
+            "signatures": signatures, "thresholds": [float(v) for v in cutoffs],
+            **({"explain": explainer.describe()} if explainer is not None else {}), **(metadata or {})}
     (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return directory
 
@@ -170,12 +179,12 @@ def _import_requirements(directory: Path) -> dict:
 
 
 def session_run(directory: str | Path, texts: Sequence[str], *,
-                signature: str = SERVE_SIGNATURE) -> dict[str, np.ndarray]:
+                signature: str = SERVE_SIGNATURE, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Run one signature under the v1 session loader TF Serving's C++ server uses.
 
     The same path as ``saved_model_cli run --tag_set serve``: the MetaGraph is
     imported into a fresh graph, variables restored by name, tables initialised by
-    the SavedModel's init op.  Returns {output name: array}.
+    the SavedModel's init op.  `labels` feeds ``explain``.  Returns {output name: array}.
     """
     import tensorflow as tf
 
@@ -186,6 +195,8 @@ def session_run(directory: str | Path, texts: Sequence[str], *,
         meta_graph = v1.saved_model.loader.load(session, ["serve"], str(directory))
         sig = meta_graph.signature_def[signature]
         feed = {sig.inputs[INPUT_NAME].name: np.asarray(list(texts), dtype=object)}
+        if labels is not None:  # the ``explain`` signature's second input, int32 [B, K]
+            feed[sig.inputs[LABELS_INPUT].name] = np.asarray(labels, dtype=np.int32)
         keys = sorted(sig.outputs)
         values = session.run([sig.outputs[k].name for k in keys], feed_dict=feed)
     return dict(zip(keys, values))
@@ -205,6 +216,7 @@ class ExportedModel:
         self._loaded = tf.saved_model.load(str(self.directory))
         self._serve = self._loaded.signatures[SERVE_SIGNATURE]
         self._decide: Callable | None = self._loaded.signatures.get(DECISIONS_SIGNATURE)
+        self._explain: Callable | None = self._loaded.signatures.get(EXPLAIN_SIGNATURE)
         labels_path = self.directory / LABELS_FILE
         if not labels_path.exists():
             raise InputError(f"{labels_path}: label names file not found")
@@ -272,3 +284,28 @@ class ExportedModel:
         if not out:
             return np.zeros((0, len(self.labels)), dtype=np.int32)
         return np.concatenate(out, axis=0)
+
+    @property
+    def has_explanations(self) -> bool:
+        """Whether the export carries the ``explain`` signature (svm, mlp, encoder)."""
+        return self._explain is not None
+
+    def explain(self, texts: Sequence[str], labels: Sequence[Sequence[int]], *,
+                batch_size: int = 16) -> list[dict[str, list[tuple[str, float]]]]:
+        """Per document {label name: [(token, weight), ...]} for the score columns
+        `labels[i]` of document i, from the export's ``explain`` signature
+        (`mlbench.explain.graph`); see `artifacts.explanations` for exports without one."""
+        from mlbench.explain.graph import pad_labels
+
+        if self._explain is None:
+            from mlbench.serving.artifacts import explanations
+
+            return explanations(self, texts, labels)  # raises the InputError naming the folder
+        tf = self._tf
+        out: list[dict] = []
+        for i in range(0, len(texts), batch_size):
+            rows = [list(r) for r in labels[i:i + batch_size]]
+            got = self._explain(texts=tf.constant(list(texts[i:i + batch_size]), tf.string),
+                                **{LABELS_INPUT: tf.constant(pad_labels(rows), tf.int32)})
+            out += decode({k: v.numpy() for k, v in got.items()}, rows, self.labels)
+        return out

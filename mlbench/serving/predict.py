@@ -15,6 +15,9 @@ import numpy as np
 
 from mlbench.errors import InputError
 
+#: tokens printed per explained label
+EXPLAIN_SHOWN = 6
+
 
 def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
     """Texts from the command line plus, with `file`, one per non-empty line ('-': stdin)."""
@@ -32,7 +35,7 @@ def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
 
 
 def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k: int = 5,
-                    rule: str | None = None, raw: bool = False) -> int:
+                    rule: str | None = None, raw: bool = False, explain: bool = False) -> int:
     from mlbench.runtime import import_tensorflow
     from mlbench.serving.artifacts import load_artifact
 
@@ -45,15 +48,27 @@ def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k
     scores = artifact.predict(texts)
     calibrated = not raw and bool(getattr(artifact, "has_calibration", False))
     shown = artifact.probabilities(texts) if calibrated else scores
-    for text, row, raw_row in zip(texts, shown, scores):
+    why: list[dict] = [{}] * len(texts)
+    if explain:
+        from mlbench.explain.tracks import predicted_labels
+        from mlbench.serving.artifacts import explanations
+
+        why = explanations(artifact, texts, predicted_labels(scores, threshold))
+    for text, row, raw_row, reasons in zip(texts, shown, scores, why):
         print(text if len(text) <= 80 else text[:77] + "...")
         for j in np.argsort(-row, kind="stable")[:top_k]:
             mark = "*" if raw_row[j] >= threshold[j] else " "
             print(f"  {mark} {artifact.labels[j]:<30} {row[j]:.4f}")
+        for label, pairs in reasons.items():
+            shown_pairs = ", ".join(f"{tok} {w:+.3f}" for tok, w in pairs[:EXPLAIN_SHOWN])
+            print(f"    why {label}: {shown_pairs or '(no known tokens)'}")
     if calibrated:
         print("(figures: calibrated probabilities; * = predicted by the decision rule, applied to "
               "the raw scores it was tuned on)")
     else:
         note = "" if raw else " (this export has no calibration)"
         print(f"(figures: raw scores{note}; * = predicted under the decision rule)")
+    if explain:
+        print("(why: the n-grams/tokens that pushed each predicted label's logit most, signed; "
+              "labels with no score past the rule explain the top label)")
     return 0

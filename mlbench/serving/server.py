@@ -1,6 +1,6 @@
 """`mlbench serve`: one exported model behind a JSON API, TF Serving's REST API and a web page.
 
-    POST /v1/predict                    {"texts": [...], "top_k": 5, "rule": "best"}
+    POST /v1/predict                    {"texts": [...], "top_k": 5, "rule": "best", "explain": false}
     POST /v1/models/<name>:predict      TensorFlow Serving REST ({"instances": ...} / {"inputs": ...})
     GET  /v1/models/<name>              TF Serving model status
     GET  /v1/models/<name>/metadata     signatures, labels, track, decision rules, the run's test metrics
@@ -52,7 +52,7 @@ SERVE_SIGNATURE = "serving_default"
 DECISIONS_SIGNATURE = "decisions"
 INPUT_NAME = "texts"
 MODEL_VERSION = "1"
-PREDICT_FIELDS = ("texts", "top_k", "rule")
+PREDICT_FIELDS = ("texts", "top_k", "rule", "explain")
 TFS_FIELDS = ("instances", "inputs", "signature_name")
 
 __all__ = ["create_app", "serve", "MicroBatcher", "ApiError", "model_name_of"]
@@ -207,6 +207,7 @@ class ServedModel:
     rules: dict[str, np.ndarray]  # rule name -> float32 [L]; "best" included
     best_rule: str  # the rule "best" stands for
     baked: np.ndarray  # the thresholds of the SavedModel's ``decisions`` signature
+    calibration: Any = None  # the validation-fitted map of calibration.json (None: raw scores only)
 
     @classmethod
     def load(cls, model_dir: Path, name: str | None = None) -> "ServedModel":
@@ -233,8 +234,10 @@ class ServedModel:
         stored = meta.get("thresholds")
         baked = (np.broadcast_to(np.asarray(stored, np.float32), (n,)).copy() if stored is not None
                  else rules[BEST])
+        from mlbench.serving.calibrated import read_calibration
+
         model = cls(directory, name or model_name_of(directory), artifact, labels, meta, rules,
-                    best_rule, baked)
+                    best_rule, baked, read_calibration(directory))
         model.predict([""])  # warm-up: the first TF call pays for graph set-up, not a client
         return model
 
@@ -243,6 +246,21 @@ class ServedModel:
         if scores.shape != (len(texts), len(self.labels)):
             raise RuntimeError(f"model returned scores of shape {scores.shape} for {len(texts)} texts")
         return scores
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray | None:
+        """Calibrated probabilities [n, L] of raw `scores` (None without calibration.json)."""
+        return None if self.calibration is None else self.calibration.apply(scores).astype(np.float32)
+
+    @property
+    def explains(self) -> bool:
+        return bool(getattr(self.artifact, "has_explanations", False))
+
+    def explain(self, texts: list[str], labels: list[list[int]]) -> list[dict]:
+        """{label: [{"token", "weight"}, ...]} per text (`artifacts.explanations`)."""
+        from mlbench.serving.artifacts import explanations
+
+        return [{label: [{"token": tok, "weight": w} for tok, w in pairs] for label, pairs in doc.items()}
+                for doc in explanations(self.artifact, texts, labels)]
 
     def run_metrics(self) -> dict | None:
         """Test metrics of this export's variant from the run's results.json (None if absent)."""
@@ -411,13 +429,15 @@ def _rule_json(t: np.ndarray) -> float | list[float]:
 
 def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_000,
                batch_window_ms: float = 5.0, max_batch: int = 256, model_name: str | None = None,
-               max_body_bytes: int | None = None) -> FastAPI:
+               max_body_bytes: int | None = None, max_explain: int = 16) -> FastAPI:
     """The ASGI app serving the export in `model_dir` (loaded now, so a bad folder fails here).
 
-    `max_texts` / `max_chars` bound one request (413 past them); the body limit defaults
+    `max_texts` / `max_chars` bound one request (413 past them), `max_explain` one
+    request with ``"explain": true``; the body limit defaults
     to what `max_texts` texts of `max_chars` JSON-escaped characters can take.
     """
-    for key, value in (("max_texts", max_texts), ("max_chars", max_chars), ("max_batch", max_batch)):
+    for key, value in (("max_texts", max_texts), ("max_chars", max_chars), ("max_batch", max_batch),
+                       ("max_explain", max_explain)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(f"serve: {key} must be a positive integer, got {value!r}")
     if not batch_window_ms >= 0:
@@ -443,6 +463,7 @@ def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_00
     app = FastAPI(title=f"mlbench serve: {model.name}", lifespan=lifespan)
     app.state.model = model
     app.state.limits = {"max_texts": max_texts, "max_chars": max_chars, "max_batch": max_batch,
+                        "max_explain": max_explain,
                         "batch_window_ms": batch_window_ms, "max_body_bytes": body_limit}
 
     @app.exception_handler(ApiError)
@@ -480,22 +501,47 @@ def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_00
         if not isinstance(rule, str) or rule not in model.rules:
             raise ApiError(400, f"unknown decision rule {json.dumps(rule)[:50]}; this model has "
                                 f"{', '.join(sorted(model.rules))}", "rule")
+        explain = body.get("explain", False)
+        if not isinstance(explain, bool):
+            raise ApiError(400, f"expected true or false, got {json.dumps(explain)[:50]}", "explain")
+        if explain and not model.explains:
+            raise ApiError(400, f"this model ({model.meta.get('track', '?')}) has no explanations; "
+                                "svm, mlp and encoder SavedModel exports have them", "explain")
+        if explain and len(texts) > max_explain:
+            raise ApiError(413, f"at most {max_explain} texts per request with explain (integrated "
+                                f"gradients cost many forward passes), got {len(texts)}", "texts")
         thresholds = model.rules[rule]
         scores = await scores_of(request, texts)
+        probs = model.probabilities(scores)
         k = min(top_k, n_labels)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-scores if probs is None else -probs, axis=1, kind="stable")[:, :k]
         passed = scores >= thresholds
+        why: list[dict | None] = [None] * len(texts)
+        if explain:  # on the model's worker thread, never on the event loop
+            from mlbench.explain.tracks import predicted_labels
+
+            picked = predicted_labels(scores, thresholds)
+            why = await asyncio.get_running_loop().run_in_executor(executor, model.explain, texts, picked)
         labels, t_list = model.labels, thresholds.tolist()
+        p_rows = [None] * len(texts) if probs is None else probs.tolist()
+
+        def entry(row: list, p_row: list | None, j: int) -> dict:
+            out = {"label": labels[j], "score": row[j], "threshold": t_list[j]}
+            if p_row is not None:
+                out["probability"] = p_row[j]
+            return out
+
         results = []
-        for row, top, ok in zip(scores.tolist(), order.tolist(), passed):
-            results.append({
-                "labels": [{"label": labels[j], "score": row[j], "threshold": t_list[j]}
-                           for j in np.flatnonzero(ok).tolist()],
-                "top_k": [{"label": labels[j], "score": row[j], "threshold": t_list[j],
-                           "passed": row[j] >= t_list[j]} for j in top],
-            })
+        for row, p_row, top, ok, reasons in zip(scores.tolist(), p_rows, order.tolist(), passed, why):
+            result = {
+                "labels": [entry(row, p_row, j) for j in np.flatnonzero(ok).tolist()],
+                "top_k": [{**entry(row, p_row, j), "passed": row[j] >= t_list[j]} for j in top],
+            }
+            if reasons is not None:
+                result["explanations"] = reasons
+            results.append(result)
         return JSONResponse({"model": model.name, "rule": model.best_rule if rule == BEST else rule,
-                             "results": results})
+                             "calibrated": probs is not None, "results": results})
 
     # -- TensorFlow Serving's REST API --------------------------------------------------
     async def tfs_predict(request: Request, name: str, version: str | None) -> JSONResponse:
@@ -550,6 +596,8 @@ def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_00
                            "rules": {r: _rule_json(t) for r, t in model.rules.items() if r != BEST},
                            DECISIONS_SIGNATURE: _rule_json(model.baked)},
             "run": model.run_metrics(),
+            "calibrated": model.calibration is not None,
+            "explain": model.meta.get("explain") if model.explains else None,
             "limits": app.state.limits,
         })
 
@@ -559,6 +607,7 @@ def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_00
         batcher: MicroBatcher = request.app.state.batcher
         body = {"status": "ok" if batcher.alive else "batcher stopped", "model": model.name,
                 "track": model.meta.get("track"), "labels": n_labels, "rules": sorted(model.rules),
+                "explain": model.explains, "calibrated": model.calibration is not None,
                 "batches": batcher.batches, "texts": batcher.texts}
         return JSONResponse(body, status_code=200 if batcher.alive else 503)
 

@@ -17,6 +17,7 @@ async function loadModel() {
   try {
     const health = await (await fetch("/healthz")).json();
     $("model").textContent = `${health.model} (${health.track}, ${health.labels} labels)`;
+    $("explain").disabled = !health.explain;
     const select = $("rule");
     for (const rule of health.rules.filter((r) => r !== "best")) {
       const option = el("option", "", rule);
@@ -44,8 +45,20 @@ function draw(result, rule) {
     mark.style.left = pct(item.threshold);
     mark.title = `threshold ${item.threshold.toFixed(3)}`;
     track.append(fill, mark);
-    row.append(el("div", "bar-label", item.label), track, el("div", "bar-score", item.score.toFixed(3)));
+    const shown = item.probability === undefined ? item.score : item.probability;
+    row.append(el("div", "bar-label", item.label), track, el("div", "bar-score", shown.toFixed(3)));
     bars.append(row);
+  }
+  const why = $("why");
+  why.replaceChildren();
+  for (const [label, pairs] of Object.entries(result.explanations || {})) {
+    why.append(el("div", "why-label", `Why ${label}`));
+    const line = el("div", "why-line");
+    for (const { token, weight } of pairs) {
+      const sign = weight >= 0 ? "+" : "";
+      line.append(el("span", weight >= 0 ? "why-token up" : "why-token down", `${token} ${sign}${weight.toFixed(3)}`));
+    }
+    why.append(line);
   }
 }
 
@@ -54,7 +67,8 @@ async function predict(event) {
   const status = $("status");
   status.className = "muted";
   status.textContent = "scoring…";
-  const body = { texts: [$("text").value], top_k: Number($("topk").value) || 10, rule: $("rule").value };
+  const body = { texts: [$("text").value], top_k: Number($("topk").value) || 10, rule: $("rule").value,
+                 explain: $("explain").checked };
   try {
     const response = await fetch("/v1/predict", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
