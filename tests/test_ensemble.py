@@ -186,6 +186,13 @@ def test_exported_ensemble_matches_in_process_scores_in_a_fresh_process(data, tm
 
     texts = test.texts + ["", "words never seen qqqq"]
     want = ens.predict_scores(texts)
+    # the run calibrates every export: the ensemble's graph takes it like any other
+    from mlbench.evaluation.calibration import Calibration
+    from mlbench.serving.calibrated import add_calibration
+
+    n = len(labels)
+    cal = Calibration(["platt"] * n, np.linspace(0.5, 2.0, n), np.linspace(-1.0, 1.0, n))
+    add_calibration(out, cal)
     (tmp_path / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     script = (
         "import json, shutil, sys, numpy as np\n"
@@ -198,6 +205,7 @@ def test_exported_ensemble_matches_in_process_scores_in_a_fresh_process(data, tm
         f"np.save({str(tmp_path / 'scores.npy')!r}, m.predict(texts))\n"
         f"np.save({str(tmp_path / 'v1.npy')!r}, session_run({str(out)!r}, texts)['scores'])\n"
         f"np.save({str(tmp_path / 'labels.npy')!r}, m.decide(texts))\n"
+        f"np.save({str(tmp_path / 'probs.npy')!r}, session_run({str(out)!r}, texts)['probabilities'])\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -206,3 +214,4 @@ def test_exported_ensemble_matches_in_process_scores_in_a_fresh_process(data, tm
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "v1.npy"), want, atol=1e-5)  # TF Serving's loader
     np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), (got >= 0.4).astype(np.int32))
+    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), cal.apply(want), atol=1e-5)

@@ -144,6 +144,28 @@ def test_thresholds_json_beats_stored_thresholds_and_predict_cli_reads_fasttext(
     assert sorted(top) == ["crude oil", "grain"]
 
 
+def test_calibration_json_gives_probabilities_and_explain_is_refused(tmp_path, capsys):
+    from mlbench.evaluation.calibration import Calibration
+    from mlbench.serving.calibrated import write_calibration
+    from mlbench_cli import main
+
+    track, labels = fit()
+    out = track.export(tmp_path / "ft", thresholds=np.full(4, 0.3))
+    texts = ["wheat and barrel prices", "bank rate"]
+    loaded = load_artifact(out)
+    assert not loaded.has_calibration
+    with pytest.raises(InputError, match="without calibration"):
+        loaded.probabilities(texts)
+    cal = Calibration(["platt"] * 4, [0.5, 1.0, 1.5, 2.0], [0.3, -0.3, 0.0, 1.0])
+    write_calibration(out, cal)
+    loaded = load_artifact(out)
+    assert loaded.has_calibration
+    np.testing.assert_allclose(loaded.probabilities(texts), cal.apply(loaded.predict(texts)), atol=1e-6)
+    assert main(["predict", "--model", str(out), "--explain", texts[0]]) == 2  # fastText has no explainer
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no explanations" in err[0] and "fasttext" in err[0]
+
+
 def test_load_artifact_refuses_a_folder_that_is_no_export(tmp_path):
     with pytest.raises(InputError, match="not an exported model"):
         load_artifact(tmp_path)
