@@ -184,15 +184,16 @@ CALIBRATION_KEYS = ("brier", "log_loss", "ece", "ece_top5")
 
 def calibrate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray,
                       seed: int = 0) -> tuple[object | None, dict | None]:
-    """Fit `fit_calibration` on validation scores [n_val, L] only; judge raw and calibrated
-    test scores [n_test, L] with `calibration_metrics`.  Decision rules stay on raw scores.
+    """Choose and fit the calibration on validation scores [n_val, L] only
+    (`select_calibration`: cross-fitted top-5 ECE); judge raw and calibrated test scores
+    [n_test, L] with `calibration_metrics`.  Decision rules stay on raw scores.
     (None, None) when validation is too small to calibrate."""
     from mlbench.errors import InputError
-    from mlbench.evaluation.calibration import fit_calibration
+    from mlbench.evaluation.calibration import select_calibration
     from mlbench.evaluation.metrics import calibration_metrics
 
     try:
-        cal = fit_calibration(y_val, np.clip(scores.val, 0.0, 1.0), method="auto", seed=seed)
+        cal, oof = select_calibration(y_val, np.clip(scores.val, 0.0, 1.0), seed=seed)
     except InputError as err:
         say(f"calibration skipped: {err}")
         return None, None
@@ -203,6 +204,7 @@ def calibrate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray,
         maps[kind] = maps.get(kind, 0) + 1
     summary = {
         "method": cal.method, "maps": maps, "bins": raw["bins"],
+        "chosen_by": {"criterion": "out-of-fold ECE top-5 on validation", "candidates": oof},
         "raw": {k: raw[k] for k in CALIBRATION_KEYS},
         "calibrated": {k: calibrated[k] for k in CALIBRATION_KEYS},
         "reliability": {name: {"all": m["reliability"], "top5": m["reliability_top5"]}

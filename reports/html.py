@@ -395,8 +395,10 @@ def examples(record: dict) -> list[dict[str, Any]]:
 
 
 CALIBRATION_METHOD = (
-    "Calibration: one map per label (Platt scaling shrunk towards a pooled map, or isotonic "
-    "regression where a label has enough validation positives and it scores better out of fold) "
+    "Calibration: per model, the method with the lowest out-of-fold ECE top-5 on validation among "
+    "auto (one map per label: Platt scaling shrunk towards a pooled map, or isotonic regression "
+    "where a label has enough validation positives and it scores better out of fold), one global "
+    "temperature, and identity (the raw scores, for a model already calibrated); "
     "fitted on the validation split only; judged on test. ECE = expected calibration error with "
     "15 uniform score bins (Guo et al. 2017); ECE top-5 uses each document's five highest-scored "
     "labels, where a reader looks; Brier and log loss are means over every (document, label) pair. "
@@ -420,6 +422,10 @@ def calibration_rows(record: dict) -> list[dict[str, Any]]:
             continue
         raw, after = R.as_dict(cal.get("raw")), R.as_dict(cal.get("calibrated"))
         maps = ", ".join(f"{k} {fmt(v, 0)}" for k, v in R.as_dict(cal.get("maps")).items())
+        chosen = R.as_dict(R.as_dict(cal.get("chosen_by")).get("candidates"))
+        if chosen:  # the out-of-fold validation figures the method was chosen by
+            maps = f"{maps or DASH} (out-of-fold ECE top-5: " + ", ".join(
+                f"{k} {fmt(v, 4)}" for k, v in chosen.items()) + ")"
         out.append({"name": name, "method": str(cal.get("method") or DASH), "maps": maps or DASH,
                     "metrics": {k: _arrow(raw.get(k), after.get(k))
                                 for k in ("ece_top5", "ece", "brier", "log_loss")}})

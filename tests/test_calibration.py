@@ -17,7 +17,8 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from mlbench.errors import InputError
 from mlbench.evaluation.calibration import (
-    EPS, PLATT_PRIOR, Calibration, calibration_layer, cross_fitted_calibrated, fit_calibration)
+    CANDIDATES, EPS, PLATT_PRIOR, Calibration, calibration_layer, cross_fitted_calibrated,
+    fit_calibration, select_calibration)
 from mlbench.evaluation.metrics import calibration_metrics
 
 
@@ -177,7 +178,30 @@ def test_cross_fitted_scores_come_from_maps_fitted_on_the_other_folds():
 
 
 # ----------------------------------------------------------------------------- TF + JSON
-@pytest.mark.parametrize("method", ["auto", "platt", "isotonic", "temperature"])
+def test_select_takes_the_lowest_out_of_fold_ece_and_identity_keeps_raw_scores():
+    """The choice is the lowest out-of-fold top-5 ECE on validation, recomputed here with
+    `cross_fitted_calibrated` + `calibration_metrics`; an over-confident model gets a map
+    that at least halves it; ``identity`` returns the raw scores."""
+    rng = np.random.default_rng(3)
+    p = rng.beta(0.3, 3.0, (1500, 12))
+    y_cal = (rng.random(p.shape) < p).astype(np.int8)  # scores ARE the probabilities
+    y_over, s_over = overconfident(1500, 12, seed=4)
+    for y, s in ((y_cal, p), (y_over, s_over)):
+        cal, oof = select_calibration(y, s, seed=0)
+        assert list(oof) == list(CANDIDATES)
+        for m in CANDIDATES:
+            q = s if m == "identity" else cross_fitted_calibrated(y, s, 5, 0, method=m)
+            assert oof[m] == pytest.approx(calibration_metrics(y, q)["ece_top5"], abs=1e-12)
+        assert cal.method == min(oof, key=oof.get)
+    assert cal.method != "identity" and oof[cal.method] < 0.5 * oof["identity"]  # the over-confident one
+    cal, oof = select_calibration(y_cal, p, candidates=("identity",))
+    assert cal.method == "identity" and set(cal.kinds) == {"identity"} and list(oof) == ["identity"]
+    np.testing.assert_allclose(cal.apply(p), np.clip(p, EPS, 1 - EPS), atol=1e-12)
+    with pytest.raises(InputError, match="candidates"):
+        select_calibration(y_cal, p, candidates=("bogus",))
+
+
+@pytest.mark.parametrize("method", ["auto", "platt", "isotonic", "temperature", "identity"])
 def test_tf_layer_matches_apply(method, tmp_path):
     tf = pytest.importorskip("tensorflow")
     y, s = overconfident(1000, 10, seed=8)

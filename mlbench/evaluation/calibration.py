@@ -20,7 +20,13 @@ sigmoid(margin) is a squashed distance to a hyperplane), so a reader cannot take
   positives AND as many negatives; it is stored as its knots and applied by linear
   interpolation, exactly as scikit-learn predicts;
 * ``temperature``: one global ``sigmoid(logit(s) / T)`` for every label, T fitted on
-  all validation pairs (the fallback when a label-wise map is not wanted).
+  all validation pairs (the fallback when a label-wise map is not wanted);
+* ``identity``: the raw score, for a model that is already calibrated.
+
+`select_calibration` (what a run uses) picks among ``auto``, ``temperature`` and
+``identity`` the one with the lowest top-5 ECE out of fold on validation (cross-fitted),
+so calibration never trades a calibrated model for a noisier map fitted on a
+thousand documents.
 
 ``method="auto"`` uses isotonic where a label has enough positives and its
 out-of-fold (3-fold, on validation) Brier score is no worse than Platt's, else Platt.
@@ -48,19 +54,23 @@ __all__ = [
     "fit_calibration",
     "cross_fitted_calibrated",
     "calibration_layer",
+    "select_calibration",
     "METHODS",
+    "CANDIDATES",
     "EPS",
     "PLATT_PRIOR",
 ]
 
-METHODS: tuple[str, ...] = ("auto", "platt", "isotonic", "temperature")
+METHODS: tuple[str, ...] = ("auto", "platt", "isotonic", "temperature", "identity")
+#: what `select_calibration` picks from (ties: the first listed)
+CANDIDATES: tuple[str, ...] = ("auto", "temperature", "identity")
 #: scores are clipped to [EPS, 1 - EPS] before the logit
 EPS = 1e-7
 #: strength of the Gaussian prior (a - 1)² / 2 on the pooled Platt slope, in units of one document
 PLATT_PRIOR = 1.0
 #: strength of the prior pulling each label's Platt (a, b) towards the pooled map (documents)
 PLATT_SHRINK = 10.0
-_KINDS = ("platt", "isotonic", "temperature")
+_KINDS = ("platt", "isotonic", "temperature", "identity")
 _FORMAT = "mlbench.calibration/1"
 
 
@@ -279,7 +289,7 @@ class Calibration:
         for l, k in enumerate(self.kinds):
             if k == "temperature":
                 a[l], b[l] = 1.0 / self.temperature, 0.0
-            elif k == "isotonic":
+            elif k in ("isotonic", "identity"):
                 a[l], b[l] = 1.0, 0.0
         return a, b
 
@@ -303,6 +313,8 @@ class Calibration:
                 out.append(f"platt(a={self.a[l]:.4g}, b={self.b[l]:.4g}{tail})")
             elif k == "isotonic":
                 out.append(f"isotonic({len(self.knots[l][0])} knots{tail})")
+            elif k == "identity":
+                out.append(f"identity(raw score kept{tail})")
             else:
                 out.append(f"temperature(T={self.temperature:.4g}{tail})")
         return out
@@ -367,6 +379,9 @@ def fit_calibration(y_val: Any, s_val: Any, *, method: str = "auto", min_isotoni
     if n < 2:
         raise InputError(f"s_val: need at least 2 validation documents to calibrate, got {n}")
     n_pos = y.sum(axis=0)
+    if method == "identity":
+        return Calibration(["identity"] * L, np.ones(L), np.zeros(L), n_positives=n_pos.tolist(),
+                           method=method, min_isotonic_positives=int(min_isotonic_positives))
     z = _logit(s)
     if method == "temperature":
         return Calibration(["temperature"] * L, np.ones(L), np.zeros(L), _temperature_fit(y, z),
@@ -409,6 +424,33 @@ def cross_fitted_calibrated(y_val: Any, s_val: Any, folds: int = 5, seed: int = 
                               min_isotonic_positives=min_isotonic_positives, seed=seed)
         out[fold] = cal.apply(s[fold])
     return out
+
+
+def select_calibration(y_val: Any, s_val: Any, *, candidates: tuple[str, ...] = CANDIDATES,
+                       folds: int = 5, seed: int = 0, top_k: int = 5) -> tuple[Calibration, dict[str, float]]:
+    """The candidate method with the lowest out-of-fold top-`top_k` ECE on validation
+    (each fold calibrated by a map fitted on the others; ``identity`` is the raw scores),
+    refitted on all of validation.  Returns (calibration, {method: out-of-fold ECE}).
+
+    Why choose: a model trained with cross-entropy can already be calibrated, and a map
+    fitted on a thousand documents then only adds noise; ECE over each document's top
+    labels is what a reader of soft labels looks at.
+    """
+    from mlbench.evaluation.metrics import calibration_metrics
+
+    for m in candidates:
+        if m not in METHODS:
+            raise InputError(f"candidates: expected methods from {METHODS}, got {m!r}")
+    if not candidates:
+        raise InputError("candidates: expected at least one calibration method")
+    s = _check_scores("s_val", s_val)
+    y = _check_labels("y_val", y_val, s.shape)
+    oof: dict[str, float] = {}
+    for m in candidates:
+        p = s if m == "identity" else cross_fitted_calibrated(y, s, folds, seed, method=m)
+        oof[m] = float(calibration_metrics(y, p, top_k=top_k)[f"ece_top{top_k}"])
+    best = min(candidates, key=lambda m: (oof[m], candidates.index(m)))
+    return fit_calibration(y, s, method=best, seed=seed), oof
 
 
 # ----------------------------------------------------------------------------- TF ops
