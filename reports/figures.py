@@ -38,6 +38,9 @@ def _save(fig: Figure, path: Path) -> Path:
 
 PAGE_WIDTH = 12.8        # inches at DPI: about the report's content width, so no downscaling
 MAX_PER_PANEL = 75       # labels per stacked panel: names stay >= ~7 pt with 150 labels
+#: above this many labels the per-label figures become distributions (one bar or marker
+#: per label would need dozens of panels); the report lists the top / bottom labels instead
+MANY_LABELS = 300
 
 
 def _panels(n_labels: int) -> list[range]:
@@ -92,6 +95,8 @@ def label_frequency(record: dict, path: Path) -> Path | None:
     if not names or len(counts) != len(names):
         return None
     groups = R.label_groups(record)
+    if len(names) > MANY_LABELS:
+        return _frequency_histogram(counts, groups, path)
     fig, panels, per_panel = _label_figure(len(names), 3.2)
     positive = [c for c in counts if c and c > 0]
     for ax, span in panels:
@@ -111,6 +116,34 @@ def label_frequency(record: dict, path: Path) -> Path | None:
         panels[0][0].legend(handles=[Patch(color=GROUP_COLOURS[g], label=g) for g in present],
                             fontsize=8, loc="upper right")
     panels[0][0].set_title("Label frequency (training split, labels in frequency order)", fontsize=10)
+    return _save(fig, path)
+
+
+def _frequency_histogram(counts: Sequence[int | None], groups: Sequence[str | None], path: Path) -> Path:
+    """How many labels have how many training documents (log-spaced bins), stacked by group."""
+    positive = [c for c in counts if c and c > 0]
+    top = max(positive, default=1)
+    edges = [10 ** (k / 4) for k in range(0, int(4 * math.log10(top)) + 2)]  # 4 bins a decade
+    fig = Figure(figsize=(PAGE_WIDTH * 0.75, 3.6), layout="constrained")
+    ax = fig.subplots()
+    bottom = [0] * (len(edges) - 1)
+    for g in [*R.GROUPS, None]:
+        vals = [c for c, gg in zip(counts, groups) if gg == g and c and c > 0]
+        if not vals:
+            continue
+        hist = [sum(lo <= v < hi for v in vals) for lo, hi in zip(edges, edges[1:])]
+        ax.bar(edges[:-1], hist, width=[hi - lo for lo, hi in zip(edges, edges[1:])], align="edge",
+               bottom=bottom, color=GROUP_COLOURS.get(g, "#718096"), label=g or "no group", zorder=2,
+               edgecolor="white", linewidth=0.5)
+        bottom = [b + h for b, h in zip(bottom, hist)]
+    ax.set_xscale("log")
+    ax.set_xlabel("training documents of the label (log)")
+    ax.set_ylabel("labels")
+    ax.grid(axis="y", alpha=0.3, zorder=1)
+    ax.legend(fontsize=8, loc="upper right")
+    zero = sum(1 for c in counts if not c)
+    ax.set_title(f"Label frequency: {len(counts):,} labels (training split)"
+                 + (f"; {zero:,} with no training document" if zero else ""), fontsize=10)
     return _save(fig, path)
 
 
@@ -154,6 +187,8 @@ def per_label_f1(record: dict, path: Path) -> Path | None:
     series = [(n, f) for n, f in series if len(f) == len(names) and any(v is not None for v in f)]
     if not names or not series:
         return None
+    if len(names) > MANY_LABELS:
+        return _f1_histogram(series, len(names), path)
     groups = R.label_groups(record)
     fig, panels, per_panel = _label_figure(len(names), 3.4)
     window = max(5, len(names) // 15) if len(names) >= 40 else 0
@@ -174,6 +209,24 @@ def per_label_f1(record: dict, path: Path) -> Path | None:
     handles, labels_ = panels[0][0].get_legend_handles_labels()
     fig.legend(handles, labels_, loc="outside upper center", ncol=min(len(series), 6),
                fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def _f1_histogram(series: Sequence[tuple[str, Sequence[float | None]]], n_labels: int, path: Path) -> Path:
+    """How many labels reach which test F1 (bins of 0.05), one step line per model."""
+    edges = [k / 20 for k in range(21)]
+    fig = Figure(figsize=(PAGE_WIDTH * 0.75, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, f1) in enumerate(series):
+        vals = [v for v in f1 if v is not None]
+        hist = [sum(lo <= v < hi or (hi == 1.0 and v == 1.0) for v in vals) for lo, hi in zip(edges, edges[1:])]
+        ax.stairs(hist, edges, color=_colour(i), lw=1.6, label=f"{name}: {len(vals):,} labels")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test F1 of the label (micro-chosen rule)")
+    ax.set_ylabel("labels")
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="upper center")
+    ax.set_title(f"Per-label F1 over {n_labels:,} labels", fontsize=10)
     return _save(fig, path)
 
 

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from mlbench.record import RunRecord
 
 from . import record as R
-from .figures import write_figures
+from .figures import MANY_LABELS, write_figures
 
 TEMPLATES = Path(__file__).parent / "templates"
 DASH = "—"
@@ -518,6 +518,31 @@ def headline(record: dict) -> list[dict[str, str]]:
     return out
 
 
+#: labels listed at each end of the F1 ranking (many-label runs) and chips shown per fallback list
+EXTREMES = 10
+MAX_CHIPS = 40
+
+
+def label_extremes(record: dict, k: int = EXTREMES) -> list[dict[str, Any]]:
+    """With more than `MANY_LABELS` labels: per model (micro-chosen rule) its `k` best and
+    `k` worst labels by test F1 among labels with training documents, with their counts."""
+    names, counts = R.labels(record), R.train_counts(record)
+    if len(names) <= MANY_LABELS:
+        return []
+    out = []
+    for name, model in R.models(record).items():
+        rule = R.chosen_rule(model, "micro") or "fixed"
+        f1 = R.per_label_f1(model, rule)
+        if len(f1) != len(names):
+            continue
+        ranked = sorted((j for j, v in enumerate(f1) if v is not None and (counts[j] or 0) > 0),
+                        key=lambda j: (-f1[j], -(counts[j] or 0), names[j]))
+        row = lambda j: {"label": names[j], "f1": fmt(f1[j], 3), "train": fmt(counts[j], 0)}  # noqa: E731
+        out.append({"name": name, "rule": rule, "n": len(ranked),
+                    "top": [row(j) for j in ranked[:k]], "bottom": [row(j) for j in ranked[-k:][::-1]]})
+    return out
+
+
 def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
     """Everything the template needs, pre-formatted so the template stays logic-light."""
     ms = R.models(record)
@@ -550,6 +575,9 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "rule_rows": rule_table,
         "fallbacks": [r for r in rule_table if r.extra["fallback"]],
         "fallback_note": FALLBACK_NOTE,
+        "max_chips": MAX_CHIPS,
+        "extremes": label_extremes(record),
+        "many_labels": len(R.labels(record)) > MANY_LABELS,
         "figures": {k: data_uri(v) for k, v in figures.items() if ":" not in k},
         "calibration": calibration_rows(record),
         "calibration_method": CALIBRATION_METHOD,

@@ -549,6 +549,39 @@ def test_many_labels_figures(tmp_path):
     assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 5000 for p in figures.values())
 
 
+def test_thousands_of_labels_get_distributions_and_best_worst_tables(tmp_path):
+    """Past `MANY_LABELS` the per-label figures are histograms of page height (not dozens
+    of stacked panels), and the report lists each model's best and worst labels, read
+    from the record."""
+    from PIL import Image
+
+    from reports import figures as F
+    from reports.html import EXTREMES, label_extremes
+
+    n = 5000
+    assert n > F.MANY_LABELS
+    record = make_record(n_labels=n, seed=5, n_seeds=1)
+    data = record.to_json()
+    for draw in (F.label_frequency, F.per_label_f1):
+        path = draw(data, tmp_path / f"{draw.__name__}.png")
+        with Image.open(path) as img:
+            assert img.size[1] < 600, (draw.__name__, img.size)  # one panel, whatever the label count
+    rows = label_extremes(data)
+    names, counts = data["dataset"]["labels"], data["dataset"]["train_counts"]
+    for row in rows:
+        model = data["models"][row["name"]]
+        f1 = model["rules"][row["rule"]]["per_label_f1_test"]
+        assert f1[names.index(row["top"][0]["label"])] == max(f1)
+        assert f1[names.index(row["bottom"][0]["label"])] == min(f1)
+        assert float(row["top"][0]["f1"]) == pytest.approx(max(f1), abs=5e-4)
+        assert float(row["bottom"][0]["f1"]) == pytest.approx(min(f1), abs=5e-4)
+        assert len(row["top"]) == len(row["bottom"]) == EXTREMES and row["n"] == sum(c > 0 for c in counts)
+    html = write_report(record, tmp_path).read_text(encoding="utf-8")
+    assert html.count('class="extremes"') == len(rows) == len(data["models"])
+    assert "best and worst of" in html and "How many labels reach each test F1" in html
+    assert label_extremes(make_record(n_labels=40).to_json()) == []  # few labels: the dot plot
+
+
 def test_per_label_figure_uses_micro_chosen_rule(monkeypatch, tmp_path):
     """The per-label plot draws each model's micro-chosen rule, and the f1-vs-frequency plot
     draws the baseline plus the best configuration of each objective."""
