@@ -48,6 +48,63 @@ class _QuietLinearSVC(LinearSVC):
             return super().fit(X, y, sample_weight=sample_weight)
 
 
+#: above this many bytes of float64 one-vs-rest weights (labels × features × 8) each
+#: label's LinearSVC keeps its `coef_` [1, V] as float32 (margins then differ in the
+#: 7th digit): the weights are mostly non-zero, so sparse storage would not help, and
+#: with millions of bi-gram features they would be most of a large run's memory.
+#: Reuters- and arXiv-size models stay float64, unchanged.
+COEF_FLOAT32_BYTES = 2 * 1024**3
+
+
+def _fit_label_chunk(svc: LinearSVC, x: Any, y: Any, float32_coef: bool) -> list[LinearSVC]:
+    """One joblib task: a clone of `svc` fitted on `x` [n, V] for each 0/1 column of the
+    CSC targets `y` [n, k], in column order (what `OneVsRestClassifier` fits per label)."""
+    from sklearn.base import clone
+
+    fitted = []
+    for j in range(y.shape[1]):
+        est = clone(svc).fit(x, y[:, j].toarray().ravel())
+        if float32_coef:
+            est.coef_ = est.coef_.astype(np.float32)
+        fitted.append(est)
+    return fitted
+
+
+def fit_one_vs_rest(svc: LinearSVC, x: Any, y: Any, *, n_jobs: int):
+    """`OneVsRestClassifier(svc, n_jobs).fit(x, y)` for CSR 0/1 targets `y` [n, L], each
+    label present and absent; the same fitted estimators, shipped to the workers in chunks.
+
+    Why not OvR's own fit: it makes one joblib task per label, and each task pickles `x`
+    again (joblib hashes every array to find its memory map, per task: a full pass over
+    `x` per label); here each worker gets `x` a few times (labels dealt round-robin
+    into ~4 chunks per worker, so slow head labels spread out).  Each label's fit is
+    unchanged, so the margins equal OvR's (and the serial fit's) exactly.
+    """
+    import scipy.sparse as sp
+    from joblib import Parallel, delayed, effective_n_jobs
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import LabelBinarizer
+
+    y = sp.csc_matrix(y)
+    n_labels = y.shape[1]
+    workers = min(effective_n_jobs(n_jobs), n_labels)
+    n_chunks = 1 if workers <= 1 else min(n_labels, 4 * workers)
+    chunks = [np.arange(k, n_labels, n_chunks) for k in range(n_chunks)]
+    float32_coef = n_labels * x.shape[1] * 8 > COEF_FLOAT32_BYTES
+    parts = Parallel(n_jobs=workers)(delayed(_fit_label_chunk)(svc, x, y[:, cols], float32_coef)
+                                     for cols in chunks)
+    estimators: list = [None] * n_labels
+    for cols, fitted in zip(chunks, parts):
+        for j, est in zip(cols, fitted):
+            estimators[j] = est
+    model = OneVsRestClassifier(svc, n_jobs=n_jobs)
+    model.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(y.tocsr())
+    model.classes_ = model.label_binarizer_.classes_
+    model.estimators_ = estimators
+    model.n_features_in_ = estimators[0].n_features_in_
+    return model
+
+
 class LinearSVMTrack(Track):
     """`--models svm`: TfidfVectorizer + OneVsRestClassifier(LinearSVC).
 
@@ -114,20 +171,23 @@ class LinearSVMTrack(Track):
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
         vectorizer = self.build_vectorizer()
         x = vectorizer.fit_transform(train.texts)
-        # int8 targets straight from CSR: no n × L float32 copy at thousands of labels
-        return self.fit_features(vectorizer, x, labels.encode_sparse(train.labels).astype(np.int8).toarray(), labels)
+        # CSR targets: no dense n × L copy at thousands of labels
+        return self.fit_features(vectorizer, x, labels.encode_sparse(train.labels), labels)
 
     def fit_features(self, vectorizer: Any, x: Any, y: np.ndarray, labels: LabelSpace) -> dict[str, list[float]]:
         """Fit the classifiers on `x` = ``vectorizer.transform(train)`` [n, V] with 0/1
         targets `y` [n, L]; lets the tuner reuse one vectorizer's matrices across C and
         class weights."""
-        from sklearn.multiclass import OneVsRestClassifier
+        import scipy.sparse as sp
 
         self.labels, self.vectorizer = labels, vectorizer
-        y = np.asarray(y).astype(np.int8)
-        trainable = (y.sum(axis=0) > 0) & (y.sum(axis=0) < len(y))
+        # 0/1 targets: dense or CSR (`fit` passes CSR: no n × L dense copy at thousands of labels)
+        y = y.tocsr().astype(np.int8) if sp.issparse(y) else np.asarray(y).astype(np.int8)
+        positives = np.asarray(y.sum(axis=0)).ravel()
+        n_docs = y.shape[0]
+        trainable = (positives > 0) & (positives < n_docs)
         self._columns = np.flatnonzero(trainable)
-        self._constant = np.where(y.sum(axis=0) >= len(y), 1.0, -1.0)  # margin for untrainable labels
+        self._constant = np.where(positives >= n_docs, 1.0, -1.0)  # margin for untrainable labels
         svc = _QuietLinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.settings.seed)
         # labels fit in parallel (joblib; `--n-jobs`, default all cores): each label's
         # LinearSVC is independent, so the result equals the serial fit
@@ -135,9 +195,7 @@ class LinearSVMTrack(Track):
         # targets as int32 CSR: an int8 y makes scikit-learn 1.9's OvR train some labels on
         # wrong targets (train accuracy 0.61 vs 1.0 on a 150-label synthetic corpus), and a
         # sparse y stays small at thousands of labels
-        import scipy.sparse as sp
-
-        self.model = (OneVsRestClassifier(svc, n_jobs=n_jobs).fit(x, sp.csr_matrix(y[:, self._columns], dtype=np.int32))
+        self.model = (fit_one_vs_rest(svc, x, sp.csr_matrix(y)[:, self._columns].astype(np.int32), n_jobs=n_jobs)
                       if len(self._columns) else None)
         # counted from the fitted models (each worker silenced its own ConvergenceWarning)
         unconverged = sum(int(getattr(e, "n_iter_", 0)) >= svc.max_iter

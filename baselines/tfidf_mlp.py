@@ -278,7 +278,7 @@ class TfidfMLPTrack(Track):
 
     # -- Track API ----------------------------------------------------------------------
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
-        from baselines.tfidf_vectorizer import SparseTfidf, adapt_tfidf
+        from baselines.tfidf_vectorizer import SparseTfidf, adapt_tfidf_fast
         from mlbench.keras.strategy import fit_scope, replicas
         from mlbench.keras.training import fit_keras_model, seed_everything
 
@@ -295,7 +295,7 @@ class TfidfMLPTrack(Track):
                          "and Keras Adam (slower; the exported model is the sparse one)"]
                         if self._densify else [])
         self.labels = labels
-        self.dense_vectorizer = adapt_tfidf(train.texts, ngrams=self.ngrams, max_tokens=self.max_tokens)
+        self.dense_vectorizer = adapt_tfidf_fast(train.texts, ngrams=self.ngrams, max_tokens=self.max_tokens)
         self.vectorizer = (
             SparseTfidf.from_dense(self.dense_vectorizer, drop_oov=self.drop_oov)
             if self.sparse else self.dense_vectorizer

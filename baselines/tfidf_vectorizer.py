@@ -38,6 +38,36 @@ def adapt_tfidf(texts: Sequence[str], *, ngrams: int = 2, max_tokens: int | None
     return layer
 
 
+def adapt_tfidf_fast(texts: Sequence[str], *, ngrams: int = 2, max_tokens: int | None = None,
+                     batch_size: int = 1024) -> keras.layers.TextVectorization:
+    """`adapt_tfidf`'s layer (what the MLP track fits): the same vocabulary and IDF weights,
+    counted without Keras's per-document loop.
+
+    Why: Keras 3.15's ``IndexLookup.update_state`` dedupes each document's n-grams for the
+    document frequencies with an eager ``tf.map_fn`` over the rows, one op per document,
+    which grows into most of the fit on large corpora.  Here each batch of n-grams [B, None]
+    (the layer's own standardize/split/n-gram step, `_preprocess`) is counted with a few
+    whole-batch ops: every distinct (document, n-gram) pair once.  The counts that reach
+    the layer's tables, and so `finalize_state`'s vocabulary and IDF, are Keras's own.
+    """
+    if max_tokens is None:
+        max_tokens = keras_io_vocabulary_size(texts)
+    layer = keras.layers.TextVectorization(max_tokens=max_tokens, ngrams=ngrams, output_mode="tf_idf")
+    lookup = layer._lookup_layer  # the IndexLookup whose tables `adapt` fills
+    layer.reset_state()
+    for start in range(0, len(texts), batch_size):
+        grams = layer._preprocess(tf.constant(list(texts[start:start + batch_size])))  # ragged [B, None]
+        tokens, idx, counts = tf.unique_with_counts(grams.flat_values, out_idx=tf.int64)
+        lookup.token_counts.insert(tokens, counts + lookup.token_counts.lookup(tokens))
+        n = tf.size(tokens, out_type=tf.int64)
+        pairs, _ = tf.unique(grams.value_rowids() * n + idx)  # each n-gram once per document
+        docs = tf.math.unsorted_segment_sum(tf.ones_like(pairs), pairs % tf.maximum(n, 1), n)
+        lookup.token_document_counts.insert(tokens, docs + lookup.token_document_counts.lookup(tokens))
+        lookup.num_documents.assign_add(grams.nrows())
+    layer.finalize_state()
+    return layer
+
+
 @keras.saving.register_keras_serializable(package="mlbench")
 class SparseTfidf(keras.layers.Layer):
     """Raw strings → sparse TF-IDF rows, equal to the dense layer it was built from."""

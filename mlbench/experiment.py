@@ -11,6 +11,9 @@ A run folder is never reused: a new ``runs/<dataset>-<timestamp>`` is created.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -348,6 +351,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     with phase("device"):
         device = configure_device(cfg.device, cpu_devices=cfg.cpu_devices, strategy=cfg.strategy)
         say(f"using {device}")
+    scratch = worker_scratch(cfg)  # None unless a non-chief multiworker process
     models = cfg.models or default_tracks(gpu_visible())
     with phase("label space"):
         labels = LabelSpace.from_training_labels(corpus.train.labels)
@@ -356,10 +360,11 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     info = dataset_info(corpus, labels, groups)
     info.health = health
     if resume is None:
-        run_dir = new_run_dir(Path(cfg.out), cfg.dataset)
+        run_dir = new_run_dir(scratch or Path(cfg.out), cfg.dataset)
         record = start_record(cfg, run_dir=run_dir, models=models, device=device, info=info)
     else:
-        run_dir = Path(resume)
+        # a non-chief worker resumes from a copy: it reads the chief's state, writes nothing there
+        run_dir = Path(resume) if scratch is None else Path(shutil.copytree(resume, scratch / Path(resume).name))
         record = reopen_record(run_dir, info)
         models = list(record.config.get("models") or models)
         say(f"resuming: keeping {', '.join(record.models) or 'no finished variant'}")
@@ -412,7 +417,32 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     record.status = "finished"
     record.events.append({"event": "finished", "time": _now()})
     record.save(run_dir)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     return run_dir, record
+
+
+def worker_scratch(cfg: RunConfig) -> Path | None:
+    """A scratch folder for a non-chief worker of ``--strategy multiworker``, else None.
+
+    Why not skip the writes: every worker must take part in saving a model whose
+    variables are distributed (`tf.distribute` rule), so a non-chief worker runs the
+    same steps into this folder, which is removed when its run ends (or the process
+    exits); only the chief (`mlbench.keras.strategy.is_chief`) writes the run folder.
+    """
+    if cfg.strategy != "multiworker":
+        return None
+    from mlbench.keras.strategy import is_chief, make_strategy
+
+    strategy = make_strategy("multiworker")
+    if is_chief(strategy):
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="mlbench-worker-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # also after a crash
+    resolver = strategy.cluster_resolver
+    say(f"multiworker: {resolver.task_type} {resolver.task_id} is not the chief: its run folder goes to "
+        f"scratch {scratch} (removed at the end); the chief writes the run folder under {cfg.out}")
+    return scratch
 
 
 def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, corpus: Corpus,

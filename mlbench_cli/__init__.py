@@ -116,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--name", help="model name in the URLs (default: folder name minus _savedmodel)")
     srv.add_argument("--max-texts", type=int, default=256, help="most texts in one request")
     srv.add_argument("--max-chars", type=int, default=100_000, help="longest text accepted")
+    srv.add_argument("--max-explain", type=int, default=16,
+                     help='most texts in one request with "explain": true')
     srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
     srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
@@ -199,6 +201,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         cfg = config_from_args(args, argv).validate()
     run_dir, record = run_experiment(cfg, resume=args.resume)
+    if not run_dir.is_dir():  # a non-chief multiworker process: its scratch run folder is gone
+        return 0
     if cfg.report:
         with phase("report"):
             from reports import write_report
@@ -234,7 +238,8 @@ def serve(args: argparse.Namespace) -> int:
 
     import_tensorflow()
     run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
-               max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
+               max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
+               max_explain=args.max_explain)
     return 0
 
 

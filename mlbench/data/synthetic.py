@@ -58,6 +58,38 @@ def zipf_probabilities(n: int, exponent: float) -> np.ndarray:
     return p / p.sum()
 
 
+_CHUNK = 1 << 22  # draws per chunk (32 MB of float64)
+
+
+def _chunks(total: int) -> list[int]:
+    """Sizes of consecutive chunks of `total` draws."""
+    return [min(_CHUNK, total - i) for i in range(0, total, _CHUNK)]
+
+
+def _choice_in_chunks(rng: np.random.Generator, p: np.ndarray, total: int) -> np.ndarray:
+    """``rng.choice(len(p), size=total, p=p)`` as int32, drawn in chunks (same numbers:
+    `choice` is ``cdf.searchsorted(rng.random(total), side="right")``, see `_draw_label_sets`)."""
+    cdf = np.asarray(p, dtype=np.float64).cumsum()
+    cdf /= cdf[-1]
+    parts = [cdf.searchsorted(rng.random(n), side="right").astype(np.int32) for n in _chunks(total)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def _draw_label_sets(rng: np.random.Generator, p: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    """``[np.unique(rng.choice(len(p), size=k, p=p)) for k in sizes]`` in one draw.
+
+    Why: that loop recomputes the cumulative distribution of `p` for every document
+    (n_docs × n_labels work: minutes at 200k documents × 5,000 labels).  `choice` with `p`
+    is ``cdf.searchsorted(rng.random(k), side="right")`` and consecutive ``random``
+    calls continue one stream, so one call over ``sizes.sum()`` draws gives the same
+    label sets, number for number.
+    """
+    cdf = np.asarray(p, dtype=np.float64).cumsum()
+    cdf /= cdf[-1]
+    picks = cdf.searchsorted(rng.random(int(np.sum(sizes))), side="right")
+    return [np.unique(part) for part in np.split(picks, np.cumsum(sizes)[:-1])]
+
+
 def synthetic_corpus(
     n_docs: int,
     *,
@@ -83,27 +115,34 @@ def synthetic_corpus(
     # labels: long-tailed frequencies, 1-4 per document (mostly 1)
     label_p = zipf_probabilities(n_labels, label_exponent)
     n_per_doc = np.minimum(rng.geometric(0.6, size=n_docs), 4)
-    label_ids = [np.unique(rng.choice(n_labels, size=k, p=label_p)) for k in n_per_doc]
+    label_ids = _draw_label_sets(rng, label_p, n_per_doc)
     # each label's topic words: mid-frequency ranks (not stop words, not hapaxes)
     lo, hi = min(200, vocab_size // 4), max(min(vocab_size, 20_000), vocab_size // 2)
     topics = rng.integers(lo, hi, size=(n_labels, topic_words))
 
     lengths = np.clip(rng.lognormal(np.log(median_words), 0.6, size=n_docs), 12, 600).astype(np.int64)
     total = int(lengths.sum())
-    background = rng.choice(vocab_size, size=total, p=zipf_probabilities(vocab_size, zipf_exponent))
-    from_topic = rng.random(total) < topic_share
-    topic_pick = rng.integers(0, topic_words, size=total)
-    label_pick = rng.random(total)
+    # The draws of ``rng.choice(vocab_size, total, p)``, ``rng.random(total) < topic_share``,
+    # ``rng.integers(0, topic_words, total)`` and ``rng.random(total)``, number for number,
+    # kept compact: int32 word ids, and the topic / label picks only where a topic word
+    # goes (the float64 / int64 arrays in full are ~4 GB at 1M documents).
+    background = _choice_in_chunks(rng, zipf_probabilities(vocab_size, zipf_exponent), total)
+    from_topic = np.concatenate([rng.random(n) < topic_share for n in _chunks(total)] or [np.zeros(0, bool)])
+    topic_pick = rng.integers(0, topic_words, size=total)[from_topic]  # one call: its draws are buffered
+    label_pick = np.concatenate([rng.random(n)[from_topic[i:i + n]]
+                                 for i, n in zip(range(0, total, _CHUNK), _chunks(total))] or [np.zeros(0)])
 
     texts: list[str] = []
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    topic_starts = np.concatenate([[0], np.cumsum(np.add.reduceat(from_topic, starts))]) if total else [0]
     for doc, (start, length) in enumerate(zip(starts, lengths)):
         ids = background[start : start + length].copy()
         mask = from_topic[start : start + length]
         if mask.any():
+            t0, t1 = topic_starts[doc], topic_starts[doc + 1]
             labels_of_doc = label_ids[doc]
-            which = labels_of_doc[(label_pick[start : start + length][mask] * len(labels_of_doc)).astype(int)]
-            ids[mask] = topics[which, topic_pick[start : start + length][mask]]
+            which = labels_of_doc[(label_pick[t0:t1] * len(labels_of_doc)).astype(int)]
+            ids[mask] = topics[which, topic_pick[t0:t1]]
         texts.append(" ".join([vocab[i] for i in ids.tolist()]))
     label_sets = [tuple(f"label_{i:03d}" for i in ids) for ids in label_ids]
 

@@ -20,15 +20,18 @@ Rules every Keras track follows:
 * learning rate: unchanged — the per-example gradient is averaged over the global
   batch, so one step on N replicas equals one single-device step on the same global
   batch; scale it yourself (linear rule: lr × replicas) if you grow the global batch;
-* only the chief (`is_chief`) writes checkpoints and exports; other workers keep
-  theirs in a scratch folder (`checkpoint_dir`).
+* only the chief (`is_chief`) writes checkpoints, exports and the run folder; other
+  workers keep theirs in scratch folders removed at exit (`checkpoint_dir`,
+  `mlbench.experiment.worker_scratch`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -186,10 +189,13 @@ def is_chief(strategy: Any = None) -> bool:
 
 
 def checkpoint_dir(workdir: Path, strategy: Any) -> Path:
-    """Where this process writes checkpoints: `workdir` on the chief, a scratch folder elsewhere."""
+    """Where this process writes checkpoints: `workdir` on the chief, elsewhere a scratch
+    folder removed when the process exits."""
     if is_chief(strategy):
         return Path(workdir)
-    return Path(tempfile.mkdtemp(prefix=f"mlbench-worker{strategy.cluster_resolver.task_id}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"mlbench-worker{strategy.cluster_resolver.task_id}-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
 
 
 def strategy_for(settings: Any):

@@ -1,0 +1,127 @@
+"""The scale-out code paths give the results of the simple ones they replace.
+
+Each fast path (one label draw and chunked word draws for a synthetic corpus, whole-batch TF-IDF
+counting for the MLP's vocabulary, chunked one-vs-rest SVM fits) is compared with the
+straightforward implementation on a small input, number for number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mlbench.data.synthetic import _draw_label_sets, synthetic_corpus, zipf_probabilities
+from mlbench.labels import LabelSpace
+
+
+@pytest.mark.parametrize("n_labels, n_docs", [(6, 300), (150, 2000), (5000, 500)])
+def test_one_label_draw_equals_the_per_document_choice(n_labels, n_docs):
+    p = zipf_probabilities(n_labels, 1.2)
+    ref_rng, new_rng = np.random.default_rng(11), np.random.default_rng(11)
+    sizes = np.minimum(ref_rng.geometric(0.6, size=n_docs), 4)
+    assert np.array_equal(sizes, np.minimum(new_rng.geometric(0.6, size=n_docs), 4))
+    ref = [np.unique(ref_rng.choice(n_labels, size=k, p=p)) for k in sizes]
+    new = _draw_label_sets(new_rng, p, sizes)
+    assert len(new) == n_docs and all(np.array_equal(a, b) for a, b in zip(ref, new))
+    assert ref_rng.random() == new_rng.random()  # the stream continues where it did
+
+
+def test_chunked_word_draws_equal_one_choice_call(monkeypatch):
+    import mlbench.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "_CHUNK", 1000)  # several chunks and a partial one
+    p = zipf_probabilities(3000, 1.1)
+    ref_rng, new_rng = np.random.default_rng(2), np.random.default_rng(2)
+    ref = ref_rng.choice(len(p), size=4321, p=p)
+    new = synthetic._choice_in_chunks(new_rng, p, 4321)
+    assert new.dtype == np.int32 and np.array_equal(ref, new)
+    assert ref_rng.random() == new_rng.random()
+    # the corpus does not depend on the chunk size
+    small = synthetic.synthetic_corpus(300, seed=9, vocab_size=2000, n_labels=10)
+    monkeypatch.setattr(synthetic, "_CHUNK", 1 << 22)
+    assert synthetic.synthetic_corpus(300, seed=9, vocab_size=2000, n_labels=10).train.texts == small.train.texts
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    c = synthetic_corpus(400, seed=4, vocab_size=1500, n_labels=8, median_words=30)
+    return c.train.texts + ["", "   ", "Hello, World! U.S. don't stop", "Café STRASSE ΟΔΟΣ naïve 中文 ٣٤",
+                            "a", "a a a b b"]
+
+
+@pytest.mark.parametrize("max_tokens", [None, 800])
+def test_fast_tfidf_adapt_equals_keras_adapt(texts, max_tokens):
+    pytest.importorskip("tensorflow")
+    from baselines.tfidf_vectorizer import adapt_tfidf, adapt_tfidf_fast
+
+    ref = adapt_tfidf(texts, ngrams=2, max_tokens=max_tokens, batch_size=64)
+    new = adapt_tfidf_fast(texts, ngrams=2, max_tokens=max_tokens, batch_size=64)
+    assert new.get_vocabulary() == ref.get_vocabulary()
+    if max_tokens is not None:
+        assert len(new.get_vocabulary()) == max_tokens
+    np.testing.assert_array_equal(np.asarray(new._lookup_layer.idf_weights_const),
+                                  np.asarray(ref._lookup_layer.idf_weights_const))
+    probe = texts[:3] + ["Hello, World! unseen words"]
+    np.testing.assert_array_equal(np.asarray(new(probe)), np.asarray(ref(probe)))
+
+
+@pytest.fixture(scope="module")
+def svm_data():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    c = synthetic_corpus(600, seed=6, vocab_size=1500, n_labels=12, median_words=30)
+    labels = LabelSpace.from_training_labels(c.train.labels)
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x = vec.fit_transform(c.train.texts)
+    y = labels.encode_sparse(c.train.labels).astype(np.int32)
+    keep = np.flatnonzero(np.asarray(y.sum(axis=0)).ravel() > 0)
+    return x, y[:, keep], vec.transform(c.test.texts)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_chunked_one_vs_rest_equals_sklearn(svm_data, n_jobs):
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from baselines.svm import _QuietLinearSVC, fit_one_vs_rest
+
+    x, y, x_test = svm_data
+    svc = _QuietLinearSVC(random_state=0)
+    ref = OneVsRestClassifier(svc, n_jobs=1).fit(x, y)
+    new = fit_one_vs_rest(svc, x, y, n_jobs=n_jobs)
+    assert len(new.estimators_) == y.shape[1] and new.n_jobs == n_jobs
+    np.testing.assert_array_equal(new.decision_function(x_test), ref.decision_function(x_test))
+    np.testing.assert_array_equal(new.predict(x_test).toarray(), ref.predict(x_test).toarray())
+    assert all(e.coef_.dtype == np.float64 for e in new.estimators_)  # small: float64 kept
+
+
+def test_large_one_vs_rest_weights_are_stored_as_float32(svm_data, monkeypatch):
+    import baselines.svm as svm_module
+
+    x, y, x_test = svm_data
+    svc = svm_module._QuietLinearSVC(random_state=0)
+    ref = svm_module.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    monkeypatch.setattr(svm_module, "COEF_FLOAT32_BYTES", 0)
+    small = svm_module.fit_one_vs_rest(svc, x, y, n_jobs=2)
+    assert all(e.coef_.dtype == np.float32 for e in small.estimators_)
+    np.testing.assert_allclose(small.decision_function(x_test), ref.decision_function(x_test), atol=1e-6)
+
+
+def test_svm_track_takes_dense_or_sparse_targets():
+    """`fit` passes CSR targets, the tuner dense rows: the same margins either way."""
+    from baselines.svm import LinearSVMTrack
+    from mlbench.tracks import TrainSettings
+
+    c = synthetic_corpus(300, seed=8, vocab_size=1000, n_labels=10, median_words=25)
+    labels = LabelSpace.from_training_labels(c.train.labels)
+    margins = []
+    for dense in (False, True):
+        track = LinearSVMTrack(TrainSettings(n_jobs=1))
+        vec = track.build_vectorizer()
+        x = vec.fit_transform(c.train.texts)
+        y = labels.encode_sparse(c.train.labels)
+        track.fit_features(vec, x, y.toarray() if dense else y, labels)
+        margins.append(track.decision_function(c.test.texts))
+    assert sp.issparse(labels.encode_sparse(c.train.labels))
+    np.testing.assert_array_equal(margins[0], margins[1])
+    assert margins[0].shape == (len(c.test), len(labels))
