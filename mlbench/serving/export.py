@@ -244,12 +244,16 @@ class ExportedModel:
         return [fn(texts=tf.constant(list(texts[i : i + batch_size]), dtype=tf.string))
                 for i in range(0, len(texts), batch_size)]
 
+    def _stacked(self, texts: Sequence[str], batch_size: int, fn: Callable, key: str, dtype) -> np.ndarray:
+        """Output `key` of signature `fn` over every batch, stacked: [len(texts), n_labels]."""
+        out = [b[key].numpy() for b in self._batches(texts, batch_size, fn)]
+        if not out:
+            return np.zeros((0, len(self.labels)), dtype=dtype)
+        return np.concatenate(out, axis=0)
+
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Per-label probabilities for raw strings, float32 [len(texts), n_labels]."""
-        out = [b["scores"].numpy() for b in self._batches(texts, batch_size, self._serve)]
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.concatenate(out, axis=0)
+        return self._stacked(texts, batch_size, self._serve, "scores", np.float32)
 
     @property
     def has_calibration(self) -> bool:
@@ -265,10 +269,7 @@ class ExportedModel:
         from mlbench.serving.calibrated import PROBABILITIES, read_calibration
 
         if PROBABILITIES in self._serve.structured_outputs:
-            out = [b[PROBABILITIES].numpy() for b in self._batches(texts, batch_size, self._serve)]
-            if not out:
-                return np.zeros((0, len(self.labels)), dtype=np.float32)
-            return np.concatenate(out, axis=0)
+            return self._stacked(texts, batch_size, self._serve, PROBABILITIES, np.float32)
         cal = read_calibration(self.directory)
         if cal is None:
             raise InputError(f"{self.directory}: exported without calibration (no calibration.json); "
@@ -280,10 +281,7 @@ class ExportedModel:
         int32 [len(texts), n_labels]; older exports without it: ``scores >= 0.5``."""
         if self._decide is None:
             return (self.predict(texts, batch_size) >= 0.5).astype(np.int32)
-        out = [b["labels"].numpy() for b in self._batches(texts, batch_size, self._decide)]
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.int32)
-        return np.concatenate(out, axis=0)
+        return self._stacked(texts, batch_size, self._decide, "labels", np.int32)
 
     @property
     def has_explanations(self) -> bool:
