@@ -113,6 +113,7 @@ class LinearSVMTrack(Track):
     """
 
     name = "svm"
+    onnx_core = "linear"  # `mlbench export-onnx`: one graph from raw strings to scores
     family = "baseline"
     stochastic = False  # liblinear's dual coordinate descent converges to the same optimum
     defaults: ClassVar[dict[str, Any]] = {

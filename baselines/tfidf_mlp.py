@@ -178,6 +178,7 @@ class TfidfMLPTrack(Track):
     """The keras-io TF-IDF bigram MLP as a benchmark track (`--models mlp`)."""
 
     name = "mlp"
+    onnx_core = "tfidf_mlp"  # `mlbench export-onnx`: sparse TF-IDF core + Python front end
     family = "baseline"
     uses_loss = True
     #: validation search (`mlbench.tuning`, through ``settings.options``): the [UNK]

@@ -59,6 +59,10 @@ class Track(abc.ABC):
     #: `serving_default` and `decisions` signatures) or another format's name
     #: (e.g. "fasttext"); the contract test runs SavedModel checks only for "savedmodel"
     export_format: ClassVar[str] = "savedmodel"
+    #: what `mlbench export-onnx` rebuilds from this track's SavedModel: the name of a
+    #: core in `mlbench.serving.onnx_export` ("tfidf_mlp", "linear", "encoder"), or
+    #: None when the track has no ONNX export
+    onnx_core: ClassVar[str | None] = None
     #: validation search (`mlbench.tuning`): option name → candidates, applied through
     #: ``settings.options``; empty = nothing to tune.  Never mutate it in place.
     search_space: ClassVar[dict[str, list]] = {}

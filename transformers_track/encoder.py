@@ -192,6 +192,7 @@ class EncoderTrack(TokenizedTrack):
     """From-scratch Transformer encoder over TextVectorization ids (`--models encoder`)."""
 
     name = "encoder"
+    onnx_core = "encoder"  # `mlbench export-onnx`: token-id core + Python front end
     presets = PRESETS
     extra_options = _EXTRA_OPTIONS
 

@@ -1,10 +1,12 @@
 """`OnnxArtifact`: an ONNX export folder read like every other exported model.
 
-The folder (written by `mlbench.serving.onnx_export.export_onnx`) holds model.onnx
-(the numeric core), the text front end (`mlbench.serving.text_frontend`),
-labels.json, mlbench.json (``"format": "onnx"``) and usually thresholds.json.
-``predict`` runs front end → onnxruntime on raw strings; only onnxruntime and NumPy
-are needed (no TensorFlow).
+The folder (written by `mlbench.serving.onnx_export.export_onnx`) holds model.onnx,
+labels.json, mlbench.json (``"format": "onnx"``), the text front end
+(`mlbench.serving.text_frontend`; for a self-contained graph only ``frontend.json``
+saying ``"strings"``) and, copied from the SavedModel, thresholds.json and
+calibration.json.  model.onnx answers ``scores``, ``labels`` (the best decision rule)
+and, when calibrated, ``probabilities``; ``predict`` / ``probabilities`` run
+front end → onnxruntime on raw strings, with only onnxruntime and NumPy (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def is_onnx_folder(directory: str | Path) -> bool:
 
 
 class OnnxArtifact:
-    """An ONNX export: ``.labels``, ``.predict(texts)`` → [n, L], ``.threshold(rule)``."""
+    """An ONNX export: ``.labels``, ``.predict(texts)`` → [n, L], ``.probabilities(texts)``,
+    ``.threshold(rule)`` (the `mlbench.serving.artifacts.Artifact` protocol)."""
 
     def __init__(self, directory: str | Path, *, threads: int | None = None):
         """`threads`: onnxruntime intra-op threads (None: onnxruntime's default, all cores)."""
@@ -64,14 +67,53 @@ class OnnxArtifact:
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Per-label probabilities for raw strings, float32 [len(texts), n_labels]."""
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    def outputs(self, texts: Sequence[str], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Every output of model.onnx over `texts`, batches stacked: {name: [len(texts), L]}."""
         texts = list(texts)
-        out = [self.session.run(["scores"], self.frontend.feeds(texts[i : i + batch_size]))[0]
+        names = self.output_names
+        batches = [self.session.run(names, self.frontend.feeds(texts[i : i + batch_size]))
+                   for i in range(0, len(texts), batch_size)]
+        if not batches:
+            return {n: np.zeros((0, len(self.labels)), dtype=np.float32) for n in names}
+        return {n: np.concatenate([b[k] for b in batches], axis=0) for k, n in enumerate(names)}
+
+    def _stacked(self, texts: Sequence[str], batch_size: int, name: str) -> np.ndarray:
+        """Output `name` over `texts`: float32 [len(texts), n_labels]."""
+        texts = list(texts)
+        out = [self.session.run([name], self.frontend.feeds(texts[i : i + batch_size]))[0]
                for i in range(0, len(texts), batch_size)]
         if not out:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Per-label scores for raw strings, float32 [len(texts), n_labels]."""
+        return self._stacked(texts, batch_size, "scores")
+
+    @property
+    def has_calibration(self) -> bool:
+        """Whether the folder carries calibrated probabilities (graph output or calibration.json)."""
+        from mlbench.serving.calibrated import CALIBRATION_FILE, PROBABILITIES
+
+        return PROBABILITIES in self.output_names or (self.directory / CALIBRATION_FILE).exists()
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Calibrated per-label probabilities, float32 [len(texts), n_labels]: the graph's
+        ``probabilities`` output, else calibration.json applied to the scores; InputError
+        for a model exported without calibration."""
+        from mlbench.serving.calibrated import PROBABILITIES, read_calibration
+
+        if PROBABILITIES in self.output_names:
+            return self._stacked(texts, batch_size, PROBABILITIES)
+        cal = read_calibration(self.directory)
+        if cal is None:
+            raise InputError(f"{self.directory}: exported without calibration (no calibration.json); "
+                             "use its raw scores (--raw)")
+        return cal.apply(self.predict(texts, batch_size)).astype(np.float32)
 
     def threshold(self, rule: str | None = None) -> float | np.ndarray:
         """The threshold(s) of `rule` (default: thresholds.json's best rule; without it,

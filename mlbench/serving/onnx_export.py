@@ -57,7 +57,6 @@ META_FILE = "mlbench.json"
 THRESHOLDS_FILE = "thresholds.json"
 #: the optional extra's pins (pyproject ``[project.optional-dependencies] onnx``)
 ONNX_PINS = ("onnx==1.23.2", "onnxruntime==1.31.1", "tf2onnx==1.17.0")
-LINEAR_TRACKS = ("svm", "svm_balanced")
 
 __all__ = ["export_onnx", "ONNX_FORMAT", "MODEL_FILE", "ONNX_PINS", "require_onnx"]
 
@@ -77,11 +76,21 @@ def require_onnx(what: str = "ONNX export") -> None:
 
 # -- reading a SavedModel back -----------------------------------------------------------------
 class _Source:
-    """A loaded raw-string SavedModel: its variables, lookup table(s) and captured constants."""
+    """A loaded raw-string SavedModel: its variables, lookup table(s), captured constants
+    and calibration.
+
+    A calibrated export (`mlbench.serving.calibrated.add_calibration`) is the original
+    model re-saved inside a wrapper (``.model``) whose signatures add ``probabilities``:
+    the constants are read from the original's own ``serving_default`` (not the
+    calibration map's), and tables are recognised by what they do (a string → int64
+    `LookupTableExportV2` answers), since a reloaded table's Python type is a generic
+    restored resource.
+    """
 
     def __init__(self, directory: Path):
         import tensorflow as tf
 
+        from mlbench.serving.calibrated import read_calibration
         from mlbench.serving.export import SERVE_SIGNATURE, _import_requirements
 
         self.directory = directory
@@ -89,8 +98,13 @@ class _Source:
             raise InputError(f"{directory}: not an exported SavedModel (no saved_model.pb)")
         self.meta: dict = _import_requirements(directory)
         self.labels: list[str] = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+        self.calibration = read_calibration(directory)
         self.loaded = tf.saved_model.load(str(directory))
         self.serve = self.loaded.signatures[SERVE_SIGNATURE]
+        inner = self.loaded
+        while self.meta.get("calibrated") and SERVE_SIGNATURE in getattr(getattr(inner, "model", None),
+                                                                         "signatures", {}):
+            inner = inner.model  # the export as it was before calibration
         objects = tf.train.TrackableView(self.loaded).descendants()
         self.variables: dict[str, np.ndarray] = {}
         for obj in objects:
@@ -98,30 +112,42 @@ class _Source:
                 name = re.sub(r":\d+$", "", obj.name)
                 if obj.dtype.is_floating:
                     self.variables.setdefault(name, obj.numpy())
-        self.tables = [obj for obj in objects if "HashTable" in type(obj).__name__
-                       and hasattr(obj, "resource_handle")]
-        self.constants = [t.numpy() for t in self.serve.captured_inputs
+        self.tables = [obj for obj in objects if not isinstance(obj, tf.Variable)
+                       and hasattr(obj, "resource_handle") and _string_table(obj) is not None]
+        self.constants = [t.numpy() for t in inner.signatures[SERVE_SIGNATURE].captured_inputs
                           if t.dtype != tf.resource]
 
     def table(self) -> dict[bytes, int]:
         """The one string → id lookup table of the graph (its vocabulary)."""
-        import tensorflow as tf
-
         if len(self.tables) != 1:
             raise InputError(f"{self.directory}: expected one vocabulary table, found {len(self.tables)}")
-        keys, values = tf.raw_ops.LookupTableExportV2(
-            table_handle=self.tables[0].resource_handle, Tkeys=tf.string, Tvalues=tf.int64)
-        return dict(zip(keys.numpy().tolist(), values.numpy().tolist()))
+        return _string_table(self.tables[0])  # type: ignore[return-value]
 
-    def scores(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """The SavedModel's own scores [n, L] (the parity reference)."""
+    def outputs(self, texts: Sequence[str], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """The SavedModel's own ``serving_default`` outputs over `texts` (the parity
+        reference): ``scores`` [n, L] and, when calibrated, ``probabilities`` [n, L]."""
         import tensorflow as tf
 
         from mlbench.serving.export import INPUT_NAME
 
-        out = [self.serve(**{INPUT_NAME: tf.constant(list(texts[i : i + batch_size]), tf.string)})
-               ["scores"].numpy() for i in range(0, len(texts), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        batches = [self.serve(**{INPUT_NAME: tf.constant(list(texts[i : i + batch_size]), tf.string)})
+                   for i in range(0, len(texts), batch_size)]
+        names = list(self.serve.structured_outputs)
+        if not batches:
+            return {k: np.zeros((0, len(self.labels)), np.float32) for k in names}
+        return {k: np.concatenate([b[k].numpy() for b in batches]) for k in names}
+
+
+def _string_table(resource) -> dict[bytes, int] | None:
+    """{key: id} of a string → int64 lookup table resource; None for any other resource."""
+    import tensorflow as tf
+
+    try:
+        keys, values = tf.raw_ops.LookupTableExportV2(
+            table_handle=resource.resource_handle, Tkeys=tf.string, Tvalues=tf.int64)
+    except (tf.errors.OpError, TypeError, ValueError):
+        return None
+    return dict(zip(keys.numpy().tolist(), values.numpy().tolist()))
 
 
 def _vocabulary(table: dict[bytes, int], size: int, reserved: dict[int, str]) -> list[str]:
@@ -232,12 +258,10 @@ def _mlp_core(source: _Source):
     return frontend, core
 
 
-def _linear_core(source: _Source):
-    """(front end, tf.function over COO TF-IDF → margins/scores) of a linear (SVM) export."""
-    import tensorflow as tf
-
-    from mlbench.serving.text_frontend import SklearnTfidfFrontEnd
-
+def _linear_parts(source: _Source) -> dict[str, Any]:
+    """The fitted TF-IDF + linear model inside a linear export (`baselines.linear_export`):
+    vocabulary [V] (column order), idf [V], weights [V, L], bias [L] (logit units) and
+    the vectorizer settings."""
     n_labels = len(source.labels)
     table = source.table()
     n_features = len(table)
@@ -253,13 +277,26 @@ def _linear_core(source: _Source):
     idf = v["idf"] if "idf" in v and v["idf"].shape == (n_features,) else \
         _rank1([a for a in v.values()], n_features, "idf")
     meta = source.meta
+    return {"vocabulary": _vocabulary(table, n_features, {}), "idf": np.asarray(idf, np.float64),
+            "weights": np.asarray(weights, np.float32), "bias": np.asarray(bias, np.float32),
+            "ngram_range": tuple(meta.get("ngram_range", (1, 1))),
+            "sublinear_tf": bool(meta.get("sublinear_tf", False)), "norm": meta.get("norm", "l2"),
+            "lowercase": bool(meta.get("lowercase", True)), "binary": bool(meta.get("binary", False))}
+
+
+def _linear_core(source: _Source):
+    """(front end, tf.function over COO TF-IDF → margins/scores) of a linear (SVM) export."""
+    import tensorflow as tf
+
+    from mlbench.serving.text_frontend import SklearnTfidfFrontEnd
+
+    parts = _linear_parts(source)
     frontend = SklearnTfidfFrontEnd(
-        _vocabulary(table, n_features, {}), np.asarray(idf, np.float64),
-        ngram_range=meta.get("ngram_range", (1, 1)), sublinear_tf=bool(meta.get("sublinear_tf", False)),
-        norm=meta.get("norm", "l2"), lowercase=bool(meta.get("lowercase", True)),
-        binary=bool(meta.get("binary", False)))
-    w, scale = _column_scaled(np.asarray(weights, np.float32))
-    b = tf.Variable(np.asarray(bias, np.float32))
+        parts["vocabulary"], parts["idf"], ngram_range=parts["ngram_range"],
+        sublinear_tf=parts["sublinear_tf"], norm=parts["norm"], lowercase=parts["lowercase"],
+        binary=parts["binary"])
+    w, scale = _column_scaled(parts["weights"])
+    b = tf.Variable(parts["bias"])
 
     @tf.function(input_signature=_coo_spec(), autograph=False)
     def core(rows, cols, values, n_docs):
@@ -267,6 +304,24 @@ def _linear_core(source: _Source):
 
     core._mlbench_weights = (w, scale, b)
     return frontend, core
+
+
+def _linear_graph(source: _Source, *, int8: bool):
+    """(vocabulary, ONNX model from raw strings, tokenizer notes) of a linear export:
+    `mlbench.serving.onnx_graph.linear_text_graph` with the export's own word class."""
+    from baselines.linear_export import python_word_class
+    from mlbench.serving.onnx_graph import LOCALE, linear_text_graph, lowercase_mismatches
+
+    parts = _linear_parts(source)
+    model = linear_text_graph(parts["vocabulary"], parts["idf"],
+                              parts["weights"], parts["bias"], word_class=python_word_class(),
+                              ngram_range=parts["ngram_range"], sublinear_tf=parts["sublinear_tf"],
+                              norm=parts["norm"], lowercase=parts["lowercase"], binary=parts["binary"],
+                              int8=int8, opset=OPSET)
+    notes = {"locale": LOCALE, "token_pattern": "runs of >= 2 Python word characters",
+             "lowercase_mismatches": [f"U+{c:04X}" for c in lowercase_mismatches()] if parts["lowercase"]
+             else []}
+    return parts["vocabulary"], model, notes
 
 
 def _gelu_erf(x):
@@ -324,16 +379,41 @@ def _encoder_core(source: _Source):
     return frontend, core
 
 
-def _core_for(source: _Source) -> tuple[Any, Callable]:
+#: the numeric cores a track can name as its ``onnx_core`` (`mlbench.tracks.Track`)
+_CORES: dict[str, Callable[[_Source], tuple[Any, Callable]]] = {
+    "tfidf_mlp": _mlp_core, "linear": _linear_core, "encoder": _encoder_core}
+
+
+def onnx_tracks() -> list[str]:
+    """Registered tracks that declare an ONNX core (for messages)."""
+    from mlbench.tracks import get_track_class, track_names
+
+    out = []
+    for name in track_names():
+        try:
+            if getattr(get_track_class(name), "onnx_core", None):
+                out.append(name)
+        except (ImportError, AttributeError):
+            continue
+    return out
+
+
+def core_name(source: _Source) -> str:
+    """The export's ONNX core: its track's ``onnx_core`` in the registry; for a track the
+    registry does not know, "linear" when mlbench.json says it is a `baselines.linear_export`
+    graph (its tokenizer record); else InputError naming the folder."""
+    from mlbench.tracks import get_track_class, track_names
+
     track = source.meta.get("track")
-    if track == "mlp":
-        return _mlp_core(source)
-    if track in LINEAR_TRACKS or "token_pattern" in (source.meta.get("tokenizer") or {}):
-        return _linear_core(source)
-    if track == "encoder":
-        return _encoder_core(source)
-    raise InputError(f"{source.directory}: no ONNX export for track {track!r} "
-                     f"(supported: mlp, {', '.join(LINEAR_TRACKS)}, encoder)")
+    name = None
+    if track in track_names():
+        name = getattr(get_track_class(track), "onnx_core", None)
+    elif "token_pattern" in (source.meta.get("tokenizer") or {}):
+        name = "linear"
+    if name not in _CORES:
+        raise InputError(f"{source.directory}: no ONNX export for track {track!r} "
+                         f"(tracks with one: {', '.join(onnx_tracks())})")
+    return name
 
 
 # -- probes ------------------------------------------------------------------------------------------
@@ -367,70 +447,162 @@ def _check_standard_ops(model, directory: Path) -> None:
 
 
 # -- the export ----------------------------------------------------------------------------------------
-def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False,
-                probe: Sequence[str] | None = None, tolerance: float = 1e-4) -> Path:
-    """Convert the SavedModel export in `model_dir` to an ONNX folder `out_dir`.
+def _convert_core(core: Callable, frontend: Any, directory: Path, *, int8: bool):
+    """tf2onnx conversion of a numeric core (+ dynamic int8 weights): an `onnx.ModelProto`."""
+    import onnx
+    import tf2onnx
 
-    `int8` quantises the weights (onnxruntime ``quantize_dynamic``, QInt8).  `probe`
-    texts are scored by both models on top of the built-in probes; a float export
-    whose scores differ by more than `tolerance` raises RuntimeError.  Returns `out_dir`,
-    holding model.onnx, the front end files, labels.json, thresholds.json (copied,
-    when present) and mlbench.json (``"format": "onnx"``).
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / MODEL_FILE
+        tf2onnx.convert.from_function(core, input_signature=core.input_signature, opset=OPSET,
+                                      output_path=str(float_path))
+        _check_standard_ops(onnx.load(str(float_path)), directory)
+        if not int8:
+            return onnx.load(str(float_path))
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # TF-IDF cores: dynamic int8 for the big Gather table only; the hidden MatMuls get
+        # int8 weights dequantised in the graph (dynamic int8 there would quantise the
+        # activations per batch for < 2% of the bytes); encoder: all dynamic
+        ops = ["Gather"] if frontend.kind != "keras_ids" else None
+        int8_path = Path(tmp) / f"int8_{MODEL_FILE}"
+        quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=ops)
+        model = onnx.load(str(int8_path))
+        if ops is not None:  # hidden layers: int8 weights, float activations
+            from mlbench.serving.onnx_graph import int8_matmul_weights
+
+            int8_matmul_weights(model)
+        return model
+
+
+def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False,
+                probe: Sequence[str] | None = None, tolerance: float = 1e-4,
+                python_frontend: bool = False) -> Path:
+    """Convert the SavedModel export in `model_dir` (calibrated or not) to an ONNX folder `out_dir`.
+
+    Linear tracks become ONE graph from raw strings (`onnx_graph.linear_text_graph`)
+    unless `python_frontend`; the other tracks (and linear ones with `python_frontend`)
+    a numeric core with the text front end beside it.  Every model.onnx answers
+    ``scores``, ``labels`` (the saved best decision rule) and, for a calibrated export,
+    ``probabilities``.  `int8` quantises the weights (linear graph: int8 weights with a
+    scale per label; cores: onnxruntime ``quantize_dynamic``, QInt8).  `probe` texts are
+    scored by both models on top of the built-in probes; a float export whose scores
+    differ by more than `tolerance` raises RuntimeError, and so does any export whose
+    probabilities differ from `Calibration.apply` of its own scores by more than 1e-5.
+    Returns `out_dir`, holding model.onnx, the front end files, labels.json,
+    thresholds.json and calibration.json (copied, when present) and mlbench.json
+    (``"format": "onnx"``).
     """
     require_onnx()
     import onnx
-    import onnxruntime
-    import tf2onnx
+
+    from mlbench.serving.artifacts import saved_threshold
+    from mlbench.serving.onnx_graph import add_heads
+    from mlbench.serving.text_frontend import StringsFrontEnd
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; refusing to overwrite")
     source = _Source(model_dir)
-    frontend, core = _core_for(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / MODEL_FILE
-        tf2onnx.convert.from_function(core, input_signature=core.input_signature, opset=OPSET,
-                                      output_path=str(float_path))
-        _check_standard_ops(onnx.load(str(float_path)), source.directory)
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    kind = core_name(source)
+    tokenizer = None
+    if kind == "linear" and not python_frontend:
+        vocabulary, model, tokenizer = _linear_graph(source, int8=int8)
+        frontend: Any = StringsFrontEnd()
+    else:
+        frontend, core = _CORES[kind](source)
+        vocabulary = frontend.vocabulary
+        model = _convert_core(core, frontend, source.directory, int8=int8)
+    thresholds = saved_threshold(model_dir, source.labels, source.meta)
+    add_heads(model, calibration=source.calibration, thresholds=thresholds)
+    onnx.checker.check_model(model)
+    # written beside `out_dir` and moved in when it passed its checks: a failed export leaves nothing
+    work = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        _write_folder(work, model, frontend, model_dir)
+        meta = _folder_meta(source, model, frontend, kind, int8, thresholds, tokenizer, model_dir)
+        (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        _check_parity(source, work, meta, probe_texts(vocabulary) + list(probe or []),
+                      tolerance=None if int8 else tolerance, target=out_dir)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above)
+        work.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out_dir
 
-            # TF-IDF cores: only the big Gather table (the small hidden MatMuls would add
-            # per-batch activation quantisation for < 2% of the bytes); encoder: all
-            ops = ["Gather"] if frontend.kind != "keras_ids" else None
-            quantize_dynamic(str(float_path), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=ops)
-        else:
-            shutil.copyfile(float_path, out_dir / MODEL_FILE)
-    frontend.save(out_dir)
-    shutil.copyfile(model_dir / LABELS_FILE, out_dir / LABELS_FILE)
-    if (model_dir / THRESHOLDS_FILE).exists():
-        shutil.copyfile(model_dir / THRESHOLDS_FILE, out_dir / THRESHOLDS_FILE)
-    session_model = onnx.load(str(out_dir / MODEL_FILE), load_external_data=False)
-    meta = {
+
+def _write_folder(work: Path, model, frontend: Any, model_dir: Path) -> None:
+    """model.onnx, the front end, and the export's labels / thresholds / calibration files."""
+    import onnx
+
+    from mlbench.serving.calibrated import CALIBRATION_FILE
+
+    onnx.save(model, str(work / MODEL_FILE))
+    frontend.save(work)
+    for name in (LABELS_FILE, THRESHOLDS_FILE, CALIBRATION_FILE):
+        if (model_dir / name).exists():
+            shutil.copyfile(model_dir / name, work / name)
+
+
+def _folder_meta(source: _Source, model, frontend: Any, kind: str, int8: bool, thresholds: Any,
+                 tokenizer: dict | None, model_dir: Path) -> dict:
+    """mlbench.json of an ONNX folder (``"format": "onnx"``)."""
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    from mlbench.serving.text_frontend import StringsFrontEnd
+
+    return {
         "track": source.meta.get("track"), "format": ONNX_FORMAT, "int8": bool(int8),
-        "model_file": MODEL_FILE, "opset": OPSET, "frontend": frontend.kind,
-        "inputs": [i.name for i in session_model.graph.input],
-        "outputs": [o.name for o in session_model.graph.output],
+        "model_file": MODEL_FILE, "opset": OPSET, "frontend": frontend.kind, "core": kind,
+        "self_contained": frontend.kind == StringsFrontEnd.kind,
+        "inputs": [i.name for i in model.graph.input],
+        "outputs": [o.name for o in model.graph.output],
+        "calibrated": source.calibration is not None,
         "thresholds": source.meta.get("thresholds"),
+        "labels_output_thresholds": np.broadcast_to(np.asarray(thresholds, np.float64),
+                                                    (len(source.labels),)).tolist(),
+        **({"tokenizer": tokenizer} if tokenizer else {}),
         "source": {"path": str(model_dir), "format": source.meta.get("format", "savedmodel"),
                    **{k: v for k, v in source.meta.items()
                       if k not in ("format", "thresholds", "signatures")}},
         "versions": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__},
     }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
+
+def _check_parity(source: _Source, out_dir: Path, meta: dict, texts: list[str], *,
+                  tolerance: float | None, target: Path) -> None:
+    """Score `texts` with the SavedModel and the ONNX folder; record the figures in
+    mlbench.json (``"parity"``); RuntimeError when scores differ by more than `tolerance`
+    (None: no bound, int8) or the graph's probabilities are not `Calibration.apply` of
+    its own scores (1e-5: float64 maps of the same float32 scores, then float32 rounding).
+    `target` is the folder the messages name (`out_dir` is where it is being written)."""
     from mlbench.serving.onnx_artifact import OnnxArtifact
 
-    texts = probe_texts(frontend.vocabulary) + list(probe or [])
-    want, got = source.scores(texts), OnnxArtifact(out_dir).predict(texts)
-    diff = float(np.max(np.abs(want - got))) if want.size else 0.0
-    top1 = float(np.mean(np.argmax(want, 1) == np.argmax(got, 1))) if want.size else 1.0
-    meta["parity"] = {"probe_texts": len(texts), "max_abs_score_diff": diff, "top1_agreement": top1}
+    artifact = OnnxArtifact(out_dir)
+    want, got = source.outputs(texts), artifact.outputs(texts)
+    diff = float(np.max(np.abs(want["scores"] - got["scores"]))) if len(texts) else 0.0
+    top1 = float(np.mean(np.argmax(want["scores"], 1) == np.argmax(got["scores"], 1))) if len(texts) else 1.0
+    parity = {"probe_texts": len(texts), "max_abs_score_diff": diff, "top1_agreement": top1}
+    if source.calibration is not None and len(texts):
+        mapped = source.calibration.apply(np.clip(got["scores"], 0.0, 1.0))
+        own = float(np.max(np.abs(got["probabilities"] - mapped)))
+        parity["max_abs_probability_diff"] = float(np.max(np.abs(want["probabilities"] - got["probabilities"])))
+        parity["max_abs_calibration_map_diff"] = own
+        if own > 1e-5:
+            raise RuntimeError(f"{target}: not written: the graph's probabilities differ from the calibration map "
+                               f"of its own scores by {own:.3g} (> 1e-5)")
+    meta["parity"] = parity
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    if not int8 and diff > tolerance:
-        raise RuntimeError(f"{out_dir}: ONNX scores differ from the SavedModel's by {diff:.3g} "
-                           f"(> {tolerance}) on {len(texts)} probe texts")
-    return out_dir
+    if tolerance is not None and diff > tolerance:
+        hint = (" (try --python-frontend: the text front end in Python)" if meta.get("self_contained")
+                else "")
+        raise RuntimeError(f"{target}: not written: ONNX scores differ from the SavedModel's by {diff:.3g} "
+                           f"(> {tolerance}) on {len(texts)} probe texts{hint}")

@@ -25,12 +25,15 @@ letter or a no-break space behaves here as it does in the graph.
 
 TF-IDF front ends return a `SparseBatch` (COO rows/cols/values, rows in order,
 columns ascending within a row); the ids front end an int64 array [n, T].  Each
-saves itself as ``frontend.json`` (settings) + ``vocabulary.json`` (terms in column
-/ id order) + ``idf.npy``; `load_frontend(directory)` reads any of them back.
+saves itself as ``frontend.json`` (settings) + ``vocabulary.json.gz`` (terms in column
+/ id order) + ``idf.npz``; `load_frontend(directory)` reads any of them back.
+`StringsFrontEnd` is the absence of one: the self-contained linear graph
+(`mlbench.serving.onnx_graph`) reads the strings itself.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections import Counter
@@ -41,8 +44,13 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 FRONTEND_FILE = "frontend.json"
-VOCABULARY_FILE = "vocabulary.json"
-IDF_FILE = "idf.npy"
+#: gzip-compressed JSON and a compressed .npz: an int8 model's folder is mostly its int8
+#: weights, and plain files would add ~3% to it (older folders' vocabulary.json / idf.npy
+#: are still read)
+VOCABULARY_FILE = "vocabulary.json.gz"
+IDF_FILE = "idf.npz"
+_LEGACY_VOCABULARY_FILE = "vocabulary.json"
+_LEGACY_IDF_FILE = "idf.npy"
 
 #: Keras's default ``lower_and_strip_punctuation`` class (ASCII only), on bytes
 _KERAS_STRIP = re.compile(rb'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
@@ -138,9 +146,10 @@ def _write(directory: Path, kind: str, config: dict, vocabulary: list[str],
     directory = Path(directory)
     (directory / FRONTEND_FILE).write_text(json.dumps({"kind": kind, **config}, indent=1),
                                            encoding="utf-8")
-    (directory / VOCABULARY_FILE).write_text(json.dumps(vocabulary), encoding="utf-8")
+    with gzip.GzipFile(directory / VOCABULARY_FILE, "wb", mtime=0) as f:  # mtime 0: same bytes each time
+        f.write(json.dumps(vocabulary).encode("utf-8"))
     if idf is not None:
-        np.save(directory / IDF_FILE, idf)
+        np.savez_compressed(directory / IDF_FILE, idf=idf)
 
 
 # -- Keras TextVectorization: TF-IDF (the MLP) -------------------------------------------------
@@ -190,7 +199,7 @@ class KerasTfidfFrontEnd:
 
     @classmethod
     def load(cls, directory: Path, config: dict) -> "KerasTfidfFrontEnd":
-        return cls(_read_vocabulary(directory), np.load(Path(directory) / IDF_FILE),
+        return cls(_read_vocabulary(directory), _read_idf(directory),
                    ngrams=config["ngrams"], drop_oov=config.get("drop_oov", False))
 
 
@@ -304,17 +313,48 @@ class SklearnTfidfFrontEnd:
 
     @classmethod
     def load(cls, directory: Path, config: dict) -> "SklearnTfidfFrontEnd":
-        return cls(_read_vocabulary(directory), np.load(Path(directory) / IDF_FILE),
+        return cls(_read_vocabulary(directory), _read_idf(directory),
                    ngram_range=config["ngram_range"], sublinear_tf=config["sublinear_tf"],
                    norm=config["norm"], lowercase=config["lowercase"], binary=config["binary"])
 
 
+# -- no front end: the ONNX graph reads the strings itself ---------------------------------------
+class StringsFrontEnd:
+    """For an ONNX model that takes the raw strings (``texts`` string [N]) itself: the
+    self-contained linear graph (`mlbench.serving.onnx_graph.linear_text_graph`)."""
+
+    kind = "strings"
+
+    def feeds(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return {"texts": np.array([str(t) for t in texts], dtype=object)}
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / FRONTEND_FILE).write_text(json.dumps({"kind": self.kind}, indent=1),
+                                                    encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, config: dict) -> "StringsFrontEnd":
+        return cls()
+
+
 # -- reading back --------------------------------------------------------------------------------
-_KINDS = {c.kind: c for c in (KerasTfidfFrontEnd, KerasIdsFrontEnd, SklearnTfidfFrontEnd)}
+_KINDS = {c.kind: c for c in (KerasTfidfFrontEnd, KerasIdsFrontEnd, SklearnTfidfFrontEnd, StringsFrontEnd)}
 
 
 def _read_vocabulary(directory: Path) -> list[str]:
-    return json.loads((Path(directory) / VOCABULARY_FILE).read_text(encoding="utf-8"))
+    path = Path(directory) / VOCABULARY_FILE
+    if not path.exists() and (Path(directory) / _LEGACY_VOCABULARY_FILE).exists():
+        return json.loads((Path(directory) / _LEGACY_VOCABULARY_FILE).read_text(encoding="utf-8"))
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_idf(directory: Path) -> np.ndarray:
+    path = Path(directory) / IDF_FILE
+    if not path.exists() and (Path(directory) / _LEGACY_IDF_FILE).exists():
+        return np.load(Path(directory) / _LEGACY_IDF_FILE)
+    with np.load(path) as data:
+        return data["idf"]
 
 
 def load_frontend(directory: str | Path) -> FrontEnd:
@@ -334,5 +374,5 @@ def load_frontend(directory: str | Path) -> FrontEnd:
         raise InputError(f"{path}: unknown front end kind {kind!r}; expected one of {sorted(_KINDS)}")
     try:
         return _KINDS[kind].load(directory, config)
-    except (FileNotFoundError, KeyError, ValueError) as err:
+    except (OSError, EOFError, KeyError, ValueError) as err:
         raise InputError(f"{directory}: cannot read the {kind} front end ({err})") from None
