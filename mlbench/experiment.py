@@ -224,7 +224,8 @@ def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Eva
 
     best = evaluation.chosen[DEFAULT_OBJECTIVE]
     thresholds = evaluation.rules[best].threshold_array(len(labels))
-    exported = track.export(run_dir / export_dir_name(variant), thresholds=thresholds, **extra)
+    folder = export_dir_name(variant, getattr(track, "export_format", "savedmodel"))
+    exported = track.export(run_dir / folder, thresholds=thresholds, **extra)
     if exported is None:
         return None, None
     save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
@@ -450,7 +451,7 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
                 y_test: np.ndarray) -> tuple[ModelResult, Evaluation, Scores, Track]:
     """fit → evaluate → export → record, for one variant."""
     cls = get_track_class(name)
-    workdir = run_dir / "checkpoints" / export_dir_name(variant)
+    workdir = run_dir / "checkpoints" / history_name(variant)  # scratch: not named like an export
     settings = track_settings(cfg, name, loss=loss, workdir=workdir)
     with phase(f"{variant}: train"):
         fitted = fit_variant(name, settings=settings, corpus=corpus, labels=labels,

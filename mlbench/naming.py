@@ -22,9 +22,11 @@ def variant_name(track: str, loss: str | None, n_losses: int) -> str:
     return track if loss is None or n_losses == 1 else f"{track}[{loss}]"
 
 
-def export_dir_name(variant: str) -> str:
-    """Folder of a variant's exported SavedModel inside the run folder."""
-    return slug(variant, keep="") + "_savedmodel"
+def export_dir_name(variant: str, export_format: str = "savedmodel") -> str:
+    """Folder of a variant's export inside the run folder: ``<variant>_savedmodel`` for a
+    SavedModel, ``<variant>_model`` for any other format (fastText's ``.bin``), so a
+    folder named ``*_savedmodel`` is always a SavedModel."""
+    return slug(variant, keep="") + ("_savedmodel" if export_format == "savedmodel" else "_model")
 
 
 def history_name(variant: str) -> str:

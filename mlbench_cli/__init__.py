@@ -121,9 +121,11 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
     srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
-    onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder)")
+    onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder; calibrated or not)")
     onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
-    onx.add_argument("--int8", action="store_true", help="quantise the weights to int8 (onnxruntime, dynamic)")
+    onx.add_argument("--int8", action="store_true", help="quantise the weights to int8")
+    onx.add_argument("--python-frontend", action="store_true",
+                     help="linear tracks: numeric core + Python text front end instead of one graph from strings")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
     return p
@@ -253,7 +255,7 @@ def export_onnx(args: argparse.Namespace) -> int:
     from mlbench.serving.onnx_export import export_onnx as convert
 
     try:
-        print(convert(args.model, args.out, int8=args.int8))
+        print(convert(args.model, args.out, int8=args.int8, python_frontend=args.python_frontend))
     except RuntimeError as err:  # the float model failed its parity self-check
         raise InputError(f"export-onnx {args.model}: {err}") from None
     return 0

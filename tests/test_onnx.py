@@ -92,8 +92,10 @@ def fitted(corpus, tmp_path_factory):
         save_thresholds(saved / "thresholds.json",
                         {"fixed": DecisionRule("fixed", 0.5), "per_label": DecisionRule("per_label", per_label)},
                         labels.names, best_rule="per_label")
-        fp = export_onnx(saved, root / f"{name}_onnx", probe=corpus.val.texts[:20])
-        q8 = export_onnx(saved, root / f"{name}_onnx_int8", int8=True)
+        # the SVM through its numeric core + Python front end (`python_frontend`): the
+        # self-contained graph it gets by default is tested in tests/test_onnx_runs.py
+        fp = export_onnx(saved, root / f"{name}_onnx", probe=corpus.val.texts[:20], python_frontend=True)
+        q8 = export_onnx(saved, root / f"{name}_onnx_int8", int8=True, python_frontend=True)
         out[name] = (track, saved, fp, q8)
     return out
 
