@@ -1,7 +1,8 @@
 """SavedModel vs ONNX float vs ONNX int8, side by side, for each exported track of a run.
 
 For every ``<track>_savedmodel`` folder of a run (MLP, then SVM, then encoder), the
-script exports ONNX float and int8 folders (`mlbench.serving.onnx_export`) and
+script exports ONNX float and int8 folders (`mlbench.serving.onnx_export`: for the SVM
+one graph from raw strings, for the others a core + Python front end) and
 measures, for the three: size on disk (whole folder, front end files included),
 docs/s at batch 1 and 256 on raw test texts (warm-up first, best of passes lasting
 `--min-seconds`), test micro/macro F1 at each folder's saved best decision rule, and

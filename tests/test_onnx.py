@@ -191,6 +191,31 @@ def test_onnx_artifact_interface(fitted):
         OnnxArtifact(saved)  # a SavedModel folder is not an ONNX export
 
 
+def test_uncalibrated_onnx_has_labels_but_no_probabilities(fitted, savedmodel_scores):
+    """An export without calibration.json: no ``probabilities`` output, a clear error for
+    them, and ``labels`` = the saved best rule (per_label here) on the graph's scores."""
+    texts, _ = savedmodel_scores
+    artifact = OnnxArtifact(fitted["mlp"][2])
+    assert not artifact.has_calibration and "probabilities" not in artifact.output_names
+    with pytest.raises(InputError, match="without calibration"):
+        artifact.probabilities(texts[:2])
+    out = artifact.outputs(texts)
+    np.testing.assert_array_equal(out["labels"], (out["scores"] >= artifact.threshold().astype(np.float32)))
+
+
+def test_a_track_without_an_onnx_core_is_refused_naming_those_with_one(fitted, tmp_path):
+    """The exporter asks the track registry (`Track.onnx_core`), not a list of names."""
+    import shutil
+
+    copy = tmp_path / "ensemble_savedmodel"
+    shutil.copytree(fitted["mlp"][1], copy)
+    meta = json.loads((copy / "mlbench.json").read_text())
+    (copy / "mlbench.json").write_text(json.dumps({**meta, "track": "ensemble"}))
+    with pytest.raises(InputError, match=r"no ONNX export for track 'ensemble' \(tracks with one: mlp, svm"):
+        export_onnx(copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_refuses_a_used_folder_and_unknown_tracks(fitted, tmp_path):
     _, saved, _, _ = fitted["svm"]
     used = tmp_path / "used"

@@ -34,12 +34,23 @@ def is_onnx_folder(directory: str | Path) -> bool:
         return False
 
 
+def _accumulating_scatter(model_path: Path) -> bool:
+    """Whether the model has a ScatterND / ScatterElements node that adds into its output."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return any(n.op_type in ("ScatterND", "ScatterElements")
+               and any(a.name == "reduction" and a.s not in (b"", b"none") for a in n.attribute)
+               for n in model.graph.node)
+
+
 class OnnxArtifact:
     """An ONNX export: ``.labels``, ``.predict(texts)`` → [n, L], ``.probabilities(texts)``,
     ``.threshold(rule)`` (the `mlbench.serving.artifacts.Artifact` protocol)."""
 
     def __init__(self, directory: str | Path, *, threads: int | None = None):
-        """`threads`: onnxruntime intra-op threads (None: onnxruntime's default, all cores)."""
+        """`threads`: onnxruntime intra-op threads (None: onnxruntime's default, all cores;
+        always 1 for a model that sums with a scatter, see below)."""
         self.directory = Path(directory)
         try:
             self.meta: dict = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
@@ -62,6 +73,12 @@ class OnnxArtifact:
         model_path = self.directory / self.meta.get("model_file", MODEL_FILE)
         if not model_path.exists():
             raise InputError(f"{model_path}: ONNX model file not found")
+        if _accumulating_scatter(model_path):
+            # onnxruntime 1.31 runs ScatterND(reduction="add") over several threads with no
+            # lock: rows that share an index lose updates now and then (seen: scores 0.1-0.3
+            # off under load, never on one thread), so the TF-IDF cores run on one thread
+            threads = 1
+        self.threads = threads
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)

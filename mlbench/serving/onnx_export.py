@@ -1,25 +1,30 @@
-"""Exported SavedModel folder → ONNX folder (float or dynamic int8) with its text front end.
+"""Exported SavedModel folder (calibrated or not) → ONNX folder (float or int8).
 
-ONNX cannot hold the raw-string part of our graphs (regex replace, string split,
-n-grams, hash-table lookups), and tf2onnx does not convert the MLP's custom
-`SparseDense`.  So an ONNX export is two halves in one folder:
+Which ONNX model a track gets is declared on the track (`mlbench.tracks.Track.onnx_core`,
+read through the registry with the export's ``track``):
 
-* ``model.onnx`` — the numeric core, converted with tf2onnx (opset 18) from a TF
-  function rebuilt out of the SavedModel's own variables; with ``int8`` its weights
-  are quantised by onnxruntime's ``quantize_dynamic`` (QInt8);
-* the text front end (`mlbench.serving.text_frontend`: ``frontend.json``,
-  ``vocabulary.json``, ``idf.npy``), whose vocabulary and idf are read out of the
-  SavedModel's lookup table and constants.
+* ``linear`` (svm, svm_balanced, any `baselines.linear_export` model) — by default ONE
+  graph from raw strings to scores (`mlbench.serving.onnx_graph.linear_text_graph`:
+  ONNX's string ops + onnxruntime's ``Tokenizer``), its vocabulary, idf, weights and
+  bias read out of the SavedModel; with ``python_frontend`` the COO core below;
+* ``tfidf_mlp`` and ``encoder`` — ONNX cannot hold the MLP's / encoder's string ops
+  (Keras' regex replace, string split, n-grams, hash-table lookups), and tf2onnx does
+  not convert the MLP's custom `SparseDense`.  So the folder holds two halves:
+  ``model.onnx``, the numeric core converted with tf2onnx (opset 18) from a TF function
+  rebuilt out of the SavedModel's own variables, and the text front end
+  (`mlbench.serving.text_frontend`: ``frontend.json``, ``vocabulary.json.gz``,
+  ``idf.npz``) whose vocabulary and idf are read out of the SavedModel's lookup table
+  and constants.
 
-Cores, by track (inputs → outputs ``logits``, ``scores`` = sigmoid(logits)):
+Cores (inputs → outputs ``logits``, ``scores`` = sigmoid(logits)):
 
-* ``mlp`` — TF-IDF rows in COO form (``rows``, ``cols`` int64 [nnz], ``values``
+* MLP — TF-IDF rows in COO form (``rows``, ``cols`` int64 [nnz], ``values``
   float32 [nnz], ``n_docs`` int64 []) → first layer as ``Gather(kernel, cols) ·
   values`` summed per row (``ScatterND`` add: the sparse product, not a dense
   [n, V] × [V, 512] MatMul) → relu Dense layers → logits [n, L];
-* ``svm`` / ``svm_balanced`` (any `baselines.linear_export` model) — the same COO
-  input → ``X @ W + b`` margins (score scale folded in) [n, L];
-* ``encoder`` — ``token_ids`` int64 [n, T] → the rebuilt Keras encoder → logits.
+* linear with ``python_frontend`` — the same COO input → ``X @ W + b`` margins
+  (score scale folded in) [n, L];
+* encoder — ``token_ids`` int64 [n, T] → the rebuilt Keras encoder → logits.
 
 Why COO and not a dense [n, V] input: Reuters' V is 55k (MLP) to ~10⁵ (SVM), so a
 dense batch of 256 is 50–100 MB and the first MatMul multiplies zeros; and dynamic
@@ -27,13 +32,21 @@ int8 would quantise that input per tensor, where the MLP's ``[UNK]`` column (mos
 a row's norm) would leave the real TF-IDF values a handful of levels.  With Gather,
 int8 applies to the weights only (``Gather`` on int8 + ``DequantizeLinear``); the
 table's columns are scaled to max 1 first (the scale re-applied in float), so its one
-int8 scale acts as a scale per column.  The hidden MatMuls stay float (< 2% of the
-bytes; int8 there would add per-batch activation quantisation).
+int8 scale acts as a scale per column.  The hidden MatMuls get int8 weights with a
+scale per column, dequantised in the graph (dynamic int8 there would add per-batch
+activation quantisation).  (The self-contained linear graph does compute the dense
+[n, V] TF-IDF: ONNX's ``TfIdfVectorizer`` emits it.)
+
+Every model.onnx then gets the heads of `onnx_graph.add_heads`: ``labels`` (the saved
+best rule) and, when the export is calibrated (calibration.json), ``probabilities``.
+A calibrated export is the original model re-saved inside a wrapper
+(`mlbench.serving.calibrated`), so its weights and constants are read from the
+original graph (`_Source`).
 
 Every export checks itself: the ONNX folder and the SavedModel score the same
 probe texts (vocabulary words, case, punctuation, unknown words, empty strings, and
-any `probe_texts` given); a float export more than `tolerance` away raises.  The
-figures land in ``mlbench.json`` (``"parity"``).
+any `probe_texts` given); a float export more than `tolerance` away raises, and the
+folder is not written.  The figures land in ``mlbench.json`` (``"parity"``).
 """
 
 from __future__ import annotations
