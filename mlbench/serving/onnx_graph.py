@@ -8,18 +8,22 @@ linear text model and the output heads every ONNX export carries.
   ``Tokenizer`` (every maximal run of ≥ 2 Python word characters, the class enumerated
   from Python's ``re`` as in `baselines.linear_export`) → ONNX ``TfIdfVectorizer``
   (TF counts of the vocabulary's n-grams) → binary / sublinear tf, × idf, l2 / l1 row
-  norm → ``X @ W + b`` → sigmoid.  The node recipe is skl2onnx's (1.20) for a
-  ``CountVectorizer``; the tf-idf part is written here because skl2onnx computes
-  sublinear tf as ``log(1 + tf)`` where scikit-learn has ``1 + log(tf)``, and its n-gram
-  splitter refuses a vocabulary whose bigrams lack their unigrams (``max_features``).
+  norm → ``X @ W + b`` → sigmoid.  The string nodes are those skl2onnx (1.20) emits for
+  a ``CountVectorizer``, written here rather than converted with it: skl2onnx computes
+  sublinear tf as ``log(1 + tf)`` where scikit-learn has ``1 + log(tf)``, its default
+  token regex ``[a-zA-Z0-9_]+`` keeps one-letter tokens (which break bigrams), and its
+  n-gram splitter refuses a vocabulary whose bigrams lack their unigrams
+  (``max_features``); so export needs no converter beyond ``onnx``.
   With ``int8`` the weights are stored as int8 with one scale per label column and
   dequantised in the graph (``DequantizeLinear``): weight-only, so the TF-IDF input is
   never quantised.
 
   What differs from scikit-learn: lower-casing.  ``StringNormalizer`` maps one code
   point to one (glibc's ``towlower`` under C.UTF-8), Python's ``str.lower`` follows
-  Unicode's full mapping (e.g. U+0130 "İ" → "i̇");  `lowercase_mismatches` lists the code
-  points where the two differ on this machine (recorded in the export's mlbench.json).
+  Unicode's full and context rules (U+0130 "İ" → "i̇", a word-final "Σ" → "ς");
+  `lowercase_mismatches` lists the code points where the two differ one by one on this
+  machine (here only U+0130; recorded in the export's mlbench.json).  The locale must
+  exist where the model runs (C.UTF-8 does on most Linux images).
 * `add_heads` — beside ``scores`` [N, L]: ``probabilities`` (the validation-fitted
   `mlbench.evaluation.calibration.Calibration`, computed in float64 like
   `Calibration.apply`) and ``labels`` (int32, ``scores >= thresholds``, the decision
