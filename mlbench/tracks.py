@@ -106,6 +106,7 @@ _REGISTRY: dict[str, str] = {
     "mlp": "baselines.tfidf_mlp:TfidfMLPTrack",
     "svm": "baselines.svm:LinearSVMTrack",
     "svm_balanced": "baselines.svm:BalancedLinearSVMTrack",
+    "logreg": "baselines.logreg:LogisticRegressionTrack",
     "encoder": "transformers_track.encoder:EncoderTrack",
     "pretrained": "transformers_track.pretrained:PretrainedTrack",
     "fasttext": "baselines.fasttext_track:FastTextTrack",  # needs fasttext-wheel (else skipped)

@@ -57,7 +57,7 @@ META_FILE = "mlbench.json"
 THRESHOLDS_FILE = "thresholds.json"
 #: the optional extra's pins (pyproject ``[project.optional-dependencies] onnx``)
 ONNX_PINS = ("onnx==1.23.2", "onnxruntime==1.31.1", "tf2onnx==1.17.0")
-LINEAR_TRACKS = ("svm", "svm_balanced")
+LINEAR_TRACKS = ("svm", "svm_balanced", "logreg")
 
 __all__ = ["export_onnx", "ONNX_FORMAT", "MODEL_FILE", "ONNX_PINS", "require_onnx"]
 
