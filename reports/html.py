@@ -557,7 +557,7 @@ def headline(record: dict) -> list[dict[str, str]]:
         val, test = R.as_dict(result.get("val_cv")), R.as_dict(result.get("test"))
         cis = R.test_ci(ms[name], rule)
         near_by = {o: ", ".join(n for n, ok in R.not_worse(record, o).items() if ok and n != name) for o in objs}
-        near = (next(iter(near_by.values())) if len(objs) == 1
+        near = (next(iter(near_by.values())) if len(set(near_by.values())) == 1
                 else "; ".join(f"on {o}-F1 {v}" for o, v in near_by.items() if v))
         out.append({
             "objective": " ".join(objs), "objectives_text": "- and ".join(objs), "name": name, "rule": rule,
