@@ -5,6 +5,7 @@
     mlbench score --model RUN/svm_savedmodel --input corpus.csv --out soft_labels.csv
     mlbench serve --model RUN/svm_savedmodel       # JSON API + TF Serving REST + web page
     mlbench report RUN                             # re-render report.html from results.json
+    mlbench compare RUN_A RUN_B --out cmp.html     # runs side by side (+ cmp.md)
 
 This is the top layer: it parses options into a `RunConfig`, calls the experiment, then
 the report on the record the experiment returned.  Every error a user can cause leaves
@@ -126,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     onx.add_argument("--int8", action="store_true", help="quantise the weights to int8 (onnxruntime, dynamic)")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
+    cmp_ = sub.add_parser("compare", help="compare run folders side by side: one HTML page + a Markdown table")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders (results.json)")
+    cmp_.add_argument("--out", type=Path, default=Path("compare.html"), help="the HTML page (default: compare.html)")
+    cmp_.add_argument("--markdown", type=Path, help="the Markdown table (default: --out with .md)")
+    cmp_.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
 
 
@@ -267,6 +273,19 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    from mlbench.errors import InputError
+    from reports.compare import write
+
+    md = args.markdown or args.out.with_suffix(".md")
+    taken = [str(p) for p in (args.out, md) if p.exists()]
+    if taken and not args.force:
+        raise InputError(f"compare: {', '.join(taken)} already exist(s); pass --force to overwrite")
+    for path in write(args.run_dirs, args.out, md):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlbench.errors import InputError
 
@@ -283,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "export-onnx":
             return export_onnx(args)
+        if args.command == "compare":
+            return compare(args)
         return report(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from . import record as R
 
@@ -413,6 +413,7 @@ def quality_vs_throughput(record: dict, path: Path) -> Path | None:
             ax.annotate(c.name, (c.docs_per_s, y), textcoords="offset points", xytext=(7, 4), fontsize=9,
                         alpha=alpha)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("serving throughput, docs/s (log)")
         ax.set_ylabel(f"{obj}-F1")
         ax.set_title(f"{obj}-F1 under each model's {obj}-chosen rule", fontsize=11)
