@@ -82,6 +82,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
     p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--mlflow", nargs="?", const="", metavar="URI",
+                   help="log the finished run to MLflow (parent run + one child per variant, exports as pyfunc "
+                        "models); URI default: sqlite under --out (needs the tracking extra)")
+    p.add_argument("--tensorboard", metavar="DIR", help="Keras tracks: write training curves here (TensorBoard)")
     p.add_argument("--strategy", default="default", help="Keras tracks: tf.distribute strategy: default | "
                    "mirrored (all GPUs, or --cpu-devices) | multiworker (cluster from TF_CONFIG)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
@@ -159,7 +163,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         unlabeled=args.unlabeled, max_bad_rows=args.max_bad_rows, verify=not args.no_verify,
         strict=args.strict, dedupe=args.dedupe, min_label_docs=args.min_label_docs,
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
-        bootstrap=args.bootstrap, report=not args.no_report,
+        bootstrap=args.bootstrap, report=not args.no_report, tensorboard=args.tensorboard,
         strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
     )
@@ -182,7 +186,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
     given = config_from_args(args, argv)
     default = config_from_args(parser().parse_args(["run", "--dataset", dataset]), [])
     for name in names:
-        if name in ("command", "report", "models"):
+        if name in ("command", "report", "models", "tensorboard"):
             continue
         value = getattr(given, name)
         if value != getattr(default, name) and value != getattr(cfg, name):
@@ -192,6 +196,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
         raise InputError(f"--resume {args.resume}: option models = {','.join(given.models)} conflicts with "
                          f"the run's recorded {','.join(recorded['models'])}")
     cfg.report = given.report
+    cfg.tensorboard = given.tensorboard
     return cfg
 
 
@@ -200,6 +205,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from mlbench.experiment import run_experiment
     from mlbench.progress import phase, say
 
+    if args.mlflow is not None:  # before hours of training, not after
+        from mlbench.tracking.mlflow_log import require_mlflow
+
+        require_mlflow()
     if args.resume is not None:
         cfg = resumed_config(args, argv).validate()
     elif not args.dataset:
@@ -214,6 +223,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             from reports import write_report
 
             say(f"report: {write_report(record, run_dir)}")
+    if args.mlflow is not None:
+        with phase("mlflow"):
+            from mlbench.tracking.mlflow_log import default_uri, log_run
+
+            uri = args.mlflow or default_uri(cfg.out)
+            say(f"mlflow: parent run {log_run(record, run_dir, uri, say=say)} in {uri}")
     print(run_dir)
     return 0
 
