@@ -481,13 +481,13 @@ def _error_example(ex: Any) -> dict[str, Any]:
 
 
 def _distinct_documents(examples: Any) -> list[dict[str, Any]]:
-    """Error examples with each test document once: the error analysis lists a document per
-    missed label, so a document missing three tail labels would be shown three times; its
-    first entry (the rarest label) stays and the other labels are listed on it (``also``)."""
+    """Error examples with each test text once: older records list a document per missed
+    label (and test sets hold copies of one text), so one text could be shown three times;
+    its first entry (the rarest label) stays and the other labels are listed on it (``also``)."""
     out: dict[Any, dict[str, Any]] = {}
     for raw in R.as_list(examples):
         raw = R.as_dict(raw)
-        key = raw.get("doc") if raw.get("doc") is not None else " ".join(str(raw.get("text") or "").split())
+        key = " ".join(str(raw.get("text") or "").split()) or raw.get("doc")  # copies of one text read as one
         if key in out:
             label = str(raw.get("label") or "")
             if label and label != out[key]["label"] and label not in out[key]["also"]:

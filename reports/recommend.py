@@ -158,6 +158,11 @@ def describe_costs(c: Candidate) -> str:
     return ", ".join(parts) or "no cost recorded"
 
 
+def signed(value: float) -> str:
+    """``+0.012`` / ``−0.009`` (a typographic minus, as the rest of the page)."""
+    return f"{value:+.3f}".replace("-", "−")
+
+
 def _quality(c: Candidate, metric: str) -> str:
     val = "—" if c.val is None else f"{c.val:.3f}"
     test = "—" if c.test is None else f"{c.test:.3f}"
@@ -193,8 +198,8 @@ def paragraph(record: dict, objective: str) -> dict[str, Any] | None:
                        if alt.near_best else f"; on test it is significantly worse than {top.name} (paired bootstrap)")
         text.append(
             f"If you need {' or '.join(needs)}, {alt.name} (rule {alt.rule}) costs "
-            f"{delta_val:+.3f} {metric} on validation"
-            + ("" if delta_test is None else f" ({delta_test:+.3f} on test)")
+            f"{signed(delta_val)} {metric} on validation"
+            + ("" if delta_test is None else f" ({signed(delta_test)} on test)")
             + f": {_quality(alt, metric)}; {describe_costs(alt)}{verdict}.")
     if not alternatives:
         text.append(f"No other model is faster or smaller than {top.name}.")
