@@ -81,7 +81,7 @@ def test_advice_names_the_constraint_and_what_it_costs():
     # 7,029 docs/s rounds down to a requirement svm meets; 4 MB rounds up to one it meets
     assert "≥ 7,000 docs/s" in svm_line and "≤ 4.0 MB" in svm_line
     delta = val_of(record, "svm", "micro") - val_of(record, "ensemble", "micro")
-    assert f"costs {delta:+.3f} micro-F1 on validation".replace("-", "−") in svm_line
+    assert f"costs {delta:+.3f}".replace("-", "−") + " micro-F1 on validation" in svm_line
     assert "within the paired-bootstrap interval of ensemble" in svm_line  # not_worse[micro][svm]
     focal_line = next(t for t in advice["text"] if "mlp[focal] (rule" in t)
     assert "significantly worse than ensemble" in focal_line
