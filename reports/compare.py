@@ -136,9 +136,8 @@ def markdown(runs: Sequence[Run]) -> str:
 def figure_uri(runs: Sequence[Run]) -> str | None:
     """Per data set: test micro-F1 (95% CI bars) against docs/s (log), one colour per run."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
 
-    from .figures import MARKERS, _colour
+    from .figures import MARKERS, _colour, log_x
 
     table = [r for r in rows(runs) if r["docs_per_s"] and r["objectives"]["micro"]["test"] is not None]
     if not table:
@@ -156,8 +155,7 @@ def figure_uri(runs: Sequence[Run]) -> str | None:
                         color=_colour(i), capsize=3, label=r["run"])
             ax.annotate(r["model"], (r["docs_per_s"], f["test"]), textcoords="offset points",
                         xytext=(5, 3), fontsize=8)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        log_x(ax)
         ax.set_xlabel("docs/s (log)")
         ax.set_ylabel("test micro-F1")
         ax.set_title(key[0], fontsize=10)

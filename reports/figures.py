@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from . import record as R
 
@@ -386,6 +386,15 @@ def reliability(name: str, model: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def log_x(ax) -> None:
+    """A log x axis labelled at 1, 2, 5 × 10^k in plain numbers (throughputs often span
+    less than a decade, where the default shows one tick or none)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def quality_vs_throughput(record: dict, path: Path) -> Path | None:
     """Per objective: test F1 with its 95% interval (bars) and cross-fitted validation F1
     (hollow) against serving throughput on a log axis; dominated models drawn faded.
@@ -412,8 +421,7 @@ def quality_vs_throughput(record: dict, path: Path) -> Path | None:
             y = c.test if c.test is not None else c.val
             ax.annotate(c.name, (c.docs_per_s, y), textcoords="offset points", xytext=(7, 4), fontsize=9,
                         alpha=alpha)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        log_x(ax)
         ax.set_xlabel("serving throughput, docs/s (log)")
         ax.set_ylabel(f"{obj}-F1")
         ax.set_title(f"{obj}-F1 under each model's {obj}-chosen rule", fontsize=11)
