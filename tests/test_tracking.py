@@ -110,3 +110,21 @@ def test_tensorboard_event_files_hold_the_keras_curves(tracked_run):
     # one point per epoch, the values Keras logged (float32 written, float64 in the record)
     assert curve("train", "epoch_loss") == pytest.approx(history["loss"], rel=1e-6)
     assert curve("validation", "epoch_loss") == pytest.approx(history["val_loss"], rel=1e-6)
+
+
+def test_mlflow_missing_is_one_line_before_training(monkeypatch, capsys):
+    """Without the extra, `run --mlflow` stops before any data loads, in one line (exit 2)."""
+    from mlbench_cli import main
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
+    assert main(["run", "--dataset", "nonexistent.csv", "--mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --mlflow needs the tracking extra: pip install 'mlbench[tracking]'"]
+
+
+def test_default_store_lives_under_out(tmp_path):
+    from mlbench.tracking.mlflow_log import default_uri, flat
+
+    assert default_uri(tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    assert flat("config", {"a": {"b": 1}, "c": [1, 2], "d": "x"}) == {
+        "config.a.b": "1", "config.c": "[1, 2]", "config.d": "x"}
