@@ -36,10 +36,13 @@ class TrainSettings:
     strategy: str = "default"
     #: linear tracks: parallel joblib jobs (None or -1: all cores)
     n_jobs: int | None = None
+    #: Keras tracks: a TensorBoard log folder for this variant (None: no TensorBoard)
+    tensorboard: Path | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["workdir"] = str(self.workdir) if self.workdir else None
+        d["tensorboard"] = str(self.tensorboard) if self.tensorboard else None
         return d
 
 

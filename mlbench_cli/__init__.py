@@ -5,6 +5,7 @@
     mlbench score --model RUN/svm_savedmodel --input corpus.csv --out soft_labels.csv
     mlbench serve --model RUN/svm_savedmodel       # JSON API + TF Serving REST + web page
     mlbench report RUN                             # re-render report.html from results.json
+    mlbench compare RUN_A RUN_B --out cmp.html     # runs side by side (+ cmp.md)
 
 This is the top layer: it parses options into a `RunConfig`, calls the experiment, then
 the report on the record the experiment returned.  Every error a user can cause leaves
@@ -81,6 +82,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
     p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--mlflow", nargs="?", const="", metavar="URI",
+                   help="log the finished run to MLflow (parent run + one child per variant, exports as pyfunc "
+                        "models); URI default: sqlite under --out (needs the tracking extra)")
+    p.add_argument("--tensorboard", metavar="DIR", help="Keras tracks: write training curves here (TensorBoard)")
     p.add_argument("--strategy", default="default", help="Keras tracks: tf.distribute strategy: default | "
                    "mirrored (all GPUs, or --cpu-devices) | multiworker (cluster from TF_CONFIG)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
@@ -126,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
     onx.add_argument("--int8", action="store_true", help="quantise the weights to int8 (onnxruntime, dynamic)")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
+    cmp_ = sub.add_parser("compare", help="compare run folders side by side: one HTML page + a Markdown table")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders (results.json)")
+    cmp_.add_argument("--out", type=Path, default=Path("compare.html"), help="the HTML page (default: compare.html)")
+    cmp_.add_argument("--markdown", type=Path, help="the Markdown table (default: --out with .md)")
+    cmp_.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
 
 
@@ -153,7 +163,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         unlabeled=args.unlabeled, max_bad_rows=args.max_bad_rows, verify=not args.no_verify,
         strict=args.strict, dedupe=args.dedupe, min_label_docs=args.min_label_docs,
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
-        bootstrap=args.bootstrap, report=not args.no_report,
+        bootstrap=args.bootstrap, report=not args.no_report, tensorboard=args.tensorboard,
         strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
     )
@@ -176,7 +186,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
     given = config_from_args(args, argv)
     default = config_from_args(parser().parse_args(["run", "--dataset", dataset]), [])
     for name in names:
-        if name in ("command", "report", "models"):
+        if name in ("command", "report", "models", "tensorboard"):
             continue
         value = getattr(given, name)
         if value != getattr(default, name) and value != getattr(cfg, name):
@@ -186,6 +196,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
         raise InputError(f"--resume {args.resume}: option models = {','.join(given.models)} conflicts with "
                          f"the run's recorded {','.join(recorded['models'])}")
     cfg.report = given.report
+    cfg.tensorboard = given.tensorboard
     return cfg
 
 
@@ -194,6 +205,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from mlbench.experiment import run_experiment
     from mlbench.progress import phase, say
 
+    if args.mlflow is not None:  # before hours of training, not after
+        from mlbench.tracking.mlflow_log import require_mlflow
+
+        require_mlflow()
     if args.resume is not None:
         cfg = resumed_config(args, argv).validate()
     elif not args.dataset:
@@ -208,6 +223,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             from reports import write_report
 
             say(f"report: {write_report(record, run_dir)}")
+    if args.mlflow is not None:
+        with phase("mlflow"):
+            from mlbench.tracking.mlflow_log import default_uri, log_run
+
+            uri = args.mlflow or default_uri(cfg.out)
+            say(f"mlflow: parent run {log_run(record, run_dir, uri, say=say)} in {uri}")
     print(run_dir)
     return 0
 
@@ -267,6 +288,19 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    from mlbench.errors import InputError
+    from reports.compare import write
+
+    md = args.markdown or args.out.with_suffix(".md")
+    taken = [str(p) for p in (args.out, md) if p.exists()]
+    if taken and not args.force:
+        raise InputError(f"compare: {', '.join(taken)} already exist(s); pass --force to overwrite")
+    for path in write(args.run_dirs, args.out, md):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlbench.errors import InputError
 
@@ -283,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "export-onnx":
             return export_onnx(args)
+        if args.command == "compare":
+            return compare(args)
         return report(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
