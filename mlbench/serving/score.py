@@ -244,8 +244,9 @@ class _Writer:
 # ----------------------------------------------------------------------------- scoring
 @dataclass
 class _Input:
-    """The input's rows to score: their row numbers, texts and ids (``--id-col``), plus the
-    empty-text rows and the ids of every non-empty row (the Parquet id type is theirs)."""
+    """The input's rows not yet in the output (row numbers, texts, ``--id-col`` ids), the
+    empty-text rows, the count already done, and the ids of every non-empty row (the
+    Parquet id column takes their type)."""
 
     rows: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
@@ -255,9 +256,9 @@ class _Input:
     already: int = 0
 
 
-def _read_input(path: Path, text_col: str, id_col: str | None) -> tuple[list, _Input]:
-    """Every non-empty row of the input as (row, text, id), checked; InputError names the
-    first bad row (with how many more there are)."""
+def _read_input(path: Path, text_col: str, id_col: str | None, done: set[int]) -> _Input:
+    """Read and check every row of the input; InputError names the first bad row (and
+    counts the others)."""
     from mlbench.data.records import read_records
     from mlbench.serving.text_checks import bad_texts, text_problem
 
@@ -279,13 +280,8 @@ def _read_input(path: Path, text_col: str, id_col: str | None) -> tuple[list, _I
         i, reason = bad[0]
         more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
         raise InputError(f"{where(path, kept[i][0], text_col)}: {reason}{more}")
-    found.all_ids = [ident for _, _, ident in kept]
-    return kept, found
-
-
-def _todo(kept: list, found: _Input, done: set[int]) -> _Input:
-    """`found` with the rows not yet in the output."""
     for row, text, ident in kept:
+        found.all_ids.append(ident)
         if row in done:
             found.already += 1
         else:
@@ -329,8 +325,7 @@ def score_file(model: str | Path, input_path: str | Path, out: str | Path, *, te
     if resuming:
         check_owner(out, owner)
     done = _done_rows(out, fmt, columns) if resuming else set()
-    kept, found = _read_input(input_path, text_col, id_col)
-    todo = _todo(kept, found, done)
+    todo = _read_input(input_path, text_col, id_col, done)
     rows, texts, empty = todo.rows, todo.texts, todo.empty
     threshold = np.broadcast_to(np.asarray(artifact.threshold(), dtype=np.float64), (len(labels),))
     summary = ScoreSummary(out, already=todo.already, empty=len(empty), empty_rows=empty[:20],
