@@ -65,6 +65,7 @@ def check_data(corpus: Corpus, cfg: RunConfig) -> tuple[Corpus, dict]:
     """Dedupe when asked, then the health check; errors (and warnings under --strict) stop
     the run before TensorFlow starts.  Returns the corpus to train on and the findings."""
     from mlbench.data import check_health, dedupe, raise_for
+    from mlbench.data.registry import data_columns
 
     corpus, removed = dedupe(corpus, cfg.dedupe)
     if cfg.dedupe != "none":
@@ -72,7 +73,8 @@ def check_data(corpus: Corpus, cfg: RunConfig) -> tuple[Corpus, dict]:
     report = check_health(corpus, min_label_docs=cfg.min_label_docs, label_sep=cfg.label_sep)
     for line in report.console_lines():
         say(line)
-    raise_for(report, strict=cfg.strict)
+    raise_for(report, strict=cfg.strict, source=corpus.source,
+              columns=data_columns(cfg.dataset, cfg.text_col, cfg.labels_col))
     return corpus, report.to_json()
 
 

@@ -112,8 +112,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--input", required=True, help="a .csv/.tsv/.jsonl/.parquet file (optionally .gz)")
     sc.add_argument("--text-col", default="text", help="text column (default: text)")
     sc.add_argument("--out", required=True, help="output .csv/.jsonl/.parquet; an existing output of "
-                    "this model is resumed (rows already there are skipped)")
+                    "this model is resumed (rows already there are skipped; its sidecar "
+                    "OUT.mlbench.json names the model)")
     sc.add_argument("--chunk", type=int, default=2048, help="texts per model call (default 2048)")
+    sc.add_argument("--id-col", help="copy this input column into the output, beside row")
     srv = sub.add_parser("serve", help="serve an exported model: JSON API, TF Serving REST, web page")
     srv.add_argument("--model", required=True, type=Path, help="an exported model folder")
     srv.add_argument("--host", default="127.0.0.1")
@@ -244,7 +246,7 @@ def score(args: argparse.Namespace) -> int:
     from mlbench.serving.score import score_command
 
     return score_command(model=args.model, input_path=args.input, out=args.out, text_col=args.text_col,
-                         chunk=args.chunk)
+                         chunk=args.chunk, id_col=args.id_col)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -164,6 +164,7 @@ def test_torn_last_line_is_rescored(model_dir, tmp_path):
     data = once.read_bytes()
     keep = data[: data.rfind(b"\n", 0, len(data) - 1) + 1]
     torn.write_bytes(keep + data[len(keep): len(keep) + 9])  # half of the last line
+    (tmp_path / "torn.jsonl.mlbench.json").write_bytes((tmp_path / "once.jsonl.mlbench.json").read_bytes())
     score_file(model_dir, src, torn, text_col="body")
     assert torn.read_bytes().startswith(keep)  # the whole lines are kept as written
     assert_same_output(read_out(once), read_out(torn), model_dir, by_row)
