@@ -168,3 +168,57 @@ def test_open_inference_protocol_with_tritons_client(url, calibrated_dir, texts)
             client.infer("svm", [bad])
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- the page on a calibrated export
+def test_page_shows_one_quantity_orders_by_it_and_clears_errors(url, calibrated_dir, tmp_path):
+    """Bar length and number are both the calibrated probability; labels come highest first; an
+    error replaces the bars and is gone on the next good request (headless Chromium)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"chromium not found at {chromium}")
+    from mlbench.serving.artifacts import load_artifact
+    from reports.chromium import FLAGS
+
+    artifact = load_artifact(calibrated_dir)
+    text = "bide babi boti do baba bati du te kudi fi debe bali"
+    probs = artifact.probabilities([text])[0]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
+                                     args=[f for f in FLAGS if f != "--headless"], timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(url + "/", timeout=15_000)
+            page.wait_for_function("document.querySelectorAll('#rule option').length > 1", timeout=10_000)
+            page.fill("#text", text)
+            page.click("#predict")
+            page.wait_for_selector(".bar-row", timeout=10_000)
+            rows = page.eval_on_selector_all(".bar-row", """rows => rows.map(r => ({
+                label: r.dataset.label, width: r.querySelector('.bar-fill').style.width,
+                number: r.querySelector('.bar-score').textContent}))""")
+            assert len(rows) == N_LABELS
+            want = {artifact.labels[j]: float(probs[j]) for j in range(N_LABELS)}
+            for row in rows:  # bar and number: the same probability
+                assert float(row["width"].rstrip("%")) == pytest.approx(100 * want[row["label"]], abs=1e-3)
+                assert row["number"] == f"{want[row['label']]:.3f}"
+            shown = [want[r["label"]] for r in rows]
+            assert shown == sorted(shown, reverse=True)
+            assert page.locator("#quantity").inner_text() == "calibrated probability"
+            chosen = page.locator("#chosen").inner_text()
+            if ":" in chosen:
+                named = [s.strip() for s in chosen.split(":", 1)[1].split(",")]
+                assert [want[n] for n in named] == sorted((want[n] for n in named), reverse=True)
+            page.fill("#text", "x" * 3000)  # over max_chars: a 413 from the server
+            page.click("#predict")
+            page.wait_for_selector("#status.error", timeout=10_000)
+            assert "over the limit" in page.locator("#status").inner_text()
+            assert page.locator(".bar-row").count() == 0  # no stale bars under the error
+            page.fill("#text", text)
+            page.click("#predict")
+            page.wait_for_selector(".bar-row", timeout=10_000)
+            page.wait_for_function("document.getElementById('status').textContent === ''", timeout=10_000)
+            assert page.locator("#status.error").count() == 0
+            page.screenshot(path=str(tmp_path / "calibrated_page.png"), full_page=True)
+        finally:
+            browser.close()
