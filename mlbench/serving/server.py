@@ -528,5 +528,6 @@ def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, *, model_n
         name = f"[{host}]" if ":" in host else host
         settings.allowed_hosts = (*settings.allowed_hosts, name)
     app = create_app(Path(model_dir), model_name=model_name, settings=settings)
-    uvicorn.Server(server_config(app, host, port, log_level=log_level)).run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C (or SIGINT) after a graceful shutdown
+        uvicorn.Server(server_config(app, host, port, log_level=log_level)).run()
 
