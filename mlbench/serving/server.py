@@ -524,8 +524,8 @@ def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, *, model_n
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(**options)
-    if host not in ("0.0.0.0", "::", "") and "*" not in settings.allowed_hosts:
-        name = f"[{host}]" if ":" in host else host
+    name = f"[{host}]" if ":" in host else host.lower()
+    if host not in ("0.0.0.0", "::", "") and name not in settings.allowed_hosts and "*" not in settings.allowed_hosts:
         settings.allowed_hosts = (*settings.allowed_hosts, name)
     app = create_app(Path(model_dir), model_name=model_name, settings=settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C (or SIGINT) after a graceful shutdown
