@@ -152,6 +152,8 @@ def test_open_inference_protocol_with_tritons_client(url, calibrated_dir, texts)
                                            for n in ("scores", "probabilities", "decisions")]
             result = client.infer("svm", [inp], outputs=outputs, request_id="req-7")
             assert result.get_response()["id"] == "req-7"
+            sent = result.get_output("scores")  # binary asked (the client's default) → binary answered
+            assert ("binary_data_size" in sent.get("parameters", {})) == binary and ("data" in sent) != binary
             _close(result.as_numpy("scores"), scores)
             _close(result.as_numpy("probabilities"), probs)
             np.testing.assert_array_equal(result.as_numpy("decisions"), (scores >= best).astype(np.int32))

@@ -289,6 +289,8 @@ class V2Request:
     texts: list[str]
     outputs: list[str] | None  # requested output names (None: all)
     input_name: str
+    binary: dict[str, bool]  # output name -> answer it as binary data (the binary tensor extension)
+    binary_default: bool = False  # ``binary_data_output`` for outputs that do not say
 
 
 def _v2_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
@@ -374,6 +376,7 @@ def parse_v2(raw: bytes, header_length: str | None, limits: Limits, input_name: 
     check_texts(texts, "inputs[0].data", limits)
     wanted = body.get("outputs")
     names: list[str] | None = None
+    binary: dict[str, bool] = {}
     if wanted is not None:
         if not isinstance(wanted, list):
             raise ApiError(400, f"expected an array, got {_kind(wanted)}", "outputs")
@@ -383,5 +386,15 @@ def parse_v2(raw: bytes, header_length: str | None, limits: Limits, input_name: 
             if name not in output_names:
                 raise ApiError(400, f"unknown output {_short(name)}; this model has {', '.join(output_names)}",
                                f"outputs[{i}].name")
+            flag = (out.get("parameters") or {}).get("binary_data") if isinstance(out.get("parameters"), dict) \
+                else None
+            if flag is not None:
+                if not isinstance(flag, bool):
+                    raise ApiError(400, f"expected true or false, got {_short(flag)}",
+                                   f"outputs[{i}].parameters.binary_data")
+                binary[name] = flag
             names.append(name)
-    return V2Request(request_id, texts, names, input_name)
+    default = body.get("parameters", {}).get("binary_data_output", False)
+    if not isinstance(default, bool):
+        raise ApiError(400, f"expected true or false, got {_short(default)}", "parameters.binary_data_output")
+    return V2Request(request_id, texts, names, input_name, binary, default)

@@ -119,7 +119,7 @@ V2_DECISIONS = "decisions"
 
 
 def v2_server() -> dict:
-    """Server metadata: the binary tensor extension is understood on input (outputs are JSON)."""
+    """Server metadata: the binary tensor extension is understood on input and output."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -143,8 +143,11 @@ def v2_model(model: ServedModel) -> dict:
             "outputs": [{"name": o, "datatype": dtypes[o], "shape": [-1, n]} for o in v2_outputs(model)]}
 
 
-def v2_infer(model: ServedModel, out: Outputs, request_id: str | None, wanted: list[str] | None) -> dict:
-    """The inference answer: each requested output as a named tensor [n, L] with flat row-major data.
+def v2_infer(model: ServedModel, out: Outputs, request_id: str | None, wanted: list[str] | None,
+             binary: dict[str, bool] | None = None, binary_default: bool = False) -> tuple[dict, bytes]:
+    """The inference answer: each requested output as a named tensor [n, L], flat row-major ``data``,
+    or, where the client asked for binary data, little-endian bytes after the JSON (the binary
+    tensor extension: ``parameters.binary_data_size`` per tensor, parts in output order).
 
     ``decisions`` are the labels passing the server's best decision rule (1/0)."""
     probs = model.probabilities(out)
@@ -152,12 +155,20 @@ def v2_infer(model: ServedModel, out: Outputs, request_id: str | None, wanted: l
     if probs is not None:
         tensors[PROBABILITIES] = probs
     tensors[V2_DECISIONS] = (out["scores"] >= model.rules[BEST]).astype(np.int32)
-    dtypes = {"scores": "FP32", PROBABILITIES: "FP32", V2_DECISIONS: "INT32"}
+    dtypes = {"scores": ("FP32", "<f4"), PROBABILITIES: ("FP32", "<f4"), V2_DECISIONS: ("INT32", "<i4")}
     names = wanted if wanted is not None else v2_outputs(model)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": MODEL_VERSION}
     if request_id is not None:
         answer["id"] = request_id
-    answer["outputs"] = [{"name": name, "datatype": dtypes[name], "shape": list(tensors[name].shape),
-                          "data": tensors[name].reshape(-1).tolist()} for name in names]
-    return answer
-
+    answer["outputs"], parts = [], []
+    for name in names:
+        datatype, layout = dtypes[name]
+        tensor = {"name": name, "datatype": datatype, "shape": list(tensors[name].shape)}
+        if (binary or {}).get(name, binary_default):
+            raw = np.ascontiguousarray(tensors[name], dtype=layout).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            parts.append(raw)
+        else:
+            tensor["data"] = tensors[name].reshape(-1).tolist()
+        answer["outputs"].append(tensor)
+    return answer, b"".join(parts)

@@ -414,7 +414,12 @@ def _add_v2_routes(app: FastAPI, model: ServedModel, settings: Settings) -> None
                        request.headers.get("inference-header-content-length"), settings.limits,
                        INPUT_NAME, outputs)
         out = await _batcher(request).predict(req.texts)
-        return JSONResponse(answers.v2_infer(model, out, req.id, req.outputs))
+        answer, raw = answers.v2_infer(model, out, req.id, req.outputs, req.binary, req.binary_default)
+        if not raw:
+            return JSONResponse(answer)
+        head = JSONResponse(answer).body
+        return Response(head + raw, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(len(head))})
 
     app.add_api_route("/v2/models/{name}", metadata, methods=["GET"])
     app.add_api_route("/v2/models/{name}/versions/{version}", metadata, methods=["GET"])
