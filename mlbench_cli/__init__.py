@@ -121,12 +121,24 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", help="model name in the URLs (default: folder name minus _savedmodel)")
-    srv.add_argument("--max-texts", type=int, default=256, help="most texts in one request")
-    srv.add_argument("--max-chars", type=int, default=100_000, help="longest text accepted")
+    srv.add_argument("--max-texts", type=int, default=128, help="most texts in one request (default 128)")
+    srv.add_argument("--max-chars", type=int, default=20_000, help="longest text accepted (default 20,000)")
     srv.add_argument("--max-explain", type=int, default=16,
                      help='most texts in one request with "explain": true')
     srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
     srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
+    srv.add_argument("--max-body-bytes", type=int, default=None,
+                     help="largest request body (default: max-texts x max-chars x 2 bytes + 64 KiB)")
+    srv.add_argument("--max-in-flight", type=int, default=32,
+                     help="requests handled at once; more get 429 with Retry-After (default 32)")
+    srv.add_argument("--header-timeout", type=float, default=10.0,
+                     help="seconds a request head may take to arrive (default 10)")
+    srv.add_argument("--body-timeout", type=float, default=30.0,
+                     help="seconds a request body may take to arrive (default 30)")
+    srv.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                     help="a Host name clients use (repeatable; '*' for any; default: localhost, "
+                          "127.0.0.1, [::1] and --host)")
+    srv.add_argument("--openapi", action="store_true", help="serve /openapi.json (no /docs page)")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
     onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder)")
     onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
@@ -260,9 +272,12 @@ def serve(args: argparse.Namespace) -> int:
     from mlbench.serving.server import serve as run_server
 
     import_tensorflow()
+    hosts = {"allowed_hosts": tuple(args.allowed_host)} if args.allowed_host else {}
     run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
                max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
-               max_explain=args.max_explain)
+               max_explain=args.max_explain, max_body_bytes=args.max_body_bytes,
+               max_in_flight=args.max_in_flight, header_timeout_s=args.header_timeout,
+               body_timeout_s=args.body_timeout, openapi=args.openapi, **hosts)
     return 0
 
 
