@@ -500,6 +500,7 @@ def test_create_app_checks_its_folder_and_limits(tmp_path, export_dir):
     with pytest.raises(InputError, match="max_texts"):
         create_app(export_dir, max_texts=0)
     assert model_name_of(Path("runs/x/mlp_savedmodel")) == "mlp"
+    assert model_name_of(Path("runs/x/fasttext_model")) == "fasttext"  # the non-SavedModel export
     assert model_name_of(Path("runs/x/custom")) == "custom"
     copy = tmp_path / "svm_balanced_savedmodel"
     shutil.copytree(export_dir, copy)

@@ -32,7 +32,8 @@ log = logging.getLogger("mlbench.serving")
 __all__ = ["ServedModel", "MicroBatcher", "model_name_of", "Outputs", "BEST", "SERVE_SIGNATURE",
            "DECISIONS_SIGNATURE", "EXPLAIN_SIGNATURE", "INPUT_NAME", "MODEL_VERSION", "PROBABILITIES"]
 
-SAVEDMODEL_SUFFIX = "_savedmodel"
+#: what `mlbench.naming.export_dir_name` appends to a variant: a SavedModel, another format
+EXPORT_SUFFIXES = ("_savedmodel", "_model")
 BEST = "best"
 SERVE_SIGNATURE = "serving_default"
 DECISIONS_SIGNATURE = "decisions"
@@ -48,10 +49,13 @@ Outputs = dict[str, np.ndarray]
 
 
 def model_name_of(model_dir: Path) -> str:
-    """The served name of an export folder: ``RUN/mlp_savedmodel`` → ``mlp``."""
+    """The served name of an export folder (`mlbench.naming.export_dir_name` backwards):
+    ``RUN/mlp_savedmodel`` → ``mlp``, ``RUN/fasttext_model`` → ``fasttext``."""
     name = Path(model_dir).resolve().name
-    return name[: -len(SAVEDMODEL_SUFFIX)] if name.endswith(SAVEDMODEL_SUFFIX) and len(name) > len(
-        SAVEDMODEL_SUFFIX) else name
+    for suffix in EXPORT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 # --------------------------------------------------------------------------- signatures
