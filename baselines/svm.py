@@ -115,6 +115,8 @@ class LinearSVMTrack(Track):
     name = "svm"
     family = "baseline"
     stochastic = False  # liblinear's dual coordinate descent converges to the same optimum
+    #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
+    cheap_fit: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1, "max_features": None,
         "C": 1.0, "class_weight": None, "score_scale": 1.0,
