@@ -106,6 +106,7 @@ class CrossFitter:
         self._y_sparse = None
         self._features: dict[tuple, Any] = {}
         self.fits: list[tuple[dict, int | None, np.ndarray]] = []
+        self._done: dict[tuple[str, int], tuple[np.ndarray, dict]] = {}  # (point, fold) → fold()
         if self.cache is not None:
             self._check_cache()
 
@@ -172,6 +173,8 @@ class CrossFitter:
         """Held-out scores of fold `i` [len(folds[i]), L] under `point`, and the fit's history;
         read from the cache when this fold was finished before (a resumed run)."""
         held = self.folds[i]
+        if (_point_slug(point), i) in self._done:
+            return self._done[_point_slug(point), i]
         path = self._fold_file(point, i)
         if path is not None and path.exists():
             with np.load(path) as data:
@@ -189,6 +192,7 @@ class CrossFitter:
             tmp = path.with_name(path.stem + ".tmp.npz")
             np.savez_compressed(tmp, rows=held, scores=scores, history=json.dumps(history))
             tmp.replace(path)  # a kill mid-write leaves no half fold behind
+        self._done[_point_slug(point), i] = (scores, history)
         self.say(f"{self.cls.name} {point or 'defaults'}: fold {i + 1}/{len(self.folds)} fitted on "
                  f"{len(fit_rows)} docs in {time.perf_counter() - t0:.1f} s")
         return scores, history
