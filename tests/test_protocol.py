@@ -242,6 +242,6 @@ def test_the_report_names_each_variants_protocol():
 
     cv = {"protocol": "cv", "fitted_on": {"split": "out-of-fold train+val", "rows": 7770, "folds": 5,
                                           "refit_rows": 7770}}
-    assert protocol_text(cv) == "cv: 5-fold out-of-fold scores of 7770 train+val docs, refit on 7770"
-    assert protocol_text({"protocol": "holdout", "fitted_on": {"rows": 1000}}) == "holdout: validation (1000 docs)"
+    assert protocol_text(cv) == "cv: 5-fold out-of-fold scores of 7,770 train+val docs, refit on 7,770"
+    assert protocol_text({"protocol": "holdout", "fitted_on": {"rows": 1000}}) == "holdout: validation (1,000 docs)"
     assert protocol_text({}) == "holdout: validation"  # a record from before the protocol existed
