@@ -505,10 +505,12 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
     workdir = run_dir / "checkpoints" / export_dir_name(variant)
     settings = track_settings(cfg, name, loss=loss, workdir=workdir)
     cv = pool is not None and pool.cv(name)
-    with phase(f"{variant}: train" + (f" ({len(pool.folds)}-fold cross-fitting on train+val, then refit)"
-                                      if cv else "")):
+    with phase(f"{variant}: train"):
         if cv:
             from mlbench.protocol import cross_fit
+
+            say(f"{variant}: --protocol cv, {len(pool.folds)}-fold cross-fitting on {len(pool.split)} "
+                "train+val documents, then a refit on all of them")
 
             fit = cross_fit(name, settings, pool.split, labels, pool.folds, tune=cfg.tuning,
                             objective=cfg.select, cache=run_dir / "folds" / export_dir_name(variant),
