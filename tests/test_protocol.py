@@ -245,3 +245,18 @@ def test_the_report_names_each_variants_protocol():
     assert protocol_text(cv) == "cv: 5-fold out-of-fold scores of 7,770 train+val docs, refit on 7,770"
     assert protocol_text({"protocol": "holdout", "fitted_on": {"rows": 1000}}) == "holdout: validation (1,000 docs)"
     assert protocol_text({}) == "holdout: validation"  # a record from before the protocol existed
+
+
+@pytest.mark.slow
+def test_an_expensive_keras_track_can_be_cross_fitted(corpus):
+    """--cv-tracks encoder: fold fits early-stop on an inner slice, the refit reads no
+    validation and trains the folds' median best epoch."""
+    from mlbench.protocol import cross_fit
+
+    labels, pool, folds = _setup(corpus, k=2)
+    fit = cross_fit("encoder", TrainSettings(seed=1, quick=True, verbose=0), pool, labels, folds,
+                    tune=False, objective="micro")
+    assert fit.oof.shape == (len(pool), len(labels)) and np.all((fit.oof >= 0) & (fit.oof <= 1))
+    best = [int(np.argmin(h["val_loss"])) + 1 for h in fit.histories]
+    assert fit.track.refit_on == {"rows": len(pool), "epochs": int(np.median(best))}
+    assert fit.track.predict_scores(corpus.test.texts).shape == (len(corpus.test), len(labels))
