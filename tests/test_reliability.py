@@ -136,7 +136,7 @@ def test_kill_in_fold_three_then_resume_starts_at_fold_three(corpus_csv, tmp_pat
     resumed = run(["run_all.py", "--resume", str(run_dir), "--no-report"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
-    assert "fold 1/5 fitted" not in log and "fold 2/5 fitted" not in log
+    assert "mlp defaults: fold 1/5 fitted" not in log and "mlp defaults: fold 2/5 fitted" not in log
     assert "mlp defaults: fold 3/5 fitted" in log
     first_epoch = next(l for l in resumed.stdout.splitlines() if l.startswith("Epoch "))
     assert first_epoch.startswith("Epoch 2/")  # fold 3 went on from its epoch-1 checkpoint
