@@ -10,6 +10,14 @@ the wrong number of results, connection errors) and the server's mean batch size
     python benchmarks/serve_load.py --train reuters                 # MLP on Reuters, 16 clients, 30 s
     python benchmarks/serve_load.py --model runs/<run>/mlp_savedmodel --dataset reuters
     python benchmarks/serve_load.py --url http://127.0.0.1:8000 --clients 32 --seconds 10
+    python benchmarks/serve_load.py --train reuters --bad-client --stall 300 --stall-seconds 20
+
+``--bad-client`` adds a client sending one bad request per second (a lone surrogate, then an
+oversize body, in turn), each of which must get its 4xx while no good request fails;
+``--stall N`` then opens N connections that never finish their request head (half send
+nothing, half half a head) for ``--stall-seconds`` while one normal client keeps
+sending, and reports when the server closed them, its open file descriptors before,
+during and after, and the normal client's latency meanwhile.
 
 Why a hand-written HTTP/1.1 client (asyncio streams, ~40 lines) rather than httpx: on a
 2-core machine the client shares the CPU with the server, and a lighter client leaves
@@ -100,12 +108,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: Path, port: int, *, window_ms: float, max_batch: int,
+def start_server(model_dir: Path, port: int, *, window_ms: float, max_batch: int, header_timeout: float = 10.0,
                  timeout: float = 180.0) -> subprocess.Popen:
     """`serve(model_dir)` in a child process on 127.0.0.1:`port`; returns once /healthz answers."""
     code = ("import sys; from pathlib import Path; from mlbench.serving.server import serve; "
             f"serve(Path(sys.argv[1]), '127.0.0.1', {port}, log_level='warning', "
-            f"batch_window_ms={window_ms!r}, max_batch={max_batch!r})")
+            f"batch_window_ms={window_ms!r}, max_batch={max_batch!r}, header_timeout_s={header_timeout!r})")
     proc = subprocess.Popen([sys.executable, "-c", code, str(model_dir)], cwd=REPO)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -201,13 +209,93 @@ async def client(index: int, url: str, path: str, texts: Sequence[str], per_requ
 
 
 async def run_load(url: str, texts: Sequence[str], *, clients: int, per_request: int, seconds: float,
-                   max_requests: int, path: str, tfserving: bool) -> tuple[Stats, float]:
-    stats = Stats()
+                   max_requests: int, path: str, tfserving: bool,
+                   bad_body_limit: int | None = None) -> tuple[Stats, float, Stats]:
+    stats, bad = Stats(), Stats()
     budget = [max_requests]
     start = time.perf_counter()
-    await asyncio.gather(*(client(c, url, path, texts, per_request, start + seconds, budget, stats, tfserving)
-                           for c in range(clients)))
-    return stats, time.perf_counter() - start
+    jobs = [client(c, url, path, texts, per_request, start + seconds, budget, stats, tfserving)
+            for c in range(clients)]
+    if bad_body_limit is not None:
+        jobs.append(bad_client(url, start + seconds, bad, bad_body_limit))
+    await asyncio.gather(*jobs)
+    return stats, time.perf_counter() - start, bad
+
+
+async def bad_client(url: str, deadline: float, stats: Stats, body_limit: int) -> None:
+    """One bad request per second, in turn a lone surrogate and a body over the limit; each must get
+    its 4xx (400 / 413), on a fresh connection (the server closes after a 413)."""
+    host_port = url.split("://", 1)[1].rstrip("/")
+    host, _, port = host_port.partition(":")
+    bodies = [(b'{"texts": ["good text", "bad \\ud800 text"]}', 400),
+              (b'{"texts": ["' + b"x" * (body_limit + 1) + b'"]}', 413)]
+    i = 0
+    while time.perf_counter() < deadline:
+        body, want = bodies[i % len(bodies)]
+        i += 1
+        start = time.perf_counter()
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port or 80))
+            try:
+                status, _ = await asyncio.wait_for(_post(reader, writer, host_port, "/v1/predict", body), 30)
+            finally:
+                writer.close()
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, RuntimeError) as err:
+            if want == 413 and isinstance(err, (ConnectionResetError, BrokenPipeError)):
+                status = 413  # closed while we were still sending: refused, as meant
+            else:
+                stats.error(f"bad client: {type(err).__name__}: {err}")
+                status = None
+        if status is not None:
+            stats.latencies.append(time.perf_counter() - start)
+            if status != want:
+                stats.error(f"bad client: HTTP {status}, expected {want}")
+            else:
+                stats.docs += 1  # here: bad requests refused as they should be
+        await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - start)))
+
+
+def open_fds(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+async def stall(url: str, n: int, seconds: float, pid: int | None, texts: Sequence[str]) -> dict:
+    """`n` connections that never finish a request head, held `seconds`, while one client keeps sending."""
+    host_port = url.split("://", 1)[1].rstrip("/")
+    host, _, port = host_port.partition(":")
+    baseline = open_fds(pid) if pid else None
+    closed_after: list[float] = []
+    start = time.perf_counter()
+
+    async def stalled(k: int) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port or 80))
+        opened = time.perf_counter()
+        if k % 2:
+            writer.write(b"POST /v1/predict HTTP/1.1\r\nHost: " + host_port.encode() + b"\r\n")
+        try:
+            await asyncio.wait_for(reader.read(), seconds)  # returns at EOF: the server closed it
+            closed_after.append(time.perf_counter() - opened)
+        except (asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    normal = Stats()
+    tasks = [asyncio.create_task(stalled(k)) for k in range(n)]
+    await asyncio.sleep(0.5)
+    during = open_fds(pid) if pid else None
+    await client(0, url, "/v1/predict", texts, 8, start + seconds, [10 ** 9], normal, False)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.5)
+    return {"stalled": n, "held_s": seconds, "closed_by_server": len(closed_after),
+            "closed_after_s_median": percentile(closed_after, 50), "closed_after_s_max": max(closed_after, default=None),
+            "fds_before": baseline, "fds_during": during, "fds_after": open_fds(pid) if pid else None,
+            "normal_requests": len(normal.latencies), "normal_errors": normal.errors,
+            "normal_p50_ms": 1000 * percentile(normal.latencies, 50),
+            "normal_p99_ms": 1000 * percentile(normal.latencies, 99)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -233,10 +321,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-window-ms", type=float, default=5.0)
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--tfserving", action="store_true", help="load /v1/models/<name>:predict instead of /v1/predict")
+    p.add_argument("--bad-client", action="store_true",
+                   help="add a client sending one bad request per second (lone surrogate / oversize body)")
+    p.add_argument("--stall", type=int, default=0, help="then hold this many stalled connections")
+    p.add_argument("--stall-seconds", type=float, default=20.0)
+    p.add_argument("--header-timeout", type=float, default=10.0, help="the server's --header-timeout")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.clients < 1 or args.texts_per_request < 1 or args.seconds <= 0 or args.max_requests < 1:
         p.error("--clients, --texts-per-request, --seconds and --max-requests must be positive")
+    if not 0 <= args.stall <= 1000 or not 0 < args.stall_seconds <= 120:
+        p.error("--stall must be in [0, 1000] and --stall-seconds in (0, 120] (bounded by design)")
 
     dataset = args.dataset or args.train or "reuters"
     corpus, texts = load_texts(dataset, args.data_dir)
@@ -250,14 +345,22 @@ def main(argv: list[str] | None = None) -> int:
                 args.model = train_export(corpus, Path(tmp.name))
             reference = direct_throughput(args.model, texts)
             port = free_port()
-            proc = start_server(args.model, port, window_ms=args.batch_window_ms, max_batch=args.max_batch)
+            proc = start_server(args.model, port, window_ms=args.batch_window_ms, max_batch=args.max_batch,
+                                header_timeout=args.header_timeout)
             url = f"http://127.0.0.1:{port}"
         info = health(url)
         path = f"/v1/models/{info['model']}:predict" if args.tfserving else "/v1/predict"
-        stats, elapsed = asyncio.run(run_load(url, texts, clients=args.clients, per_request=args.texts_per_request,
-                                              seconds=args.seconds, max_requests=args.max_requests, path=path,
-                                              tfserving=args.tfserving))
+        body_limit = None
+        if args.bad_client:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/info"), timeout=5) as r:
+                body_limit = json.loads(r.read())["limits"]["max_body_bytes"]
+        stats, elapsed, bad = asyncio.run(run_load(
+            url, texts, clients=args.clients, per_request=args.texts_per_request, seconds=args.seconds,
+            max_requests=args.max_requests, path=path, tfserving=args.tfserving, bad_body_limit=body_limit))
         after = health(url)
+        stalled = None
+        if args.stall:
+            stalled = asyncio.run(stall(url, args.stall, args.stall_seconds, proc.pid if proc else None, texts))
     finally:
         if proc is not None:
             stop_server(proc)
@@ -275,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         "server_batches": batches,
         "mean_batch": (after["texts"] - info["texts"]) / batches if batches else None,
         "direct_batch256_docs_per_s": reference, "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "bad_requests_refused": bad.docs if args.bad_client else None,
+        "bad_client_errors": bad.errors if args.bad_client else None,
+        "stall": stalled,
     }
     print(f"serve_load: {info['model']} ({info.get('track')}), {args.clients} clients x "
           f"{args.texts_per_request} texts/request, {elapsed:.1f} s, {path}")
@@ -287,9 +394,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  the model's own predict at batch 256 (this process): {reference:.0f} docs/s")
     for line in stats.first_errors:
         print(f"  error: {line}")
+    if args.bad_client:
+        print(f"  bad client: {bad.docs} bad requests refused with their 4xx, {bad.errors} otherwise")
+        for line in bad.first_errors:
+            print(f"  bad client error: {line}")
+    if stalled:
+        print(f"  stall: {stalled['stalled']} connections held {stalled['held_s']:.0f} s; server closed "
+              f"{stalled['closed_by_server']} (median {stalled['closed_after_s_median']:.2f} s, max "
+              f"{stalled['closed_after_s_max'] or float('nan'):.2f} s after opening)")
+        print(f"  server fds: before {stalled['fds_before']}, during {stalled['fds_during']}, after "
+              f"{stalled['fds_after']}; normal client: {stalled['normal_requests']} requests, "
+              f"{stalled['normal_errors']} errors, p50 {stalled['normal_p50_ms']:.1f} ms, "
+              f"p99 {stalled['normal_p99_ms']:.1f} ms")
+    print(f"  load average (1 min) at the end: {figures['load_average_1min']:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
-    return 0 if stats.errors == 0 else 1
+    failed = stats.errors or (args.bad_client and bad.errors) or (stalled and stalled["normal_errors"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

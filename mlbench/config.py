@@ -75,6 +75,8 @@ class RunConfig:
     cpu_devices: int | None = None
     #: linear tracks: parallel joblib jobs (None or -1: all cores)
     n_jobs: int | None = None
+    #: Keras tracks: write training curves under this folder (TensorBoard), one sub-folder per variant
+    tensorboard: str | None = None
     #: cv: cheap tracks cross-fitted on train+val and refit (`mlbench.protocol`); holdout: train / val
     protocol: str = "cv"
     #: folds of train+val under --protocol cv

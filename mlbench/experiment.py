@@ -25,7 +25,7 @@ from mlbench.config import RunConfig
 from mlbench.data.corpus import Corpus, Split
 from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.labels import LabelSpace
-from mlbench.naming import dataset_stem, export_dir_name, history_name, variant_name
+from mlbench.naming import dataset_stem, export_dir_name, history_name, slug, variant_name
 from mlbench.progress import phase, say
 from mlbench.record import (DEFAULT_OBJECTIVE, OBJECTIVES, DatasetInfo, ModelResult, RuleResult,
                             RunRecord, group_of)
@@ -65,6 +65,7 @@ def check_data(corpus: Corpus, cfg: RunConfig) -> tuple[Corpus, dict]:
     """Dedupe when asked, then the health check; errors (and warnings under --strict) stop
     the run before TensorFlow starts.  Returns the corpus to train on and the findings."""
     from mlbench.data import check_health, dedupe, raise_for
+    from mlbench.data.registry import data_columns
 
     corpus, removed = dedupe(corpus, cfg.dedupe)
     if cfg.dedupe != "none":
@@ -72,7 +73,8 @@ def check_data(corpus: Corpus, cfg: RunConfig) -> tuple[Corpus, dict]:
     report = check_health(corpus, min_label_docs=cfg.min_label_docs, label_sep=cfg.label_sep)
     for line in report.console_lines():
         say(line)
-    raise_for(report, strict=cfg.strict)
+    raise_for(report, strict=cfg.strict, source=corpus.source,
+              columns=data_columns(cfg.dataset, cfg.text_col, cfg.labels_col))
     return corpus, report.to_json()
 
 
@@ -140,7 +142,12 @@ class Fitted:
 
 def track_settings(cfg: RunConfig, name: str, *, loss: str | None, workdir: Path | None,
                    seed: int | None = None) -> TrainSettings:
+    board = None
+    if cfg.tensorboard:  # <dir>/<variant>[/seed-N]: one TensorBoard run per variant (and extra seed)
+        board = Path(cfg.tensorboard) / slug(variant_name(name, loss, len(cfg.losses)))
+        board = board if seed is None else board / f"seed-{seed}"
     return TrainSettings(
+        tensorboard=board,
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed if seed is None else seed,
         quick=cfg.quick, loss=loss or "bce", workdir=workdir,
         options=dict(cfg.track_options.get(name, {})), strategy=cfg.strategy, n_jobs=cfg.n_jobs,

@@ -36,10 +36,13 @@ class TrainSettings:
     strategy: str = "default"
     #: linear tracks: parallel joblib jobs (None or -1: all cores)
     n_jobs: int | None = None
+    #: Keras tracks: a TensorBoard log folder for this variant (None: no TensorBoard)
+    tensorboard: Path | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["workdir"] = str(self.workdir) if self.workdir else None
+        d["tensorboard"] = str(self.tensorboard) if self.tensorboard else None
         return d
 
 
@@ -123,6 +126,7 @@ _REGISTRY: dict[str, str] = {
     "mlp": "baselines.tfidf_mlp:TfidfMLPTrack",
     "svm": "baselines.svm:LinearSVMTrack",
     "svm_balanced": "baselines.svm:BalancedLinearSVMTrack",
+    "logreg": "baselines.logreg:LogisticRegressionTrack",
     "encoder": "transformers_track.encoder:EncoderTrack",
     "pretrained": "transformers_track.pretrained:PretrainedTrack",
     "fasttext": "baselines.fasttext_track:FastTextTrack",  # needs fasttext-wheel (else skipped)

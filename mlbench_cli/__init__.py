@@ -5,6 +5,7 @@
     mlbench score --model RUN/svm_savedmodel --input corpus.csv --out soft_labels.csv
     mlbench serve --model RUN/svm_savedmodel       # JSON API + TF Serving REST + web page
     mlbench report RUN                             # re-render report.html from results.json
+    mlbench compare RUN_A RUN_B --out cmp.html     # runs side by side (+ cmp.md)
 
 This is the top layer: it parses options into a `RunConfig`, calls the experiment, then
 the report on the record the experiment returned.  Every error a user can cause leaves
@@ -81,6 +82,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
     p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--mlflow", nargs="?", const="", metavar="URI",
+                   help="log the finished run to MLflow (parent run + one child per variant, exports as pyfunc "
+                        "models); URI default: sqlite under --out (needs the tracking extra)")
+    p.add_argument("--tensorboard", metavar="DIR", help="Keras tracks: write training curves here (TensorBoard)")
     p.add_argument("--strategy", default="default", help="Keras tracks: tf.distribute strategy: default | "
                    "mirrored (all GPUs, or --cpu-devices) | multiworker (cluster from TF_CONFIG)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
@@ -114,25 +119,44 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--input", required=True, help="a .csv/.tsv/.jsonl/.parquet file (optionally .gz)")
     sc.add_argument("--text-col", default="text", help="text column (default: text)")
     sc.add_argument("--out", required=True, help="output .csv/.jsonl/.parquet; an existing output of "
-                    "this model is resumed (rows already there are skipped)")
+                    "this model is resumed (rows already there are skipped; its sidecar "
+                    "OUT.mlbench.json names the model)")
     sc.add_argument("--chunk", type=int, default=2048, help="texts per model call (default 2048)")
+    sc.add_argument("--id-col", help="copy this input column into the output, beside row")
     srv = sub.add_parser("serve", help="serve an exported model: JSON API, TF Serving REST, web page")
     srv.add_argument("--model", required=True, type=Path, help="an exported model folder")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", help="model name in the URLs (default: folder name minus _savedmodel)")
-    srv.add_argument("--max-texts", type=int, default=256, help="most texts in one request")
-    srv.add_argument("--max-chars", type=int, default=100_000, help="longest text accepted")
+    srv.add_argument("--max-texts", type=int, default=128, help="most texts in one request (default 128)")
+    srv.add_argument("--max-chars", type=int, default=20_000, help="longest text accepted (default 20,000)")
     srv.add_argument("--max-explain", type=int, default=16,
                      help='most texts in one request with "explain": true')
     srv.add_argument("--batch-window-ms", type=float, default=5.0, help="micro-batching window")
     srv.add_argument("--max-batch", type=int, default=256, help="most texts in one model call")
+    srv.add_argument("--max-body-bytes", type=int, default=None,
+                     help="largest request body (default: max-texts x max-chars x 2 bytes + 64 KiB)")
+    srv.add_argument("--max-in-flight", type=int, default=32,
+                     help="requests handled at once; more get 429 with Retry-After (default 32)")
+    srv.add_argument("--header-timeout", type=float, default=10.0,
+                     help="seconds a request head may take to arrive (default 10)")
+    srv.add_argument("--body-timeout", type=float, default=30.0,
+                     help="seconds a request body may take to arrive (default 30)")
+    srv.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                     help="a Host name clients use (repeatable; '*' for any; default: localhost, "
+                          "127.0.0.1, [::1] and --host)")
+    srv.add_argument("--openapi", action="store_true", help="serve /openapi.json (no /docs page)")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
     onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder)")
     onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
     onx.add_argument("--int8", action="store_true", help="quantise the weights to int8 (onnxruntime, dynamic)")
     rep = sub.add_parser("report", help="re-render report.html from a run's results.json")
     rep.add_argument("run_dir", type=Path, help="run folder containing results.json")
+    cmp_ = sub.add_parser("compare", help="compare run folders side by side: one HTML page + a Markdown table")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders (results.json)")
+    cmp_.add_argument("--out", type=Path, default=Path("compare.html"), help="the HTML page (default: compare.html)")
+    cmp_.add_argument("--markdown", type=Path, help="the Markdown table (default: --out with .md)")
+    cmp_.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
 
 
@@ -160,7 +184,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         unlabeled=args.unlabeled, max_bad_rows=args.max_bad_rows, verify=not args.no_verify,
         strict=args.strict, dedupe=args.dedupe, min_label_docs=args.min_label_docs,
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
-        bootstrap=args.bootstrap, report=not args.no_report,
+        bootstrap=args.bootstrap, report=not args.no_report, tensorboard=args.tensorboard,
         strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
         protocol=args.protocol, folds=args.folds, cv_tracks=split_list(args.cv_tracks) or [],
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
@@ -186,7 +210,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
     given = config_from_args(args, argv)
     default = config_from_args(parser().parse_args(["run", "--dataset", dataset]), [])
     for name in names:
-        if name in ("command", "report", "models"):
+        if name in ("command", "report", "models", "tensorboard"):
             continue
         value = getattr(given, name)
         if value != getattr(default, name) and value != getattr(cfg, name):
@@ -196,6 +220,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
         raise InputError(f"--resume {args.resume}: option models = {','.join(given.models)} conflicts with "
                          f"the run's recorded {','.join(recorded['models'])}")
     cfg.report = given.report
+    cfg.tensorboard = given.tensorboard
     return cfg
 
 
@@ -204,6 +229,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from mlbench.experiment import run_experiment
     from mlbench.progress import phase, say
 
+    if args.mlflow is not None:  # before hours of training, not after
+        from mlbench.tracking.mlflow_log import require_mlflow
+
+        require_mlflow()
     if args.resume is not None:
         cfg = resumed_config(args, argv).validate()
     elif not args.dataset:
@@ -218,6 +247,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             from reports import write_report
 
             say(f"report: {write_report(record, run_dir)}")
+    if args.mlflow is not None:
+        with phase("mlflow"):
+            from mlbench.tracking.mlflow_log import default_uri, log_run
+
+            uri = args.mlflow or default_uri(cfg.out)
+            say(f"mlflow: parent run {log_run(record, run_dir, uri, say=say)} in {uri}")
     print(run_dir)
     return 0
 
@@ -233,7 +268,7 @@ def score(args: argparse.Namespace) -> int:
     from mlbench.serving.score import score_command
 
     return score_command(model=args.model, input_path=args.input, out=args.out, text_col=args.text_col,
-                         chunk=args.chunk)
+                         chunk=args.chunk, id_col=args.id_col)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -247,9 +282,12 @@ def serve(args: argparse.Namespace) -> int:
     from mlbench.serving.server import serve as run_server
 
     import_tensorflow()
+    hosts = {"allowed_hosts": tuple(args.allowed_host)} if args.allowed_host else {}
     run_server(args.model, host=args.host, port=args.port, model_name=args.name, max_texts=args.max_texts,
                max_chars=args.max_chars, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
-               max_explain=args.max_explain)
+               max_explain=args.max_explain, max_body_bytes=args.max_body_bytes,
+               max_in_flight=args.max_in_flight, header_timeout_s=args.header_timeout,
+               body_timeout_s=args.body_timeout, openapi=args.openapi, **hosts)
     return 0
 
 
@@ -277,6 +315,19 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    from mlbench.errors import InputError
+    from reports.compare import write
+
+    md = args.markdown or args.out.with_suffix(".md")
+    taken = [str(p) for p in (args.out, md) if p.exists()]
+    if taken and not args.force:
+        raise InputError(f"compare: {', '.join(taken)} already exist(s); pass --force to overwrite")
+    for path in write(args.run_dirs, args.out, md):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlbench.errors import InputError
 
@@ -293,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "export-onnx":
             return export_onnx(args)
+        if args.command == "compare":
+            return compare(args)
         return report(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

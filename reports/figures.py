@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from . import record as R
 
@@ -386,17 +386,64 @@ def reliability(name: str, model: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def log_x(ax) -> None:
+    """A log x axis labelled at 1, 2, 5 × 10^k in plain numbers (throughputs often span
+    less than a decade, where the default shows one tick or none)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def quality_vs_throughput(record: dict, path: Path) -> Path | None:
+    """Per objective: test F1 with its 95% interval (bars) and cross-fitted validation F1
+    (hollow) against serving throughput on a log axis; dominated models drawn faded.
+    None when fewer than one model has both a throughput and a figure."""
+    from .recommend import candidates, mark_dominated
+
+    panels = [(obj, mark_dominated(candidates(record, obj))) for obj in R.OBJECTIVES]
+    if not any(c.docs_per_s and (c.test is not None or c.val is not None) for _, cs in panels for c in cs):
+        return None
+    fig = Figure(figsize=(PAGE_WIDTH * 0.8, 4.2))
+    axes = fig.subplots(1, len(panels))
+    for ax, (obj, cands) in zip(axes, panels):
+        for i, c in enumerate(cands):
+            if not c.docs_per_s:
+                continue
+            colour, alpha = _colour(i), (0.35 if c.dominated_by else 1.0)
+            if c.test is not None:
+                err = None if c.ci is None else [[max(0.0, c.test - c.ci[0])], [max(0.0, c.ci[1] - c.test)]]
+                ax.errorbar([c.docs_per_s], [c.test], yerr=err, fmt=MARKERS[i % len(MARKERS)], color=colour,
+                            alpha=alpha, capsize=4, markersize=8, label=c.name)
+            if c.val is not None:
+                ax.plot([c.docs_per_s], [c.val], MARKERS[i % len(MARKERS)], mfc="none", color=colour,
+                        alpha=alpha, markersize=10)
+            y = c.test if c.test is not None else c.val
+            ax.annotate(c.name, (c.docs_per_s, y), textcoords="offset points", xytext=(7, 4), fontsize=9,
+                        alpha=alpha)
+        log_x(ax)
+        ax.set_xlabel("serving throughput, docs/s (log)")
+        ax.set_ylabel(f"{obj}-F1")
+        ax.set_title(f"{obj}-F1 under each model's {obj}-chosen rule", fontsize=11)
+        ax.grid(True, which="both", alpha=0.25)
+    fig.suptitle("Quality vs throughput: filled = test (95% CI bars), hollow = cross-fitted validation; "
+                 "faded = dominated", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
     """Render every figure the data supports into ``run_dir/figures``; name -> path.
 
-    Names: ``label_frequency``, ``per_label_f1``, ``group_f1``, ``f1_vs_frequency``
+    Names: ``label_frequency``, ``per_label_f1``, ``group_f1``, ``f1_vs_frequency``, ``quality_vs_throughput``
     and ``curves:<model>`` per Keras model, ``reliability:<model>`` per calibrated model.
     Figures without data are skipped.
     """
     out_dir = Path(run_dir) / "figures"
     out: dict[str, Path] = {}
     for name, fn in (("label_frequency", label_frequency), ("per_label_f1", per_label_f1),
-                     ("group_f1", group_f1), ("f1_vs_frequency", f1_vs_frequency)):
+                     ("group_f1", group_f1), ("f1_vs_frequency", f1_vs_frequency),
+                     ("quality_vs_throughput", quality_vs_throughput)):
         path = fn(record, out_dir / f"{name}.png")
         if path is not None:
             out[name] = path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from mlbench.record import RunRecord
 
 from . import record as R
+from . import recommend
 from .figures import MANY_LABELS, write_figures
 
 TEMPLATES = Path(__file__).parent / "templates"
 DASH = "—"
 
 RESOURCE_METRICS: tuple[R.Metric, ...] = (
-    R.Metric("train_seconds", "Train s", higher_is_better=False, digits=1),
+    R.Metric("train_seconds", "Train s (total)", higher_is_better=False, digits=1),
     R.Metric("inference_docs_per_s", "Docs/s", digits=0),
     R.Metric("size_mb", "Size MB", higher_is_better=False, digits=1),
 )
@@ -120,10 +122,12 @@ def _cells(values: dict, metrics: Sequence[R.Metric],
     return out
 
 
-def _resources(model: dict) -> dict[str, float | None]:
+def _resources(record: dict, name: str) -> dict[str, float | None]:
+    """Cost columns; ``train_seconds`` is the total (an ensemble's members included)."""
+    model = R.models(record)[name]
     size = R.num(model.get("size_bytes"))
     return {
-        "train_seconds": R.num(model.get("train_seconds")),
+        "train_seconds": recommend.total_train_seconds(record, name)[0],
         "inference_docs_per_s": R.num(model.get("inference_docs_per_s")),
         "size_mb": None if size is None else size / 1e6,
     }
@@ -134,7 +138,7 @@ def comparison_rows(record: dict, rule: str = "fixed") -> list[Row]:
     metrics = TEST_AND_RESOURCES
     rows = []
     for name, model in R.models(record).items():
-        values = {**R.split_metrics(model, rule), **_resources(model)}
+        values = {**R.split_metrics(model, rule), **_resources(record, name)}
         rows.append(Row(name, _cells(values, metrics, R.test_ci(model, rule)),
                         rule=rule if rule in R.rules(model) else DASH))
     mark_best(rows, metrics)
@@ -169,7 +173,7 @@ def objective_rows(record: dict, objective: str) -> list[Row]:
     rows = []
     for name, model in R.models(record).items():
         rule = R.chosen_rule(model, objective)
-        values = {**(R.split_metrics(model, rule) if rule else {}), **_resources(model)}
+        values = {**(R.split_metrics(model, rule) if rule else {}), **_resources(record, name)}
         badges = []
         if best is not None and best == (name, rule):
             badges.append(Badge("best", "best"))
@@ -241,11 +245,11 @@ def dataset_context(record: dict) -> dict[str, Any]:
                            "mean_words": fmt(s.get("mean_words"), 1)})
     groups = R.label_groups(record)
     known = {"name", "source", "train", "val", "test"}
-    notes = {str(k): _plain(v) for k, v in stats.items() if k not in known}
+    notes = {str(k): public(_plain(v)) for k, v in stats.items() if k not in known}
     thresholds = R.as_dict(ds.get("groups"))
     return {
         "name": str(ds.get("name") or stats.get("name") or DASH),
-        "source": str(stats.get("source") or ""),
+        "source": public(stats.get("source") or ""),
         "splits": splits,
         "n_labels": len(R.labels(record)),
         "group_sizes": {g: groups.count(g) for g in R.GROUPS if g in groups},
@@ -276,11 +280,11 @@ def health_context(health: Any) -> dict[str, Any] | None:
             "severity": sev if sev in SEVERITIES else "info",
             "severity_text": sev,
             "count": fmt(f.get("count"), 0),
-            "message": str(f.get("message") or ""),
-            "examples": [str(x) for x in R.as_list(f.get("examples"))],
+            "message": public(f.get("message") or ""),
+            "examples": [public(x) for x in R.as_list(f.get("examples"))],
         })
     findings.sort(key=lambda f: SEVERITIES.index(f["severity"]))
-    extra = {str(k): json.dumps(v, indent=1, default=str) if isinstance(v, (dict, list)) else str(v)
+    extra = {str(k): public(json.dumps(v, indent=1, default=str) if isinstance(v, (dict, list)) else v)
              for k, v in health.items() if k not in ("findings", "seconds")}
     return {
         "findings": findings,
@@ -288,6 +292,20 @@ def health_context(health: Any) -> dict[str, Any] | None:
         "seconds": fmt(health.get("seconds"), 2),
         "extra": extra,
     }
+
+
+#: an absolute POSIX or Windows path of at least two parts (not a URL's "//host/...")
+_HOST_PATH = re.compile(r"(?<![\w.:/~-])(?:[A-Za-z]:[\\/]|/)(?:[^\s/\\\"',;:()\[\]<>]+[\\/])+"
+                        r"([^\s/\\\"',;:()\[\]<>]*)")
+
+
+def public(text: str) -> str:
+    """`text` with every absolute path shortened to ``…/<last part>``.
+
+    Why: the report is mailed around and attached to PRs; the machine's folder layout
+    (user names, mount points) is not the reader's business and differs on every host.
+    Relative paths (``runs/…``, ``shared/data/…``) are kept as written."""
+    return _HOST_PATH.sub(lambda m: "…/" + m.group(1), str(text))
 
 
 def _plain(value: Any) -> str:
@@ -306,8 +324,8 @@ def model_overview(record: dict) -> list[dict[str, Any]]:
             "loss": str(m.get("loss") or DASH), "parameters": fmt(params, 0),
             "chosen": {obj: R.chosen_rule(m, obj) or DASH for obj in R.OBJECTIVES},
             "notices": [str(n) for n in R.as_list(m.get("notices"))],
-            "export_dir": str(m.get("export_dir") or DASH),
-            "describe": json.dumps(m.get("describe") or {}, indent=2, default=str),
+            "export_dir": public(m.get("export_dir") or DASH),
+            "describe": public(json.dumps(m.get("describe") or {}, indent=2, default=str)),
             "protocol": protocol_text(m),
         })
     return out
@@ -405,6 +423,15 @@ def examples(record: dict) -> list[dict[str, Any]]:
     return list(docs.values())
 
 
+ATTRIBUTION_NOTE = (
+    "Units: logits of the label in question (its score is sigmoid(logit)), so +2 moves a score from "
+    "0.5 to 0.88. Linear models (SVM) get exact attributions, weight × feature. The MLP and the encoder "
+    "get integrated gradients: each token's share of the difference between the logit for this document "
+    "and the logit for an empty document, and the shares add up to that difference. A network trained "
+    "to saturation reaches logits of ±50 or more where the score is already 0 or 1, so one token at, "
+    "say, −75 means “this token alone decides against the label”, not a broken value; compare tokens "
+    "within one document and one model, not across models.")
+
 CALIBRATION_METHOD = (
     "Calibration: per model, the method with the lowest out-of-fold ECE top-5 on validation among "
     "auto (one map per label: Platt scaling shrunk towards a pooled map, or isotonic regression "
@@ -461,7 +488,24 @@ def _error_example(ex: Any) -> dict[str, Any]:
             "true": [str(t) for t in R.as_list(ex.get("true"))],
             "predicted": [str(t) for t in R.as_list(ex.get("predicted"))],
             "explanation": _explanation(ex.get("explanation")),
-            "explained": isinstance(ex.get("explanation"), list)}
+            "explained": isinstance(ex.get("explanation"), list), "also": []}
+
+
+def _distinct_documents(examples: Any) -> list[dict[str, Any]]:
+    """Error examples with each test text once: older records list a document per missed
+    label (and test sets hold copies of one text), so one text could be shown three times;
+    its first entry (the rarest label) stays and the other labels are listed on it (``also``)."""
+    out: dict[Any, dict[str, Any]] = {}
+    for raw in R.as_list(examples):
+        raw = R.as_dict(raw)
+        key = " ".join(str(raw.get("text") or "").split()) or raw.get("doc")  # copies of one text read as one
+        if key in out:
+            label = str(raw.get("label") or "")
+            if label and label != out[key]["label"] and label not in out[key]["also"]:
+                out[key]["also"].append(label)
+            continue
+        out[key] = _error_example(raw)
+    return list(out.values())
 
 
 def error_context(record: dict) -> list[dict[str, Any]]:
@@ -486,8 +530,8 @@ def error_context(record: dict) -> list[dict[str, Any]]:
                             "count": fmt(c.get("count"), 0),
                             "examples": [_error_example(x) for x in R.as_list(c.get("examples"))]}
                            for c in map(R.as_dict, R.as_list(e.get("confusions")))],
-            "false_negatives": [_error_example(x) for x in R.as_list(e.get("false_negatives"))],
-            "false_positives": [_error_example(x) for x in R.as_list(e.get("false_positives"))],
+            "false_negatives": _distinct_documents(e.get("false_negatives")),
+            "false_positives": _distinct_documents(e.get("false_positives")),
             "tokens": [{"token": str(t[0]), "mass": fmt(t[1], 2), "docs": fmt(t[2], 0)}
                        for t in (R.as_list(x) for x in R.as_list(e.get("overfitted_tokens"))) if len(t) == 3],
             "explained": fmt(e.get("explained"), 0),
@@ -507,26 +551,55 @@ def data_uri(path: Path) -> str:
 
 def headline(record: dict) -> list[dict[str, str]]:
     """The best (variant, rule) per objective with that exact configuration's figures:
-    cross-fitted validation (what it was chosen on) and test, with 95% CIs when recorded."""
+    cross-fitted validation (what it was chosen on) and test, with 95% CIs when recorded.
+
+    Objectives whose best is the same configuration share one sentence (``objective``
+    then reads "micro macro"), so the page never names one model twice in identical words."""
     out = []
     ms = R.models(record)
+    configs: dict[tuple[str, str], list[str]] = {}
     for obj in R.OBJECTIVES:
         cfg = R.best_config(record, obj)
-        if cfg is None:
-            continue
-        name, rule = cfg
+        if cfg is not None:
+            configs.setdefault(cfg, []).append(obj)
+    for (name, rule), objs in configs.items():
+        obj = objs[0]
         result = R.rules(ms[name])[rule]
         val, test = R.as_dict(result.get("val_cv")), R.as_dict(result.get("test"))
         cis = R.test_ci(ms[name], rule)
-        near = [n for n, ok in R.not_worse(record, obj).items() if ok and n != name]
+        near_by = {o: ", ".join(n for n, ok in R.not_worse(record, o).items() if ok and n != name) for o in objs}
+        near = (next(iter(near_by.values())) if len(set(near_by.values())) == 1
+                else "; ".join(f"on {o}-F1 {v}" for o, v in near_by.items() if v))
         out.append({
-            "objective": obj, "name": name, "rule": rule,
+            "objective": " ".join(objs), "objectives_text": "- and ".join(objs), "name": name, "rule": rule,
             "val_micro": fmt(val.get("f1_micro")), "val_macro": fmt(val.get("f1_macro")),
             "test_micro": fmt(test.get("f1_micro")), "test_macro": fmt(test.get("f1_macro")),
             "ci_micro": ci_text(cis.get("f1_micro")), "ci_macro": ci_text(cis.get("f1_macro")),
-            "near": ", ".join(near),
+            "near": near,
         })
     return out
+
+
+def recommendation(record: dict) -> dict[str, Any]:
+    """The shipping advice (`reports.recommend`): one paragraph per objective (the run's
+    ``--select`` first) and the dominance table, formatted for the template."""
+    select = str(R.as_dict(record.get("config")).get("select") or "micro")
+    order = sorted(R.OBJECTIVES, key=lambda o: o != select)
+    paragraphs = [p for p in (recommend.paragraph(record, o) for o in order) if p is not None]
+    rows = []
+    for r in recommend.front_rows(record):
+        c = r["costs"]
+        own = R.num(R.models(record)[r["name"]].get("train_seconds"))
+        rows.append({
+            "name": r["name"], "front": r["front"],
+            "quality": {o: {"rule": q.rule or DASH, "val": fmt(q.val), "test": fmt(q.test),
+                            "ci": ci_text(q.ci), "dominated_by": q.dominated_by or ""}
+                        for o, q in r["objectives"].items()},
+            "docs_per_s": fmt(c.docs_per_s, 0), "size_mb": fmt(c.size_mb, 1),
+            "train_total_s": fmt(c.train_total_s, 0),
+            "train_title": (f"own {fmt(own, 1)} s + members {', '.join(r['members'])}" if r["members"] else ""),
+        })
+    return {"paragraphs": paragraphs, "rows": rows, "objectives": order}
 
 
 #: labels listed at each end of the F1 ranking (many-label runs) and chips shown per fallback list
@@ -566,8 +639,8 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "run_id": str(record.get("run_id") or DASH),
         "created": str(record.get("created") or DASH),
         "total_seconds": fmt(record.get("total_seconds"), 0),
-        "command": str(record.get("command") or ""),
-        "config": json.dumps(record.get("config") or {}, indent=2, default=str),
+        "command": public(record.get("command") or ""),
+        "config": public(json.dumps(record.get("config") or {}, indent=2, default=str)),
         "n_seeds": R.n_seeds(record),
         "seed": str(config.get("seed")) if config.get("seed") is not None else "",
         "bootstrap": fmt(config.get("bootstrap"), 0),
@@ -575,6 +648,7 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "dataset": dataset_context(record),
         "models": model_overview(record),
         "headline": headline(record),
+        "recommendation": recommendation(record),
         "test_metrics": TEST_AND_RESOURCES,
         "n_quality": len(R.TEST_METRICS),
         "objectives": [{"name": obj, "key": key, "label": "Micro F1" if obj == "micro" else "Macro F1",
@@ -592,6 +666,7 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "figures": {k: data_uri(v) for k, v in figures.items() if ":" not in k},
         "calibration": calibration_rows(record),
         "calibration_method": CALIBRATION_METHOD,
+        "attribution_note": ATTRIBUTION_NOTE,
         "reliability": [{"model": n, "uri": data_uri(figures[f"reliability:{n}"])}
                         for n in ms if f"reliability:{n}" in figures],
         "errors": error_context(record),

@@ -139,3 +139,17 @@ def test_reuters_test_split_single_vs_multi_label(reuters_dir):
     out = subset_breakdown(y, y)
     assert (out["single"]["documents"], out["multi"]["documents"]) == (2583, 436)  # Huang et al. 2021
     assert "unlabeled" not in out and out["single"]["f1_micro"] == 1.0
+
+
+def test_missed_tail_labels_list_each_text_once():
+    """One document missing both tail labels, and a second copy of its text, are shown once."""
+    from mlbench.evaluation.errors import error_analysis
+
+    texts = ["rare words here", "rare  words here", "common words", "other text"]
+    y = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]])
+    scores = np.array([[0.1, 0.2, 0.0], [0.1, 0.2, 0.0], [0.0, 0.0, 0.1], [0.0, 0.0, 0.2]])
+    out = error_analysis(y, scores, 0.5, texts=texts, label_names=["a", "b", "c"], train_counts=[1, 2, 50],
+                         track=None)
+    shown = [" ".join(e["text"].split()) for e in out["false_negatives"]]
+    assert len(shown) == len(set(shown)) == 3  # 6 missed (doc, label) pairs, 3 distinct texts
+    assert out["false_negatives"][0]["label"] == "a"  # still rarest label first

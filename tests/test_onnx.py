@@ -162,6 +162,9 @@ def test_onnx_int8_agrees_on_the_top_label_and_is_smaller(fitted, savedmodel_sco
     got = OnnxArtifact(int8_dir).predict(texts)
     agreement = np.mean(np.argmax(got, 1) == np.argmax(reference[name], 1))
     assert agreement >= 0.95, agreement
+    # int8 kernels differ between CPUs. With 7-bit weights (reduce_range) the export avoids
+    # the int16 saturation of non-VNNI u8s8 kernels: max |int8 - float| measured 0.0097 for
+    # the encoder on an AVX2-only EPYC (0.127 with 8-bit weights); 0.1 leaves 10x headroom
     assert np.max(np.abs(got - reference[name])) < 0.1
     ratio = (int8_dir / "model.onnx").stat().st_size / (float_dir / "model.onnx").stat().st_size
     # the MLP and SVM are almost all first-layer weights: int8 ≈ ¼; the tiny encoder

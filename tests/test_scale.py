@@ -83,7 +83,8 @@ def svm_data():
 def test_chunked_one_vs_rest_equals_sklearn(svm_data, n_jobs):
     from sklearn.multiclass import OneVsRestClassifier
 
-    from baselines.svm import _QuietLinearSVC, fit_one_vs_rest
+    from baselines.linear_track import fit_one_vs_rest
+    from baselines.svm import _QuietLinearSVC
 
     x, y, x_test = svm_data
     svc = _QuietLinearSVC(random_state=0)
@@ -96,13 +97,14 @@ def test_chunked_one_vs_rest_equals_sklearn(svm_data, n_jobs):
 
 
 def test_large_one_vs_rest_weights_are_stored_as_float32(svm_data, monkeypatch):
-    import baselines.svm as svm_module
+    import baselines.linear_track as linear_track
+    from baselines.svm import _QuietLinearSVC
 
     x, y, x_test = svm_data
-    svc = svm_module._QuietLinearSVC(random_state=0)
-    ref = svm_module.fit_one_vs_rest(svc, x, y, n_jobs=1)
-    monkeypatch.setattr(svm_module, "COEF_FLOAT32_BYTES", 0)
-    small = svm_module.fit_one_vs_rest(svc, x, y, n_jobs=2)
+    svc = _QuietLinearSVC(random_state=0)
+    ref = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    monkeypatch.setattr(linear_track, "COEF_FLOAT32_BYTES", 0)
+    small = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=2)
     assert all(e.coef_.dtype == np.float32 for e in small.estimators_)
     np.testing.assert_allclose(small.decision_function(x_test), ref.decision_function(x_test), atol=1e-6)
 

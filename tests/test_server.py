@@ -2,7 +2,9 @@
 
 One tiny LinearSVM export (synthetic corpus) is trained per module and served from a
 background thread; scores are checked against the artifact itself, so a server that
-mixed up rows, rules or batches would fail here.
+mixed up rows, rules or batches would fail here.  The operator limits (timeouts, in-flight
+cap, Host checks) are in test_server_limits.py; TF Serving and v2 answers in
+test_server_protocols.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
 from mlbench.errors import InputError  # noqa: E402
-from mlbench.serving.server import MicroBatcher, create_app, model_name_of  # noqa: E402
+from mlbench.serving.server import MicroBatcher, create_app, model_name_of, server_config  # noqa: E402
 
 N_LABELS = 8
 MAX_TEXTS, MAX_CHARS = 8, 500
@@ -84,8 +86,7 @@ def running(app, timeout: float = 30.0):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -136,7 +137,8 @@ def test_predict_applies_each_rule_and_ranks_top_k(client, artifact, corpus):
         assert body["model"] == "svm" and body["rule"] == name
         assert len(body["results"]) == len(texts)
         for row, result in zip(want, body["results"]):
-            passing = [artifact.labels[j] for j in range(N_LABELS) if row[j] >= thresholds[j]]
+            by_score = np.argsort(-row, kind="stable")  # predicted labels come ordered by score
+            passing = [artifact.labels[j] for j in by_score if row[j] >= thresholds[j]]
             assert [e["label"] for e in result["labels"]] == passing
             for e in result["labels"]:
                 j = artifact.labels.index(e["label"])
@@ -196,9 +198,9 @@ def test_calibrated_export_answers_probabilities(export_dir, artifact, corpus, t
     cal = fit_calibration(y, artifact.predict(val))
     write_calibration(folder, cal)
     texts = list(corpus.test.texts[:3])
-    with TestClient(create_app(folder, max_texts=MAX_TEXTS)) as local:
+    with TestClient(create_app(folder, max_texts=MAX_TEXTS), base_url="http://localhost") as local:
         body = local.post("/v1/predict", json={"texts": texts, "top_k": N_LABELS}).json()
-        assert local.get("/v1/models/svm/metadata").json()["calibrated"] is True
+        assert local.get("/v1/info").json()["calibrated"] is True
     assert body["calibrated"] is True
     probs = cal.apply(artifact.predict(texts))
     for row, result in zip(probs, body["results"]):
@@ -237,20 +239,24 @@ def test_tf_serving_status_metadata_and_unknown_models(client, export_dir):
     assert r.json() == {"model_version_status": [{"version": "1", "state": "AVAILABLE",
                                                   "status": {"error_code": "OK", "error_message": ""}}]}
     meta = client.get("/v1/models/svm/metadata").json()
-    assert meta["model_spec"]["name"] == "svm" and meta["track"] == "svm"
-    assert meta["labels"] == json.loads((export_dir / "labels.json").read_text())
+    assert set(meta) == {"model_spec", "metadata"}  # TF Serving's answer, nothing added
+    assert meta["model_spec"] == {"name": "svm", "signature_name": "", "version": "1"}
     sig = meta["metadata"]["signature_def"]["signature_def"]
-    assert set(sig) == {"serving_default", "decisions"}
+    assert set(sig) == {"serving_default", "decisions", "explain", "__saved_model_init_op"}
     assert sig["serving_default"]["outputs"]["scores"]["tensor_shape"]["dim"][1]["size"] == str(N_LABELS)
-    th = meta["thresholds"]
+    assert client.get("/v1/models/svm/versions/1/metadata").json() == meta
+    info = client.get("/v1/info").json()  # what mlbench adds: labels, rules, the run's metrics
+    assert info["model"] == "svm" and info["track"] == "svm"
+    assert info["labels"] == json.loads((export_dir / "labels.json").read_text())
+    th = info["thresholds"]
     assert th["best_rule"] == "global" and th["rules"]["global"] == pytest.approx(0.3)
     assert th["rules"]["per_label"] == pytest.approx(np.linspace(0.2, 0.6, N_LABELS).tolist())
-    assert meta["run"]["variant"] == "svm" and meta["run"]["test"] == {"f1_micro": 0.625}
+    assert info["run"]["variant"] == "svm" and info["run"]["test"] == {"f1_micro": 0.625}
 
     results = export_dir.parent / "results.json"  # a run folder without results.json is fine
     moved = results.rename(export_dir.parent / "results.json.away")
     try:
-        r = client.get("/v1/models/svm/metadata")
+        r = client.get("/v1/info")
         assert r.status_code == 200 and r.json()["run"] is None
     finally:
         moved.rename(results)
@@ -281,6 +287,8 @@ BAD = [
     ("/v1/predict", {"texts": []}, 400, "texts"),
     ("/v1/predict", TOO_MANY, 413, "texts"),
     ("/v1/predict", {"texts": ["ok", "x" * (MAX_CHARS + 1)]}, 413, "texts[1]"),
+    ("/v1/predict", b'{"texts": ["ok", "bad \\ud800 text"]}', 400, "texts[1]"),  # lone surrogate
+    ("/v1/predict", b'{"texts": ["a\\u0000b"]}', 400, "texts[0]"),  # NUL
     ("/v1/predict", {"texts": ["ok"], "top_k": "5"}, 400, "top_k"),
     ("/v1/predict", {"texts": ["ok"], "top_k": 0}, 400, "top_k"),
     ("/v1/predict", {"texts": ["ok"], "top_k": True}, 400, "top_k"),
@@ -301,6 +309,23 @@ BAD = [
     ("/v1/models/svm:predict", {"instances": ["a"], "signature_name": "classify"}, 400, "signature_name"),
     ("/v1/models/svm:predict", {"instances": ["a"], "extra": 1}, 400, "extra"),
     ("/v1/models/svm:predict", {"instances": ["a"] * (MAX_TEXTS + 1)}, 413, "instances"),
+    ("/v1/models/svm:predict", b'{"instances": ["ok", "\\udc80"]}', 400, "instances[1]"),
+    ("/v1/models/svm:predict", b'{"inputs": {"texts": ["ok", "\\ud800"]}}', 400, "inputs.texts[1]"),
+    ("/v1/models/svm:predict", {"instances": [{"texts": "a"}], "signature_name": "explain"}, 400, "instances[0]"),
+    ("/v1/models/svm:predict", {"inputs": {"texts": ["a"], "labels": [[0], [1]]}, "signature_name": "explain"},
+     400, "inputs.labels"),
+    ("/v1/models/svm:predict", {"inputs": {"texts": ["a"], "labels": [[99]]}, "signature_name": "explain"},
+     400, "inputs.labels"),
+    ("/v2/models/svm/infer", {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [1],
+                                          "data": ["\ud800"]}]}, 400, "inputs[0].data[0]"),
+    ("/v2/models/svm/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
+     400, "inputs[0].name"),
+    ("/v2/models/svm/infer", {"inputs": [{"name": "texts", "datatype": "FP32", "shape": [1], "data": [1.0]}]},
+     400, "inputs[0].datatype"),
+    ("/v2/models/svm/infer", {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [2], "data": ["a"]}]},
+     400, "inputs[0].data"),
+    ("/v2/models/svm/infer", {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+                              "outputs": [{"name": "logits"}]}, 400, "outputs[0].name"),
 ]
 
 
@@ -313,6 +338,8 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_server_lives_on(client, art
     assert r.headers["content-type"].startswith("application/json")
     payload = r.json()
     assert payload["field"] == field and isinstance(payload["error"], str) and payload["error"]
+    for internal in ("Error", "Traceback", "Expecting", "codec", "surrogates not allowed"):
+        assert internal not in payload["error"], payload  # the API's own words, no Python internals
     good_request_works(client, artifact)
 
 
@@ -331,11 +358,11 @@ def test_oversized_body_is_refused_while_reading(export_dir, artifact):
         assert client.get("/v1/models/svm").status_code == 200
 
 
-def test_internal_error_is_a_500_with_a_logged_request_id(served, client, artifact, monkeypatch):
+def test_internal_error_is_a_500_with_one_logged_line(served, client, artifact, monkeypatch):
     app = served[0]
     model = app.state.model
 
-    def broken(texts):
+    def broken(*args, **kwargs):
         raise RuntimeError("simulated model failure")
 
     records: list[logging.LogRecord] = []
@@ -343,17 +370,59 @@ def test_internal_error_is_a_500_with_a_logged_request_id(served, client, artifa
     handler.emit = records.append
     logging.getLogger("mlbench.serving").addHandler(handler)
     try:
-        monkeypatch.setattr(model.artifact, "predict", broken)
+        monkeypatch.setattr(model.artifact, "signature_outputs", broken)
         r = client.post("/v1/predict", json={"texts": ["boom"]})
         assert r.status_code == 500
         request_id = r.json()["request_id"]
         assert r.json()["error"] == "internal server error" and "simulated" not in r.text
-        assert any(request_id in rec.getMessage() and rec.exc_info for rec in records)
         monkeypatch.undo()
+        bad = client.post("/v1/predict", json={"texts": [3]})
+        assert bad.status_code == 400
     finally:
         logging.getLogger("mlbench.serving").removeHandler(handler)
+    lines = [rec for rec in records if rec.levelno >= logging.WARNING]
+    assert len(lines) == 2, [rec.getMessage() for rec in lines]  # one line per failed request
+    assert request_id in lines[0].getMessage() and "simulated model failure" in lines[0].getMessage()
+    assert "texts[0]" in lines[1].getMessage() and "400" in lines[1].getMessage()
+    assert not any(rec.exc_info for rec in lines)  # no traceback
     good_request_works(client, artifact)
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_text_the_model_fails_on_fails_only_its_own_request(served, artifact, corpus, monkeypatch):
+    """Concurrent requests share batches; when one request makes the batch fail, the batch is
+    retried request by request and only that request fails."""
+    model = served[0].state.model
+    real = model.artifact.signature_outputs
+
+    def fragile(name, texts, **inputs):
+        if any("POISON" in t for t in texts):
+            raise RuntimeError("cannot score this")
+        return real(name, texts, **inputs)
+
+    monkeypatch.setattr(model.artifact, "signature_outputs", fragile)
+    texts = list(corpus.test.texts[:12])
+    want = artifact.predict(texts)
+    before = served[0].state.batcher.retried
+    for _ in range(3):  # rounds of 12 good requests + 1 poisoned + 1 lone surrogate, all at once
+        barrier = threading.Barrier(len(texts) + 2)
+
+        def one(body):
+            with httpx.Client(base_url=served[1], timeout=20.0) as c:
+                barrier.wait(10)
+                return c.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+
+        bodies = [json.dumps({"texts": [t], "top_k": N_LABELS}).encode() for t in texts]
+        bodies += [b'{"texts": ["POISON pill"]}', b'{"texts": ["\\ud800"]}']
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            got = list(pool.map(one, bodies))
+        for row, r in zip(want, got[:len(texts)]):
+            assert r.status_code == 200, r.text
+            scores = {e["label"]: e["score"] for e in r.json()["results"][0]["top_k"]}
+            np.testing.assert_allclose([scores[n] for n in artifact.labels], row, atol=1e-6)
+        assert got[-2].status_code == 500 and got[-1].status_code == 400
+        assert got[-1].json()["field"] == "texts[0]"
+    assert served[0].state.batcher.retried > before  # the poisoned batches were retried
 
 
 # --------------------------------------------------------------------------- batching

@@ -36,6 +36,7 @@ pytest.importorskip("tensorflow")
 from mlbench.data.synthetic import synthetic_corpus  # noqa: E402
 from mlbench.labels import LabelSpace  # noqa: E402
 from mlbench.tracks import TrainSettings, get_track_class, track_names  # noqa: E402
+from tolerances import assert_decisions_match  # noqa: E402
 
 SEED = 7
 #: same seed, same machine: scikit-learn / fastText are exact, Keras on CPU is exact up
@@ -224,11 +225,14 @@ def test_export_reloads_in_a_fresh_process(name, labels, reloaded):
     assert str(got["input_dtype"]) == "string" and int(got["input_rank"]) == 1  # raw strings [None]
     # the v1 session loader (TF Serving's path) gives the same scores
     np.testing.assert_allclose(got["v1_scores"], want, rtol=0, atol=RELOAD_ATOL)
-    # decisions = scores >= thresholds, compared in float32 as the graph does
+    # decisions = scores >= thresholds, compared in float32 as the graph does. One session
+    # run returns both, so they agree exactly; `decide` and `predict` are two calls (other
+    # batching), so a score within float noise of its threshold may fall either side there
     cut = case["thresholds"].astype(np.float32)
-    for scores, decided in ((got["v1_scores"], got["v1_labels"]), (got["scores"], got["decisions"])):
-        assert decided.dtype == np.int32
-        np.testing.assert_array_equal(decided, (scores >= cut).astype(np.int32))
+    assert got["v1_labels"].dtype == got["decisions"].dtype == np.int32
+    np.testing.assert_array_equal(got["v1_labels"], (got["v1_scores"] >= cut).astype(np.int32))
+    # thresholds are score medians, so a few scores sit on them by construction
+    assert_decisions_match(got["scores"], cut, got["decisions"], max_ambiguous=0.25)
     assert 0 < got["decisions"].sum() < got["decisions"].size
 
 

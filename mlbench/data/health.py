@@ -15,6 +15,13 @@ label_sep_unsplit      error /   no document has two labels, yet >= 10 % of cell
                        warning   contain ``|`` ``;`` ``,`` or tab (other than the
                                  separator used); error when >= 80 % of documents
                                  then carry a label no other document has
+label_sep_partial      warning / some documents have two labels, yet >= 10 % of documents
+                       error     carry a label holding ``,`` ``;`` ``|`` ``/`` or
+                                 whitespace (other than the separator used); for ``/``
+                                 and whitespace only when most such labels are made of
+                                 other labels (``a/b`` with ``a`` and ``b`` labels too);
+                                 error when >= 50 % of documents then carry such a
+                                 label that no other document has
 label_case_variants    warning   labels equal up to case / surrounding whitespace
 single_label           error     train has one distinct label
 dominant_label         warning   one label on >= 99 % of training documents
@@ -61,7 +68,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 
 from mlbench.data.corpus import Corpus, Split
-from mlbench.errors import InputError
+from mlbench.errors import InputError, where
 
 __all__ = [
     "Finding",
@@ -81,6 +88,11 @@ Severity = Literal["error", "warning", "info"]
 SPLITS = ("train", "val", "test")
 DELIMITERS = ("|", ";", ",", "\t")
 DELIMITER_SHARE = 0.1  # a delimiter inside >= 10 % of single-label cells looks unsplit
+#: separators a partly split label column may still hide: (name, separator; None = whitespace)
+PARTIAL_SEPARATORS = ((",", ","), (";", ";"), ("|", "|"), ("/", "/"), ("whitespace", None))
+STRONG_SEPARATORS = (",", ";", "|")  # rarely inside a real label name; "/" and spaces often are
+MADE_OF_LABELS_SHARE = 0.5  # "/" or a space counts only when most such labels are other labels joined
+PARTIAL_UNIQUE_SHARE = 0.5  # ... an error when most documents then carry a one-off label holding it
 UNIQUE_CELL_SHARE = 0.8  # ... and is an error when >= 80 % of documents get a unique label
 DOMINANT_SHARE = 0.99
 SHORT_WORDS = 3  # fewer words than this is "very short"
@@ -227,6 +239,9 @@ def _label_cell_checks(splits: dict[str, Split], label_sep: str | None) -> list[
                 [_short(c) for c in dict.fromkeys(hits)][:N_EXAMPLES],
             ))
             break
+    partial = _partial_split_check(labelled, label_sep)
+    if partial is not None:
+        out.append(partial)
     groups: dict[str, set[str]] = {}
     for name in {l for ls in all_sets for l in ls}:
         groups.setdefault(name.strip().casefold(), set()).add(name)
@@ -241,6 +256,59 @@ def _label_cell_checks(splits: dict[str, Split], label_sep: str | None) -> list[
             [" vs ".join(map(repr, g)) for g in variants[:N_EXAMPLES]],
         ))
     return out
+
+
+def _pieces(label: str, sep: str | None) -> list[str]:
+    """`label` split on `sep` (None: whitespace runs), pieces stripped, empty ones dropped."""
+    parts = label.split() if sep is None else label.split(sep)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _partial_split_check(labelled: list[tuple[str, ...]], label_sep: str | None) -> Finding | None:
+    """A separator that split some cells while many labels still hold another separator.
+
+    Why: with ``--label-sep '|'`` on a column where most cells read ``a, b`` the run
+    trains on labels like ``"a, b"``; nothing fails, the scores are just wrong.  The
+    evidence for a separator is the share of documents carrying a label that holds it,
+    and (for ``/`` and whitespace, which real label names contain: ``"New York"``) that
+    such labels are mostly other labels joined (``"a/b"`` with ``a`` and ``b`` labels too).
+    """
+    if not labelled or max(len(ls) for ls in labelled) < 2:
+        return None  # nothing was split: `label_sep_unsplit`'s case
+    docs_of = Counter(l for ls in labelled for l in set(ls))
+    used_blank = label_sep is not None and not label_sep.strip()
+    found = []
+    for name, sep in PARTIAL_SEPARATORS:
+        if sep == label_sep or (sep is None and used_blank):
+            continue
+        compound = {l: ps for l in docs_of if len(ps := _pieces(l, sep)) >= 2}
+        hits = [ls for ls in labelled if any(l in compound for l in ls)]
+        if len(hits) < 2 or len(hits) < DELIMITER_SHARE * len(labelled):
+            continue
+        joined = [l for l, ps in compound.items() if all(p in docs_of for p in ps)]
+        made_of = sum(docs_of[l] for l in joined) / sum(docs_of[l] for l in compound)
+        if name not in STRONG_SEPARATORS and made_of < MADE_OF_LABELS_SHARE:
+            continue
+        unique = sum(1 for ls in hits if any(l in compound and docs_of[l] == 1 for l in ls))
+        found.append((made_of, len(hits), name, sep, compound, joined, unique))
+    if not found:
+        return None
+    made_of, n_hits, name, sep, compound, joined, unique = max(found, key=lambda f: (f[0], f[1]))
+    unique_share = unique / len(labelled)
+    severity: Severity = "error" if unique_share >= PARTIAL_UNIQUE_SHARE else "warning"
+    n_multi = sum(1 for ls in labelled if len(ls) > 1)
+    used = "list cells" if label_sep is None else f"label separator {label_sep!r}"
+    flag = "' '" if sep is None else repr(sep)
+    examples = sorted(compound, key=lambda l: (l not in joined, -docs_of[l], l))
+    return Finding(
+        "label_sep_partial", severity, n_hits,
+        f"{used} gave {n_multi} of {len(labelled)} documents several labels, yet {n_hits} carry "
+        f"a label holding {name if sep is None else repr(sep)} (e.g. {_names(examples, 2)}; "
+        f"{made_of:.0%} of them are other labels joined; {unique_share:.0%} of documents get such a "
+        f"label no other document has); the likely separator is {name if sep is None else repr(sep)}: "
+        f"make the cells use one separator (e.g. --label-sep {flag})",
+        [_short(l) for l in examples[:N_EXAMPLES]],
+    )
 
 
 def _label_count_checks(train: Split, min_label_docs: int) -> list[Finding]:
@@ -719,20 +787,29 @@ def _near_duplicates(sig, words, group, split_of, where_list, stats) -> list[Fin
 # ---------------------------------------------------------------- acting on a report
 
 
-def raise_for(report: HealthReport, *, strict: bool = False) -> None:
+#: the column each check is about: "labels" for the label checks, "text" for the rest
+_LABEL_CHECKS = ("label_sep_unsplit", "label_sep_partial", "label_case_variants", "single_label",
+                 "dominant_label", "rare_labels", "unseen_labels_val", "unseen_labels_test", "label_shift")
+
+
+def raise_for(report: HealthReport, *, strict: bool = False, source: str = "",
+              columns: dict[str, str] | None = None) -> None:
     """Raise one InputError for the first error finding (or warning, when ``strict``).
 
-    The message names the check and an example and counts the others, so the driver
-    can print it as one ``error:`` line.
+    The message names the data (``source``: the file(s); ``columns``: ``{"text": …,
+    "labels": …}``, the finding's column is named when given), the check and an example,
+    and counts the others, so the driver can print it as one ``error:`` line.
     """
     bad = report.errors + (report.warnings if strict else [])
     if not bad:
         return
     f = bad[0]
-    example = f"; e.g. {f.examples[0]}" if f.examples else ""
+    example = f"; e.g. {f.examples[0]}" if f.examples and f.examples[0] not in f.message else ""
     more = f" (and {len(bad) - 1} more finding(s))" if len(bad) > 1 else ""
     how = "" if f.severity == "error" else " (a warning, refused because of --strict)"
-    msg = f"data health check '{f.check}' failed{how}: {f.message}{example}{more}"
+    column = (columns or {}).get("labels" if f.check in _LABEL_CHECKS else "text")
+    place = where(source, column=column) if source else (f"column {column!r}" if column else "")
+    msg = f"{place + ': ' if place else ''}data health check '{f.check}' failed{how}: {f.message}{example}{more}"
     raise InputError(" ".join(msg.split()))
 
 

@@ -17,7 +17,7 @@ from mlbench.data.splits import MIN_TRAIN, SPLIT_METHODS, VAL_FRACTION, cap_indi
 from mlbench.data.user_file import SUFFIXES, is_user_data, load_user_file, load_user_files
 from mlbench.errors import InputError
 
-__all__ = ["DATASETS", "load_corpus", "check_corpus"]
+__all__ = ["DATASETS", "load_corpus", "check_corpus", "data_columns"]
 
 DATASETS = ("arxiv", "reuters")
 
@@ -129,6 +129,22 @@ def _cap_train(corpus: Corpus, max_docs: int, seed: int) -> Corpus:
     notes = {**corpus.notes, "max_docs": max_docs, "train_before_cap": len(corpus.train)}
     return Corpus(corpus.name, corpus.train.subset(keep), corpus.val, corpus.test,
                   corpus.source, notes)
+
+
+def data_columns(dataset: str, text_col: str | None = None,
+                 labels_col: str | None = None) -> dict[str, str] | None:
+    """``{"text": …, "labels": …}``: the columns a dataset's texts and labels come from (for
+    error messages), None for Reuters (SGML, no columns)."""
+    key = str(dataset).strip().lower()
+    if key == "reuters":
+        return None
+    if key == "arxiv":
+        from mlbench.data.arxiv import LABELS_COL, TEXT_COL
+
+        return {"text": text_col or TEXT_COL, "labels": labels_col or LABELS_COL}
+    from mlbench.data.user_file import DEFAULT_LABELS_COL, DEFAULT_TEXT_COL
+
+    return {"text": text_col or DEFAULT_TEXT_COL, "labels": labels_col or DEFAULT_LABELS_COL}
 
 
 def check_corpus(corpus: Corpus) -> None:

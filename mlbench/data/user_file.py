@@ -9,7 +9,7 @@ Rules (why: a benchmark on silently mangled data is worse than a clear error):
   labels are stripped of surrounding whitespace, keep their case, empty ones dropped;
 * rows with an empty text are skipped and reported in ``corpus.notes["rows"]``, unless
   they are more than ``max_bad_rows`` of the file (then one error names the rows);
-* rows with no labels: ``unlabeled="keep"`` by default. In multi-label data "none of
+* rows with no labels: ``unlabeled="keep"`` by default (one console line counts them). In multi-label data "none of
   these labels applies" is a real answer (most comments in a toxicity corpus carry no
   label; news wires have untagged items), so such rows are kept as all-negative
   documents, the negatives every label's precision depends on; dropping them would
@@ -99,6 +99,27 @@ def _read(
                           max_bad_rows=max_bad_rows, split_col=split_col)
 
 
+def _rows_lines(path: Path, report: dict) -> list[str]:
+    """Console lines counting the rows a file did not give as ordinary documents (why: a
+    user should see that 300 rows became all-negative documents without opening results.json)."""
+    def rows(entry: dict) -> str:
+        shown = ", ".join(map(str, entry["rows"][:5]))
+        return f"rows {shown}{', …' if entry['count'] > 5 else ''}"
+
+    lines = []
+    empty = report["skipped"].get("empty text")
+    if empty:
+        lines.append(f"{path}: skipped {empty['count']} row(s) with an empty text ({rows(empty)})")
+    unlabeled = report.get("unlabeled", {})
+    if unlabeled.get("count"):
+        if unlabeled["policy"] == "keep":
+            lines.append(f"{path}: kept {unlabeled['count']} row(s) without labels as all-negative "
+                         f"documents ({rows(unlabeled)}; --unlabeled drop or error to change that)")
+        else:
+            lines.append(f"{path}: dropped {unlabeled['count']} row(s) without labels ({rows(unlabeled)})")
+    return lines
+
+
 def load_user_file(
     path: str | Path,
     *,
@@ -127,6 +148,8 @@ def load_user_file(
                        max_bad_rows=max_bad_rows, split_col=split_col)
     notes = {"rows_read": rows["rows_read"], "rows": rows}
     if progress:
+        for line in _rows_lines(path, rows):
+            progress(line)
         progress(f"{path.name}: {len(docs)} documents, splitting ({split_method})")
     if split_col:
         return given_split_corpus(
@@ -183,6 +206,9 @@ def load_user_files(
             progress(f"reading {path} ({split})")
         docs, report = _read(path, text_col, labels_col, label_sep, unlabeled=unlabeled,
                              max_bad_rows=max_bad_rows)
+        if progress:
+            for line in _rows_lines(path, report):
+                progress(line)
         texts += docs.texts
         labels += docs.labels
         splits += [split] * len(docs)

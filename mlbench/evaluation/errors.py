@@ -99,6 +99,23 @@ class _Explainer:
         return [[str(tok), float(w)] for tok, w in pairs]
 
 
+def distinct_documents(order: np.ndarray, rows: np.ndarray, texts: Sequence[str], n: int) -> np.ndarray:
+    """The first `n` entries of `order` whose document text (whitespace-normalised) is new.
+
+    Why: a document missing three tail labels, or three test copies of one text, would
+    otherwise fill the list with one text; the reader sees its other labels in its chips."""
+    seen: set[str] = set()
+    keep = []
+    for k in order:
+        key = " ".join(str(texts[rows[k]]).split())
+        if key not in seen:
+            seen.add(key)
+            keep.append(k)
+            if len(keep) == n:
+                break
+    return np.asarray(keep, dtype=np.int64)
+
+
 def error_analysis(y: np.ndarray, scores: np.ndarray, thresholds: float | np.ndarray, *,
                    texts: Sequence[str], label_names: Sequence[str], train_counts: Sequence[int],
                    track: Any = None, rule: str = "", n_confusions: int = 8, per_confusion: int = 2,
@@ -139,7 +156,8 @@ def error_analysis(y: np.ndarray, scores: np.ndarray, thresholds: float | np.nda
     fn_rows, fn_cols = np.nonzero(fn_all)
     rank = np.empty(len(counts), dtype=np.int64)
     rank[tail] = np.arange(len(counts))
-    fn_order = np.lexsort((-s[fn_rows, fn_cols], rank[fn_cols]))[:n_false_negatives]
+    fn_order = distinct_documents(np.lexsort((-s[fn_rows, fn_cols], rank[fn_cols])), fn_rows, texts,
+                                  n_false_negatives)
     false_negatives = [{**doc(i), "label": names[l], "train_count": int(counts[l]), "score": float(s[i, l]),
                         "threshold": float(t[l]), "explanation": explainer(texts[i], int(l))}
                        for i, l in zip(fn_rows[fn_order], fn_cols[fn_order])]

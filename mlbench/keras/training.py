@@ -20,6 +20,8 @@ Without validation data (``val_ds`` None: the refit on all of train+val under
 * ``loss_options``: hyperparameters for `mlbench.keras.losses.make_loss`, either keyed by
   loss name (``{"db": {"kappa": 0.05}, "wbce": {"max_weight": 30}}``, so one
   ``--loss a,b`` run can tune each) or flat for the current loss.
+* ``settings.tensorboard`` (not an option: `--tensorboard DIR`): the Keras TensorBoard
+  callback writes each fit's epoch curves there (`tensorboard_callback`).
 * ``prior_bias``: start the output-layer bias at the label prior's log-odds
   (`prior_logits`) instead of 0 when the last layer is a biased Dense.
 """
@@ -161,12 +163,26 @@ def fit_keras_model(
         cbs.append(keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch",
                                                     double_checkpoint=True))
     cbs.extend(c for c in callbacks or [] if not _is_epoch_counter(c))
+    if settings.tensorboard is not None:  # the chief's curves only (workers log to scratch)
+        cbs.append(tensorboard_callback(checkpoint_dir(Path(settings.tensorboard), strategy)))
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose,
         shuffle=False,  # the tf.data pipeline shuffles itself
     )
     logs = (getattr(stopper, "history", None) if stopper else None) or history.history  # resumed runs: every epoch
     return {k: [float(v) for v in vals] for k, vals in logs.items()}
+
+
+def tensorboard_callback(directory: Path) -> Any:
+    """The standard Keras TensorBoard callback writing epoch curves (train/ and validation/
+    event files) into a new ``fit-<k>`` folder of `directory`: a search fits a track several
+    times, and each fit stays its own run in TensorBoard instead of overwriting the last."""
+    import keras
+
+    directory.mkdir(parents=True, exist_ok=True)
+    k = 1 + sum(1 for p in directory.iterdir() if p.is_dir() and p.name.startswith("fit-"))
+    return keras.callbacks.TensorBoard(log_dir=str(directory / f"fit-{k}"), histogram_freq=0,
+                                       write_graph=False, update_freq="epoch")
 
 
 def _is_epoch_counter(callback: Any) -> bool:

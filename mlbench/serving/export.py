@@ -256,6 +256,20 @@ class ExportedModel:
         return self._stacked(texts, batch_size, self._serve, "scores", np.float32)
 
     @property
+    def signature_names(self) -> list[str]:
+        """The SavedModel's callable signatures (``serving_default``, ``decisions``, maybe ``explain``)."""
+        return sorted(self._loaded.signatures)
+
+    def signature_outputs(self, name: str, texts: Sequence[str], **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of signature `name` for `texts` (plus its other `inputs`), as
+        TF Serving would compute them: {output name: array [len(texts), ...]}, one call."""
+        tf = self._tf
+        fn = self._loaded.signatures[name]
+        feed = {INPUT_NAME: tf.constant(list(texts), tf.string),
+                **{k: tf.constant(v) for k, v in inputs.items()}}
+        return {k: v.numpy() for k, v in fn(**feed).items()}
+
+    @property
     def has_calibration(self) -> bool:
         """Whether the export carries calibrated probabilities (graph output or calibration.json)."""
         from mlbench.serving.calibrated import CALIBRATION_FILE, PROBABILITIES

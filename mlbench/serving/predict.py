@@ -8,7 +8,9 @@ saved beside the export; default: the rule chosen on validation).
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,21 +19,51 @@ from mlbench.errors import InputError
 
 #: tokens printed per explained label
 EXPLAIN_SHOWN = 6
+#: how Python's surrogateescape spells an undecodable byte of a command-line argument
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _file_lines(file: str) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank line of `file` ('-': stdin), read as strict
+    UTF-8 (a leading BOM dropped; \\r\\n and \\r end lines as in text mode)."""
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as err:
+        raise InputError(f"{file}: cannot read texts ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise InputError(f"{'stdin' if file == '-' else file}, line {line}: not valid UTF-8 (byte 0x{data[err.start]:02x} at "
+                         f"character {column}); save the file as UTF-8") from None
+    text = text[1:] if text.startswith("\ufeff") else text
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
 def read_texts(texts: Sequence[str], file: str | None) -> list[str]:
-    """Texts from the command line plus, with `file`, one per non-empty line ('-': stdin)."""
-    out = list(texts)
+    """Texts from the command line plus, with `file`, one per non-empty line ('-': stdin).
+
+    Every text must be valid UTF-8 without NUL (`text_checks`); the first that is not is
+    an InputError naming its argument or file line."""
+    from mlbench.serving.text_checks import bad_texts
+
+    named = [(f"predict: text argument {i}", t) for i, t in enumerate(texts, start=1)]
     if file:
-        try:
-            handle = sys.stdin if file == "-" else open(file, encoding="utf-8")
-            with handle:
-                out += [line.rstrip("\n") for line in handle if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(f"{file}: cannot read texts ({err})") from None
-    if not out:
+        named += [(f"{'stdin' if file == '-' else file}, line {n}", t) for n, t in _file_lines(file)]
+    if not named:
         raise InputError("predict: give texts as arguments or with --file")
-    return out
+    bad = bad_texts([t for _, t in named])
+    if bad:
+        i, reason = bad[0]
+        (name, text), more = named[i], f" (and {len(bad) - 1} more bad text(s))" if len(bad) > 1 else ""
+        escaped = _ESCAPED.search(text) if i < len(texts) else None
+        if escaped:  # Python decoded a non-UTF-8 argument byte with surrogateescape
+            reason = (f"is not valid UTF-8 (byte 0x{ord(escaped.group()) - 0xDC00:02x} at character "
+                      f"{escaped.start() + 1}; pass text in your terminal's UTF-8 or use --file)")
+        raise InputError(f"{name}: {reason}{more}")
+    return [t for _, t in named]
 
 
 def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k: int = 5,

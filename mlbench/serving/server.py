@@ -1,567 +1,349 @@
-"""`mlbench serve`: one exported model behind a JSON API, TF Serving's REST API and a web page.
+"""`mlbench serve`: one exported model behind a JSON API, TF Serving's REST API, the Open Inference
+Protocol v2 and a web page.
 
-    POST /v1/predict                    {"texts": [...], "top_k": 5, "rule": "best", "explain": false}
-    POST /v1/models/<name>:predict      TensorFlow Serving REST ({"instances": ...} / {"inputs": ...})
-    GET  /v1/models/<name>              TF Serving model status
-    GET  /v1/models/<name>/metadata     signatures, labels, track, decision rules, the run's test metrics
-    GET  /healthz, GET /                liveness; the page (static files, no CDN)
+    POST /v1/predict                          {"texts": [...], "top_k": 5, "rule": "best", "explain": false}
+    GET  /v1/info                             labels, decision rules, the run's test metrics, limits
+    POST /v1/models/<name>[/versions/1]:predict   TensorFlow Serving REST (every signature of the export)
+    GET  /v1/models/<name>[/versions/1][/metadata] TF Serving model status / metadata
+    GET  /v2, /v2/health/live, /v2/health/ready   Open Inference Protocol v2 (KServe, Triton)
+    GET  /v2/models/<name>[/ready], POST /v2/models/<name>/infer
+    GET  /healthz, GET /                      liveness; the page (static files, no CDN)
 
 Why one process with one model: the model is loaded once and kept warm, and every
-request's texts go through one asyncio micro-batcher (`MicroBatcher`) that runs one
-``predict`` on a single worker thread for all texts that arrived within
-``batch_window_ms`` (or ``max_batch`` texts), so concurrent clients share batch-sized
-TensorFlow calls instead of queueing single-text ones.  TF calls never run on the
-event loop.  Request bodies are parsed by hand (not pydantic) so every bad input gets
-a 4xx ``{"error": ..., "field": ...}`` naming the field, and the per-request limits
-apply before anything reaches the model.
+request's texts go through one asyncio micro-batcher (`served_model.MicroBatcher`)
+that runs one model call on a single worker thread for all texts that arrived within
+``batch_window_ms``; TF calls never run on the event loop.
+
+What an operator gets by default (each a `serve` flag): bodies bounded by what
+``max_texts`` texts of ``max_chars`` real characters take; at most ``max_in_flight``
+requests at once (then 429 with Retry-After); a request head must arrive within
+``header_timeout_s`` and a body within ``body_timeout_s`` (stalled connections are
+closed); POST bodies must be JSON (415); the Host header must name this server
+(against DNS rebinding) and a browser's Origin must too (against cross-site posts);
+no /docs (its page loads scripts from a CDN), /openapi.json only when asked; CSP and
+``nosniff`` on every response; one log line per failed request.
 
 This is the edge layer (like the command line): the only module under ``mlbench/``
-allowed to import the web framework, and nothing in the core imports it.
+allowed to import the web framework.  Parsing lives in `api_requests`, the model calls
+in `served_model`, the answers' shapes in `api_responses`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
+from urllib.parse import urlsplit
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
 from mlbench.errors import InputError
+from mlbench.serving import api_responses as answers
+from mlbench.serving.api_requests import ApiError, Limits, parse_json, parse_predict, parse_tfs, parse_v2
+from mlbench.serving.served_model import (DECISIONS_SIGNATURE, EXPLAIN_SIGNATURE, INPUT_NAME, MODEL_VERSION,
+                                          MicroBatcher, ServedModel, model_name_of)
 
 log = logging.getLogger("mlbench.serving")
 
 STATIC_DIR = Path(__file__).with_name("static")
-SAVEDMODEL_SUFFIX = "_savedmodel"
-BEST = "best"
-SERVE_SIGNATURE = "serving_default"
-DECISIONS_SIGNATURE = "decisions"
-INPUT_NAME = "texts"
-MODEL_VERSION = "1"
-PREDICT_FIELDS = ("texts", "top_k", "rule", "explain")
-TFS_FIELDS = ("instances", "inputs", "signature_name")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: UTF-8 bytes per character the default body limit allows (Latin scripts, JSON escapes of quotes
+#: and newlines); clients sending ``\\uXXXX`` escapes or CJK text can raise --max-body-bytes
+BODY_BYTES_PER_CHAR = 2
+BODY_OVERHEAD = 65_536
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer")]
+HEALTH_PATHS = frozenset({"/healthz", "/v2/health/live", "/v2/health/ready"})
 
-__all__ = ["create_app", "serve", "MicroBatcher", "ApiError", "model_name_of"]
-
-
-# --------------------------------------------------------------------------- errors
-class ApiError(Exception):
-    """A client error answered as ``{"error": message, "field": field}`` with `status`."""
-
-    def __init__(self, status: int, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return JSONResponse(body, status_code=self.status)
+__all__ = ["create_app", "serve", "server_config", "Settings", "MicroBatcher", "ApiError", "model_name_of",
+           "default_body_limit"]
 
 
-def _kind(value: Any) -> str:
-    """The JSON type name of a parsed value, for "expected X, got Y" messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__)
-
-
-# --------------------------------------------------------------------------- micro-batching
-@dataclass
-class _Pending:
-    texts: list[str]
-    future: asyncio.Future
-    arrived: float = field(default_factory=time.perf_counter)
-
-
-class MicroBatcher:
-    """Collects texts from concurrent requests and scores them in one `predict` call.
-
-    A batch closes `window_s` after its oldest text arrived, or as soon as `max_batch`
-    texts wait; a request's texts are never split across batches (one request larger
-    than `max_batch` is a batch of its own).  `predict` runs on `executor` while the
-    next batch collects, so under load batches fill up without waiting for the window.
-    """
-
-    def __init__(self, predict: Callable[[list[str]], np.ndarray], *, window_s: float,
-                 max_batch: int, executor: ThreadPoolExecutor):
-        self._predict, self.window_s, self.max_batch, self._executor = predict, window_s, max_batch, executor
-        self._queue: deque[_Pending] = deque()
-        self._waiting = 0  # texts in the queue
-        self._arrived = asyncio.Event()  # the queue became non-empty
-        self._full = asyncio.Event()  # max_batch texts wait
-        self._task: asyncio.Task | None = None
-        self.batches = 0  # counters for /healthz and the tests
-        self.texts = 0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="mlbench-batcher")
-        self._task.add_done_callback(lambda _: self._fail_waiting())
-
-    def _fail_waiting(self) -> None:
-        """A stopped worker must not leave requests waiting forever: fail them (-> 500)."""
-        while self._queue:
-            item = self._queue.popleft()
-            if not item.future.done():
-                item.future.set_exception(RuntimeError("the batching worker stopped"))
-        self._waiting = 0
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._fail_waiting()
-
-    @property
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def predict(self, texts: list[str]) -> np.ndarray:
-        """Scores [len(texts), L] for `texts`, computed in a shared batch."""
-        if not self.alive:
-            raise RuntimeError("the batching worker is not running")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(texts, future))
-        self._waiting += len(texts)
-        self._arrived.set()
-        if self._waiting >= self.max_batch:
-            self._full.set()
-        return await future
-
-    def _take(self) -> list[_Pending]:
-        batch = [self._queue.popleft()]
-        n = len(batch[0].texts)
-        while self._queue and n + len(self._queue[0].texts) <= self.max_batch:
-            item = self._queue.popleft()
-            batch.append(item)
-            n += len(item.texts)
-        self._waiting -= n
-        if self._waiting < self.max_batch:
-            self._full.clear()
-        if not self._queue:
-            self._arrived.clear()
-        return batch
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._arrived.wait()
-            left = self._queue[0].arrived + self.window_s - time.perf_counter()
-            if left > 0 and self._waiting < self.max_batch:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), left)
-            batch = self._take()
-            texts = [t for item in batch for t in item.texts]
-            try:
-                scores = await loop.run_in_executor(self._executor, self._predict, texts)
-            except Exception as err:  # every waiting request gets the error (-> 500), the loop lives on
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(err)
-                continue
-            self.batches += 1
-            self.texts += len(texts)
-            start = 0
-            for item in batch:
-                stop = start + len(item.texts)
-                if not item.future.done():  # a client that went away cancelled its future
-                    item.future.set_result(scores[start:stop])
-                start = stop
-
-
-# --------------------------------------------------------------------------- the model
-def model_name_of(model_dir: Path) -> str:
-    """The served name of an export folder: ``RUN/mlp_savedmodel`` → ``mlp``."""
-    name = Path(model_dir).resolve().name
-    return name[: -len(SAVEDMODEL_SUFFIX)] if name.endswith(SAVEDMODEL_SUFFIX) and len(name) > len(
-        SAVEDMODEL_SUFFIX) else name
+def default_body_limit(max_texts: int, max_chars: int) -> int:
+    """Bytes a body may hold: `max_texts` texts of `max_chars` characters of real text, plus JSON."""
+    return max_texts * max_chars * BODY_BYTES_PER_CHAR + BODY_OVERHEAD
 
 
 @dataclass
-class ServedModel:
-    """The loaded artifact and everything about it computed once at start-up."""
+class Settings:
+    """The operator's choices (every one a `mlbench serve` flag)."""
 
-    directory: Path
-    name: str
-    artifact: Any
-    labels: list[str]
-    meta: dict
-    rules: dict[str, np.ndarray]  # rule name -> float32 [L]; "best" included
-    best_rule: str  # the rule "best" stands for
-    baked: np.ndarray  # the thresholds of the SavedModel's ``decisions`` signature
-    calibration: Any = None  # the validation-fitted map of calibration.json (None: raw scores only)
+    max_texts: int = 128
+    max_chars: int = 20_000
+    max_explain: int = 16
+    batch_window_ms: float = 5.0
+    max_batch: int = 256
+    max_body_bytes: int | None = None  # None: default_body_limit(max_texts, max_chars)
+    max_in_flight: int = 32
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS  # "*" allows any
+    openapi: bool = False
 
-    @classmethod
-    def load(cls, model_dir: Path, name: str | None = None) -> "ServedModel":
-        from mlbench.record import RULES
-        from mlbench.serving.artifacts import THRESHOLDS_FILE, load_artifact
-
-        directory = Path(model_dir)
-        artifact = load_artifact(directory)
-        labels = [str(n) for n in artifact.labels]
-        n = len(labels)
-        rules: dict[str, np.ndarray] = {}
-        for rule in RULES:
-            try:
-                rules[rule] = np.broadcast_to(np.asarray(artifact.threshold(rule), np.float32), (n,)).copy()
-            except InputError:
-                continue  # this export has no such rule
-        best_rule = "export"
-        path = directory / THRESHOLDS_FILE
-        if path.exists():
-            with contextlib.suppress(ValueError, OSError):
-                best_rule = str(json.loads(path.read_text(encoding="utf-8")).get("best_rule", "fixed"))
-        rules[BEST] = np.broadcast_to(np.asarray(artifact.threshold(None), np.float32), (n,)).copy()
-        meta = dict(getattr(artifact, "meta", {}) or {})
-        stored = meta.get("thresholds")
-        baked = (np.broadcast_to(np.asarray(stored, np.float32), (n,)).copy() if stored is not None
-                 else rules[BEST])
-        from mlbench.serving.calibrated import read_calibration
-
-        model = cls(directory, name or model_name_of(directory), artifact, labels, meta, rules,
-                    best_rule, baked, read_calibration(directory))
-        model.predict([""])  # warm-up: the first TF call pays for graph set-up, not a client
-        return model
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        scores = np.asarray(self.artifact.predict(texts), dtype=np.float32)
-        if scores.shape != (len(texts), len(self.labels)):
-            raise RuntimeError(f"model returned scores of shape {scores.shape} for {len(texts)} texts")
-        return scores
-
-    def probabilities(self, scores: np.ndarray) -> np.ndarray | None:
-        """Calibrated probabilities [n, L] of raw `scores` (None without calibration.json)."""
-        return None if self.calibration is None else self.calibration.apply(scores).astype(np.float32)
+    def check(self) -> "Settings":
+        for key in ("max_texts", "max_chars", "max_batch", "max_explain", "max_in_flight"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"serve: {key} must be a positive integer, got {value!r}")
+        if self.max_body_bytes is None:
+            self.max_body_bytes = default_body_limit(self.max_texts, self.max_chars)
+        elif not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
+            raise InputError(f"serve: max_body_bytes must be an integer >= 1024, got {self.max_body_bytes!r}")
+        if not self.batch_window_ms >= 0:
+            raise InputError(f"serve: batch_window_ms must be >= 0, got {self.batch_window_ms!r}")
+        for key in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            if not getattr(self, key) > 0:
+                raise InputError(f"serve: {key} must be > 0 seconds, got {getattr(self, key)!r}")
+        hosts = [h.strip().lower() for h in self.allowed_hosts if h.strip()]
+        if not hosts:
+            raise InputError("serve: allowed_hosts is empty; name the hosts clients use, or '*'")
+        self.allowed_hosts = tuple(hosts)
+        return self
 
     @property
-    def explains(self) -> bool:
-        return bool(getattr(self.artifact, "has_explanations", False))
-
-    def explain(self, texts: list[str], labels: list[list[int]]) -> list[dict]:
-        """{label: [{"token", "weight"}, ...]} per text (`artifacts.explanations`)."""
-        from mlbench.serving.artifacts import explanations
-
-        return [{label: [{"token": tok, "weight": w} for tok, w in pairs] for label, pairs in doc.items()}
-                for doc in explanations(self.artifact, texts, labels)]
-
-    def run_metrics(self) -> dict | None:
-        """Test metrics of this export's variant from the run's results.json (None if absent)."""
-        from mlbench.record import RunRecord
-
-        try:
-            record = RunRecord.load(self.directory.resolve().parent)
-        except InputError:
-            return None
-        for variant, result in record.models.items():
-            if result.export_dir == self.directory.resolve().name:
-                return {"run_id": record.run_id, "variant": variant, "rule": result.best_rule,
-                        "test": result.test_metrics()}
-        return None
+    def limits(self) -> Limits:
+        return Limits(self.max_texts, self.max_chars, self.max_explain)
 
 
-# --------------------------------------------------------------------------- request parsing
-async def _read_json(request: Request, max_bytes: int) -> Any:
-    """The parsed JSON body; 413 past `max_bytes` (checked while reading), 400 if malformed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"request body of {declared} bytes is over the limit of {max_bytes}", "body")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, f"request body is over the limit of {max_bytes} bytes", "body")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise ApiError(400, "empty request body; expected a JSON object", "body")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, huge ints, deep nesting
-        raise ApiError(400, f"request body is not valid JSON ({type(err).__name__}: {str(err)[:200]})",
-                       "body") from None
+# --------------------------------------------------------------------------- the guard (ASGI middleware)
+def _host_name(value: str) -> str:
+    """``example.com:8000`` → ``example.com``; ``[::1]:80`` → ``[::1]``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _object(body: Any, allowed: Sequence[str]) -> dict:
-    if not isinstance(body, dict):
-        raise ApiError(400, f"expected a JSON object, got {_kind(body)}", "body")
-    for key in body:
-        if key not in allowed:
-            raise ApiError(400, f"unknown field {key!r}; expected {', '.join(allowed)}", str(key))
-    return body
+class Guard:
+    """Every HTTP request passes here: Host and Origin allow-lists, the in-flight limit, security
+    headers on every answer, a 500 for an unexpected exception, one log line per failed request.
 
-
-def _check_texts(texts: list[str], where: str, max_texts: int, max_chars: int) -> list[str]:
-    if not texts:
-        raise ApiError(400, "expected at least one text, got an empty list", where)
-    if len(texts) > max_texts:
-        raise ApiError(413, f"{len(texts)} texts is over the limit of {max_texts} per request", where)
-    for i, text in enumerate(texts):
-        if len(text) > max_chars:
-            raise ApiError(413, f"text of {len(text)} characters is over the limit of {max_chars}",
-                           f"{where}[{i}]")
-    return texts
-
-
-def _text_list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list):
-        raise ApiError(400, f"expected an array of strings, got {_kind(value)}", where)
-    for i, text in enumerate(value):
-        if not isinstance(text, str):
-            raise ApiError(400, f"expected a string, got {_kind(text)}", f"{where}[{i}]")
-    return value
-
-
-def _tfs_string(value: Any, where: str) -> str:
-    """One TF Serving string element: a JSON string or ``{"b64": "..."}`` (UTF-8 text)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
-        try:
-            return base64.b64decode(value["b64"], validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "b64 value is not base64-encoded UTF-8 text", where) from None
-    raise ApiError(400, f"expected a string or {{\"b64\": ...}}, got {_kind(value)}", where)
-
-
-def _tfs_texts(body: dict) -> tuple[list[str], bool]:
-    """(texts, row format?) from a TF Serving predict body."""
-    has_rows, has_cols = "instances" in body, "inputs" in body
-    if has_rows == has_cols:
-        raise ApiError(400, "expected exactly one of 'instances' (row format) or 'inputs' (columnar format)",
-                       "instances" if has_rows else "body")
-    if has_rows:
-        rows = body["instances"]
-        if not isinstance(rows, list):
-            raise ApiError(400, f"expected an array, got {_kind(rows)}", "instances")
-        texts = []
-        for i, row in enumerate(rows):
-            if isinstance(row, dict) and "b64" not in row:  # named input: {"texts": "..."}
-                if set(row) != {INPUT_NAME}:
-                    raise ApiError(400, f"expected an object with the one input {INPUT_NAME!r}, got keys "
-                                        f"{sorted(row)}", f"instances[{i}]")
-                row = row[INPUT_NAME]
-            texts.append(_tfs_string(row, f"instances[{i}]"))
-        return texts, True
-    cols = body["inputs"]
-    where = "inputs"
-    if isinstance(cols, dict):
-        if set(cols) != {INPUT_NAME}:
-            raise ApiError(400, f"expected an object with the one input {INPUT_NAME!r}, got keys {sorted(cols)}",
-                           "inputs")
-        cols, where = cols[INPUT_NAME], f"inputs.{INPUT_NAME}"
-    if not isinstance(cols, list):
-        raise ApiError(400, f"expected an array of strings, got {_kind(cols)}", where)
-    return [_tfs_string(v, f"{where}[{i}]") for i, v in enumerate(cols)], False
-
-
-# --------------------------------------------------------------------------- the app
-class InternalErrors:
-    """ASGI middleware: an unexpected exception → 500 ``{"error", "request_id"}``, logged with that id.
-
-    Why not ``app.exception_handler(Exception)``: Starlette re-raises after that
-    handler answers, and uvicorn then drops the client's keep-alive connection.
+    Why not ``app.exception_handler(Exception)``: Starlette re-raises after that handler
+    answers, and uvicorn then logs a traceback and drops the keep-alive connection.
     """
 
-    def __init__(self, app: Any):
-        self.app = app
+    def __init__(self, app: Any, settings: Settings):
+        self.app, self.settings = app, settings
+        self.any_host = "*" in settings.allowed_hosts
+        self.in_flight = 0
+        self.refused = 0  # 429 answers, for /healthz
+
+    def _allowed(self, host: str) -> bool:
+        return self.any_host or _host_name(host) in self.settings.allowed_hosts
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        status, started, error_body = 0, False, bytearray()
 
-        async def tracked(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message: dict) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            elif message["type"] == "http.response.body" and status >= 400 and len(error_body) < 1024:
+                error_body.extend(message.get("body", b"")[:1024])
             await send(message)
 
+        method, path = scope.get("method", "?"), scope.get("path", "?")
         try:
-            await self.app(scope, receive, tracked)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            host = headers.get("host", "")
+            origin = headers.get("origin")
+            if not self._allowed(host):
+                raise ApiError(400, f"host {host[:100]!r} is not served here (allowed: "
+                                    f"{', '.join(self.settings.allowed_hosts)}; see --allowed-host)", "Host")
+            if origin is not None and method not in ("GET", "HEAD") and not self._allowed(
+                    urlsplit(origin).netloc if origin != "null" else ""):
+                raise ApiError(403, f"cross-origin request from {origin[:100]!r} refused", "Origin")
+            if path in HEALTH_PATHS:
+                await self.app(scope, receive, guarded_send)
+            elif self.in_flight >= self.settings.max_in_flight:
+                self.refused += 1
+                raise ApiError(429, f"server busy: {self.settings.max_in_flight} requests in flight; "
+                                    "retry after 1 s", None, headers={"Retry-After": "1"})
+            else:
+                self.in_flight += 1
+                try:
+                    await self.app(scope, receive, guarded_send)
+                finally:
+                    self.in_flight -= 1
+        except ApiError as err:
+            if not started:
+                await JSONResponse(err.body(), status_code=err.status, headers=err.headers)(
+                    scope, receive, guarded_send)
+        except ClientDisconnect:
+            log.info("%s %s: the client went away", method, path)
+            return
         except Exception as err:
             request_id = uuid.uuid4().hex[:16]
-            log.error("request %s failed: %s %s", request_id, scope.get("method"), scope.get("path"),
-                      exc_info=(type(err), err, err.__traceback__))
+            log.error("request %s failed: %s %s: %s: %s", request_id, method, path, type(err).__name__,
+                      str(err)[:300], exc_info=log.isEnabledFor(logging.DEBUG))
             if started:  # too late for a clean answer; the server closes this connection
                 raise
             await JSONResponse({"error": "internal server error", "request_id": request_id},
-                               status_code=500)(scope, receive, send)
+                               status_code=500)(scope, receive, guarded_send)
+            return
+        if 400 <= status < 500:
+            log.warning("%s %s -> %d %s", method, path, status,
+                        bytes(error_body[:300]).decode("utf-8", "replace"))
 
 
-def _signature_def(n_labels: int) -> dict:
-    """TF Serving's metadata description of the two exported signatures."""
-    def tensor(name: str, dtype: str, dims: list[int]) -> dict:
-        return {"dtype": dtype, "name": name, "tensor_shape": {
-            "dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}}
-
-    texts = {INPUT_NAME: tensor(f"{SERVE_SIGNATURE}_{INPUT_NAME}:0", "DT_STRING", [-1])}
-    scores = tensor("scores", "DT_FLOAT", [-1, n_labels])
-    return {"signature_def": {
-        SERVE_SIGNATURE: {"inputs": texts, "outputs": {"scores": scores},
-                          "method_name": "tensorflow/serving/predict"},
-        DECISIONS_SIGNATURE: {"inputs": texts, "outputs": {
-            "scores": scores, "labels": tensor("labels", "DT_INT32", [-1, n_labels])},
-            "method_name": "tensorflow/serving/predict"},
-    }}
+# --------------------------------------------------------------------------- reading a request
+JSON_TYPE = "application/json"
 
 
-def _rule_json(t: np.ndarray) -> float | list[float]:
-    return float(t[0]) if np.all(t == t[0]) else [float(v) for v in t]
+def _require_content_type(request: Request, also: Sequence[str | None] = ()) -> None:
+    """415 unless the body is declared JSON (a browser cannot send that cross-site without CORS)."""
+    declared = request.headers.get("content-type")
+    media = declared.split(";", 1)[0].strip().lower() if declared is not None else None
+    if media == JSON_TYPE or media in also:
+        return
+    raise ApiError(415, f"expected Content-Type: {JSON_TYPE}, got "
+                        f"{(declared or 'none')[:60]!r}", "Content-Type")
 
 
-def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_000,
-               batch_window_ms: float = 5.0, max_batch: int = 256, model_name: str | None = None,
-               max_body_bytes: int | None = None, max_explain: int = 16) -> FastAPI:
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    """The raw body: 413 past the limit (checked while reading), 408 when it stalls."""
+    limit = settings.max_body_bytes
+    close = {"Connection": "close"}  # the rest of the body is not read: do not reuse the connection
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
+                            "(--max-body-bytes)", "body", headers=close)
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body is over the limit of {limit} bytes (--max-body-bytes)",
+                               "body", headers=close)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), settings.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"request body not received within {settings.body_timeout_s:g} s", "body",
+                       headers=close) from None
+
+
+async def _json_body(request: Request, settings: Settings) -> Any:
+    _require_content_type(request)
+    return parse_json(await _read_body(request, settings))
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(model_dir: Path, *, model_name: str | None = None, settings: Settings | None = None,
+               **options: Any) -> FastAPI:
     """The ASGI app serving the export in `model_dir` (loaded now, so a bad folder fails here).
 
-    `max_texts` / `max_chars` bound one request (413 past them), `max_explain` one
-    request with ``"explain": true``; the body limit defaults
-    to what `max_texts` texts of `max_chars` JSON-escaped characters can take.
+    `settings` (or its fields as keyword `options`) are the operator's limits.
     """
-    for key, value in (("max_texts", max_texts), ("max_chars", max_chars), ("max_batch", max_batch),
-                       ("max_explain", max_explain)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"serve: {key} must be a positive integer, got {value!r}")
-    if not batch_window_ms >= 0:
-        raise InputError(f"serve: batch_window_ms must be >= 0, got {batch_window_ms!r}")
-    body_limit = max_body_bytes or max_texts * (6 * max_chars + 16) + 65_536
+    settings = (settings or Settings(**options)).check()
     model = ServedModel.load(Path(model_dir), model_name)
-    n_labels = len(model.labels)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlbench-predict")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.batcher = MicroBatcher(model.predict, window_s=batch_window_ms / 1000.0,
-                                         max_batch=max_batch, executor=executor)
+        app.state.batcher = MicroBatcher(model.outputs, window_s=settings.batch_window_ms / 1000.0,
+                                         max_batch=settings.max_batch, executor=executor)
         app.state.batcher.start()
         log.info("serving %s (%s, %d labels) from %s", model.name, model.meta.get("track", "?"),
-                 n_labels, model.directory)
+                 len(model.labels), model.directory)
         try:
             yield
         finally:
             await app.state.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title=f"mlbench serve: {model.name}", lifespan=lifespan)
-    app.state.model = model
-    app.state.limits = {"max_texts": max_texts, "max_chars": max_chars, "max_batch": max_batch,
-                        "max_explain": max_explain,
-                        "batch_window_ms": batch_window_ms, "max_body_bytes": body_limit}
+    app = FastAPI(title=f"mlbench serve: {model.name}", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.openapi else None)
+    app.state.model, app.state.settings = model, settings
+    app.state.limits = {k: v for k, v in asdict(settings).items() if k != "allowed_hosts"}
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
-        return err.response()
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         message = {404: f"no such endpoint: {request.method} {request.url.path}",
                    405: f"method {request.method} not allowed on {request.url.path}"}.get(
-            err.status_code, str(err.detail))
+            err.status_code, "request refused")
         return JSONResponse({"error": message}, status_code=err.status_code, headers=err.headers)
 
-    def check_name(name: str, version: str | None = None) -> None:
-        if name != model.name:
-            raise ApiError(404, f"Servable not found for request: Latest({name}); this server has "
-                                f"{model.name!r}", "model")
-        if version is not None and version != MODEL_VERSION:
-            raise ApiError(404, f"Servable not found for request: Specific({name}, {version})", "version")
+    _add_v1_routes(app, model, settings, executor)
+    _add_tfs_routes(app, model, settings, executor)
+    _add_v2_routes(app, model, settings)
+    _add_page_and_health(app, model)
+    app.add_middleware(Guard, settings=settings)
+    return app
 
-    async def scores_of(request: Request, texts: list[str]) -> np.ndarray:
-        return await request.app.state.batcher.predict(texts)
 
-    # -- the JSON API -------------------------------------------------------------------
+def _batcher(request: Request) -> MicroBatcher:
+    return request.app.state.batcher
+
+
+def _add_v1_routes(app: FastAPI, model: ServedModel, settings: Settings, executor: ThreadPoolExecutor) -> None:
+    """mlbench's own JSON API."""
+
     @app.post("/v1/predict")
     async def predict(request: Request) -> JSONResponse:
-        body = _object(await _read_json(request, body_limit), PREDICT_FIELDS)
-        if "texts" not in body:
-            raise ApiError(400, "missing field 'texts' (an array of strings)", "texts")
-        texts = _check_texts(_text_list(body["texts"], "texts"), "texts", max_texts, max_chars)
-        top_k = body.get("top_k", 5)
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise ApiError(400, f"expected a positive integer, got {json.dumps(top_k)[:50]}", "top_k")
-        rule = body.get("rule", BEST)
-        if not isinstance(rule, str) or rule not in model.rules:
-            raise ApiError(400, f"unknown decision rule {json.dumps(rule)[:50]}; this model has "
-                                f"{', '.join(sorted(model.rules))}", "rule")
-        explain = body.get("explain", False)
-        if not isinstance(explain, bool):
-            raise ApiError(400, f"expected true or false, got {json.dumps(explain)[:50]}", "explain")
-        if explain and not model.explains:
-            raise ApiError(400, f"this model ({model.meta.get('track', '?')}) has no explanations; "
-                                "svm, mlp and encoder SavedModel exports have them", "explain")
-        if explain and len(texts) > max_explain:
-            raise ApiError(413, f"at most {max_explain} texts per request with explain (integrated "
-                                f"gradients cost many forward passes), got {len(texts)}", "texts")
-        thresholds = model.rules[rule]
-        scores = await scores_of(request, texts)
-        probs = model.probabilities(scores)
-        k = min(top_k, n_labels)
-        order = np.argsort(-scores if probs is None else -probs, axis=1, kind="stable")[:, :k]
-        passed = scores >= thresholds
-        why: list[dict | None] = [None] * len(texts)
-        if explain:  # on the model's worker thread, never on the event loop
+        req = parse_predict(await _json_body(request, settings), settings.limits, list(model.rules),
+                            model.explains, model.meta.get("track", "?"))
+        out = await _batcher(request).predict(req.texts)
+        why = None
+        if req.explain:  # on the model's worker thread, never on the event loop
             from mlbench.explain.tracks import predicted_labels
 
-            picked = predicted_labels(scores, thresholds)
-            why = await asyncio.get_running_loop().run_in_executor(executor, model.explain, texts, picked)
-        labels, t_list = model.labels, thresholds.tolist()
-        p_rows = [None] * len(texts) if probs is None else probs.tolist()
+            picked = predicted_labels(out["scores"], model.rules[req.rule])
+            why = await asyncio.get_running_loop().run_in_executor(executor, model.explain, req.texts, picked)
+        return JSONResponse(answers.predict_results(model, out, req.rule, req.top_k, why))
 
-        def entry(row: list, p_row: list | None, j: int) -> dict:
-            out = {"label": labels[j], "score": row[j], "threshold": t_list[j]}
-            if p_row is not None:
-                out["probability"] = p_row[j]
-            return out
+    @app.get("/v1/info")
+    async def info() -> JSONResponse:
+        return JSONResponse(answers.info(model, app.state.limits))
 
-        results = []
-        for row, p_row, top, ok, reasons in zip(scores.tolist(), p_rows, order.tolist(), passed, why):
-            result = {
-                "labels": [entry(row, p_row, j) for j in np.flatnonzero(ok).tolist()],
-                "top_k": [{**entry(row, p_row, j), "passed": row[j] >= t_list[j]} for j in top],
-            }
-            if reasons is not None:
-                result["explanations"] = reasons
-            results.append(result)
-        return JSONResponse({"model": model.name, "rule": model.best_rule if rule == BEST else rule,
-                             "calibrated": probs is not None, "results": results})
 
-    # -- TensorFlow Serving's REST API --------------------------------------------------
+def _check_name(model: ServedModel, name: str, version: str | None = None) -> None:
+    if name != model.name:
+        raise ApiError(404, f"Servable not found for request: Latest({name}); this server has "
+                            f"{model.name!r}", "model")
+    if version is not None and version != MODEL_VERSION:
+        raise ApiError(404, f"Servable not found for request: Specific({name}, {version})", "version")
+
+
+def _add_tfs_routes(app: FastAPI, model: ServedModel, settings: Settings, executor: ThreadPoolExecutor) -> None:
+    """TensorFlow Serving's REST API, answering what TF Serving answers for the same SavedModel."""
+
     async def tfs_predict(request: Request, name: str, version: str | None) -> JSONResponse:
-        check_name(name, version)
-        body = _object(await _read_json(request, body_limit), TFS_FIELDS)
-        signature = body.get("signature_name", SERVE_SIGNATURE)
-        if signature not in (SERVE_SIGNATURE, DECISIONS_SIGNATURE):
-            raise ApiError(400, f"Serving signature name: {json.dumps(signature)[:60]} not found in signature "
-                                f"def; have {SERVE_SIGNATURE}, {DECISIONS_SIGNATURE}", "signature_name")
-        texts, rows = _tfs_texts(body)
-        _check_texts(texts, "instances" if rows else "inputs", max_texts, max_chars)
-        scores = await scores_of(request, texts)
-        if signature == SERVE_SIGNATURE:
-            values = scores.tolist()
-            return JSONResponse({"predictions": values} if rows else {"outputs": values})
-        decided = (scores >= model.baked).astype(np.int32).tolist()
-        if rows:
-            return JSONResponse({"predictions": [{"scores": s, "labels": d}
-                                                 for s, d in zip(scores.tolist(), decided)]})
-        return JSONResponse({"outputs": {"scores": scores.tolist(), "labels": decided}})
+        _check_name(model, name, version)
+        req = parse_tfs(await _json_body(request, settings), settings.limits, model.signature_defs,
+                        len(model.labels))
+        if req.signature == EXPLAIN_SIGNATURE:
+            out = await asyncio.get_running_loop().run_in_executor(
+                executor, model.explain_outputs, req.texts, req.extra["labels"])
+        else:
+            out = await _batcher(request).predict(req.texts)
+            if req.signature == DECISIONS_SIGNATURE:
+                out = model.decisions(out)
+        return JSONResponse(answers.tfs_predictions(out, req.rows))
 
     @app.post("/v1/models/{name}:predict")
     async def tfs_predict_latest(name: str, request: Request) -> JSONResponse:
@@ -571,67 +353,186 @@ def create_app(model_dir: Path, *, max_texts: int = 256, max_chars: int = 100_00
     async def tfs_predict_version(name: str, version: str, request: Request) -> JSONResponse:
         return await tfs_predict(request, name, version)
 
-    status_body = {"model_version_status": [{"version": MODEL_VERSION, "state": "AVAILABLE",
-                                             "status": {"error_code": "OK", "error_message": ""}}]}
-
     @app.get("/v1/models/{name}")
     async def tfs_status(name: str) -> JSONResponse:
-        check_name(name)
-        return JSONResponse(status_body)
+        _check_name(model, name)
+        return JSONResponse(answers.tfs_status())
 
     @app.get("/v1/models/{name}/versions/{version}")
     async def tfs_status_version(name: str, version: str) -> JSONResponse:
-        check_name(name, version)
-        return JSONResponse(status_body)
+        _check_name(model, name, version)
+        return JSONResponse(answers.tfs_status())
 
     @app.get("/v1/models/{name}/metadata")
     async def tfs_metadata(name: str) -> JSONResponse:
-        check_name(name)
-        return JSONResponse({
-            "model_spec": {"name": model.name, "signature_name": "", "version": MODEL_VERSION},
-            "metadata": {"signature_def": _signature_def(n_labels)},
-            "track": model.meta.get("track"),
-            "labels": model.labels,
-            "thresholds": {"best_rule": model.best_rule,
-                           "rules": {r: _rule_json(t) for r, t in model.rules.items() if r != BEST},
-                           DECISIONS_SIGNATURE: _rule_json(model.baked)},
-            "run": model.run_metrics(),
-            "calibrated": model.calibration is not None,
-            "explain": model.meta.get("explain") if model.explains else None,
-            "limits": app.state.limits,
-        })
+        _check_name(model, name)
+        return JSONResponse(answers.tfs_metadata(model))
 
-    # -- health and the page ------------------------------------------------------------
+    @app.get("/v1/models/{name}/versions/{version}/metadata")
+    async def tfs_metadata_version(name: str, version: str) -> JSONResponse:
+        _check_name(model, name, version)
+        return JSONResponse(answers.tfs_metadata(model))
+
+
+def _add_v2_routes(app: FastAPI, model: ServedModel, settings: Settings) -> None:
+    """The Open Inference Protocol v2 (KServe, Triton) over HTTP/REST."""
+    outputs = answers.v2_outputs(model)
+
+    def v2_check(name: str, version: str | None = None) -> None:
+        if name != model.name or (version is not None and version not in ("", MODEL_VERSION)):
+            raise ApiError(404, f"unknown model {name!r}" + (f" version {version!r}" if version else "")
+                           + f"; this server has {model.name!r} version {MODEL_VERSION}", "model")
+
+    @app.get("/v2")
+    async def v2_server() -> JSONResponse:
+        return JSONResponse(answers.v2_server())
+
+    @app.get("/v2/health/live")
+    async def v2_live() -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def v2_ready(request: Request) -> JSONResponse:
+        ready = _batcher(request).alive
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def metadata(name: str, version: str | None = None) -> JSONResponse:
+        v2_check(name, version)
+        return JSONResponse(answers.v2_model(model))
+
+    async def ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
+        v2_check(name, version)
+        alive = _batcher(request).alive
+        return JSONResponse({"name": model.name, "ready": alive}, status_code=200 if alive else 503)
+
+    async def infer(request: Request, name: str, version: str | None = None) -> JSONResponse:
+        v2_check(name, version)
+        # Triton's clients send no Content-Type (binary tensors: octet-stream); a browser's
+        # cross-site post is refused by the Origin check before this point
+        _require_content_type(request, also=(None, "application/octet-stream"))
+        req = parse_v2(await _read_body(request, settings),
+                       request.headers.get("inference-header-content-length"), settings.limits,
+                       INPUT_NAME, outputs)
+        out = await _batcher(request).predict(req.texts)
+        answer, raw = answers.v2_infer(model, out, req.id, req.outputs, req.binary, req.binary_default)
+        if not raw:
+            return JSONResponse(answer)
+        head = JSONResponse(answer).body
+        return Response(head + raw, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(len(head))})
+
+    app.add_api_route("/v2/models/{name}", metadata, methods=["GET"])
+    app.add_api_route("/v2/models/{name}/versions/{version}", metadata, methods=["GET"])
+    app.add_api_route("/v2/models/{name}/ready", ready, methods=["GET"])
+    app.add_api_route("/v2/models/{name}/versions/{version}/ready", ready, methods=["GET"])
+    app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"])
+    app.add_api_route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"])
+
+
+def _add_page_and_health(app: FastAPI, model: ServedModel) -> None:
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
-        batcher: MicroBatcher = request.app.state.batcher
+        batcher = _batcher(request)
         body = {"status": "ok" if batcher.alive else "batcher stopped", "model": model.name,
-                "track": model.meta.get("track"), "labels": n_labels, "rules": sorted(model.rules),
-                "explain": model.explains, "calibrated": model.calibration is not None,
-                "batches": batcher.batches, "texts": batcher.texts}
+                "track": model.meta.get("track"), "labels": len(model.labels), "rules": sorted(model.rules),
+                "explain": model.explains, "calibrated": model.calibrated,
+                "batches": batcher.batches, "texts": batcher.texts, "retried_batches": batcher.retried}
         return JSONResponse(body, status_code=200 if batcher.alive else 503)
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"})
+        return FileResponse(STATIC_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(InternalErrors)
-    return app
+
+
+# --------------------------------------------------------------------------- uvicorn
+def _timed_protocol(header_timeout_s: float) -> type:
+    """uvicorn's httptools protocol, plus a deadline for each request head.
+
+    uvicorn closes idle keep-alive connections but waits forever for a connection that
+    opens and sends nothing, or sends its head a byte at a time; here the head of every
+    request (from the connection, or from its first byte on a kept-alive one) must be
+    complete within `header_timeout_s`, else the connection is closed (408 when part of
+    a head came).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class TimedHttpToolsProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        timed_out = 0  # connections closed at the deadline (class-wide, for tests and benchmarks)
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._head_bytes = 0
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # a new request starts on a kept-alive connection
+            self._head_bytes += len(data)
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            type(self).timed_out += 1
+            if self.transport.is_closing():
+                return
+            if self._head_bytes:
+                body = b'{"error":"request head not received within %g s","field":"headers"}' % header_timeout_s
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            self.transport.close()
+
+    return TimedHttpToolsProtocol
+
+
+def server_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
+                  **extra: Any) -> Any:
+    """The uvicorn configuration `serve` runs `app` with (its settings' timeouts), for tests too."""
+    import uvicorn
+
+    settings: Settings = app.state.settings
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          http=_timed_protocol(settings.header_timeout_s),
+                          timeout_keep_alive=settings.keep_alive_s, timeout_graceful_shutdown=10,
+                          server_header=False, **extra)
 
 
 def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, *, model_name: str | None = None,
-          log_level: str = "info", **limits: Any) -> None:
+          log_level: str = "info", **options: Any) -> None:
     """Serve the export in `model_dir` until interrupted (one process, one worker).
 
     One worker on purpose: each worker would load its own copy of the model, and the
-    micro-batcher only batches requests that reach the same process.
+    micro-batcher only batches requests that reach the same process.  A specific `host`
+    to listen on joins the Host allow-list.
     """
     import uvicorn
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(Path(model_dir), model_name=model_name, **limits)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+    settings = Settings(**options)
+    name = f"[{host}]" if ":" in host else host.lower()
+    if host not in ("0.0.0.0", "::", "") and name not in settings.allowed_hosts and "*" not in settings.allowed_hosts:
+        settings.allowed_hosts = (*settings.allowed_hosts, name)
+    app = create_app(Path(model_dir), model_name=model_name, settings=settings)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C (or SIGINT) after a graceful shutdown
+        uvicorn.Server(server_config(app, host, port, log_level=log_level)).run()
+

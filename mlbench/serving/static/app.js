@@ -29,26 +29,39 @@ async function loadModel() {
   }
 }
 
-function draw(result, rule) {
+function clearResult() {
+  for (const id of ["bars", "why"]) $(id).replaceChildren();
+  $("chosen").textContent = "";
+}
+
+// One quantity per row: the calibrated probability when the model has one, else the raw score;
+// the bar, the number and the threshold mark all show it (the mark: where the rule's score
+// threshold lands on that scale).
+function draw(result, rule, calibrated) {
+  clearResult();
   const bars = $("bars");
-  bars.replaceChildren();
   $("chosen").textContent = result.labels.length
     ? `Predicted under rule "${rule}": ${result.labels.map((l) => l.label).join(", ")}`
     : `No label passes rule "${rule}".`;
   for (const item of result.top_k) {
     const row = el("div", item.passed ? "bar-row passed" : "bar-row");
     row.dataset.label = item.label;
+    const shown = calibrated ? item.probability : item.score;
+    const mark_at = calibrated ? item.threshold_probability : item.threshold;
+    row.dataset.value = String(shown);
     const track = el("div", "bar-track");
     const fill = el("div", "bar-fill");
-    fill.style.width = pct(item.score);
+    fill.style.width = pct(shown);
     const mark = el("div", "bar-threshold");
-    mark.style.left = pct(item.threshold);
-    mark.title = `threshold ${item.threshold.toFixed(3)}`;
+    mark.style.left = pct(mark_at);
+    mark.title = calibrated
+      ? `threshold ${item.threshold.toFixed(3)} on the score (probability ${mark_at.toFixed(3)})`
+      : `threshold ${item.threshold.toFixed(3)}`;
     track.append(fill, mark);
-    const shown = item.probability === undefined ? item.score : item.probability;
     row.append(el("div", "bar-label", item.label), track, el("div", "bar-score", shown.toFixed(3)));
     bars.append(row);
   }
+  $("quantity").textContent = calibrated ? "calibrated probability" : "score";
   const why = $("why");
   why.replaceChildren();
   for (const [label, pairs] of Object.entries(result.explanations || {})) {
@@ -65,7 +78,7 @@ function draw(result, rule) {
 async function predict(event) {
   event.preventDefault();
   const status = $("status");
-  status.className = "muted";
+  status.className = "muted";  // the previous error goes as soon as a new request starts
   status.textContent = "scoring…";
   const body = { texts: [$("text").value], top_k: Number($("topk").value) || 10, rule: $("rule").value,
                  explain: $("explain").checked };
@@ -73,11 +86,17 @@ async function predict(event) {
     const response = await fetch("/v1/predict", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
-    const data = await response.json();
+    let data;
+    try {
+      data = await response.json();
+    } catch {
+      throw new Error(`the server answered HTTP ${response.status}`);
+    }
     if (!response.ok) throw new Error(`${data.error}${data.field ? ` (field ${data.field})` : ""}`);
-    draw(data.results[0], data.rule);
+    draw(data.results[0], data.rule, data.calibrated);
     status.textContent = "";
   } catch (err) {
+    clearResult();  // no stale bars under an error: they belonged to another text
     status.className = "error";
     status.textContent = String(err.message || err);
   }

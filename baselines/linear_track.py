@@ -1,0 +1,282 @@
+"""TF-IDF + one linear model per label (scikit-learn): the shared base of the linear tracks.
+
+What a linear track is: a `TfidfVectorizer`, then one binary linear classifier per
+label fitted one-vs-rest, scores ``sigmoid(score_scale · margin)``. A subclass names
+its estimator (`make_estimator`), its defaults and its search space; fitting, the
+tuner's fast path (`fit_features` on a shared vectorizer), the raw-string SavedModel
+export and the exact explanations are the same for all (`baselines/svm.py`,
+`baselines/logreg.py`).
+
+Labels with no training positives (possible on small user files) get a constant
+"never" classifier instead of crashing the solver.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from mlbench.data.corpus import Split
+from mlbench.labels import LabelSpace
+from mlbench.tracks import Track, TrainSettings
+
+
+class _Unset:
+    """Marks a constructor argument left out: `settings.options`, then `defaults`, decide."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+class QuietFit:
+    """Mixin for a scikit-learn estimator whose fit keeps its ConvergenceWarning to itself:
+    it runs in joblib workers, where a caller's warning filters do not reach, and
+    `LinearTextTrack.fit_features` reports non-convergence once, from ``n_iter_``, as a
+    notice in the record."""
+
+    def fit(self, X, y, sample_weight=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+
+#: above this many bytes of float64 one-vs-rest weights (labels × features × 8) each
+#: label's estimator keeps its `coef_` [1, V] as float32 (margins then differ in the
+#: 7th digit): the weights are mostly non-zero, so sparse storage would not help, and
+#: with millions of bi-gram features they would be most of a large run's memory.
+#: Reuters- and arXiv-size models stay float64, unchanged.
+COEF_FLOAT32_BYTES = 2 * 1024**3
+
+
+def _fit_label_chunk(estimator: Any, x: Any, y: Any, float32_coef: bool) -> list:
+    """One joblib task: a clone of `estimator` fitted on `x` [n, V] for each 0/1 column of
+    the CSC targets `y` [n, k], in column order (what `OneVsRestClassifier` fits per label)."""
+    from sklearn.base import clone
+
+    fitted = []
+    for j in range(y.shape[1]):
+        est = clone(estimator).fit(x, y[:, j].toarray().ravel())
+        if float32_coef:
+            est.coef_ = est.coef_.astype(np.float32)
+        fitted.append(est)
+    return fitted
+
+
+def fit_one_vs_rest(estimator: Any, x: Any, y: Any, *, n_jobs: int):
+    """`OneVsRestClassifier(estimator, n_jobs).fit(x, y)` for CSR 0/1 targets `y` [n, L],
+    each label present and absent; the same fitted estimators, shipped to the workers in
+    chunks.
+
+    Why not OvR's own fit: it makes one joblib task per label, and each task pickles `x`
+    again (joblib hashes every array to find its memory map, per task: a full pass over
+    `x` per label); here each worker gets `x` a few times (labels dealt round-robin
+    into ~4 chunks per worker, so slow head labels spread out).  Each label's fit is
+    unchanged, so the margins equal OvR's (and the serial fit's) exactly.
+    """
+    import scipy.sparse as sp
+    from joblib import Parallel, delayed, effective_n_jobs
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import LabelBinarizer
+
+    y = sp.csc_matrix(y)
+    n_labels = y.shape[1]
+    workers = min(effective_n_jobs(n_jobs), n_labels)
+    n_chunks = 1 if workers <= 1 else min(n_labels, 4 * workers)
+    chunks = [np.arange(k, n_labels, n_chunks) for k in range(n_chunks)]
+    float32_coef = n_labels * x.shape[1] * 8 > COEF_FLOAT32_BYTES
+    parts = Parallel(n_jobs=workers)(delayed(_fit_label_chunk)(estimator, x, y[:, cols], float32_coef)
+                                     for cols in chunks)
+    estimators: list = [None] * n_labels
+    for cols, fitted in zip(chunks, parts):
+        for j, est in zip(cols, fitted):
+            estimators[j] = est
+    model = OneVsRestClassifier(estimator, n_jobs=n_jobs)
+    model.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(y.tocsr())
+    model.classes_ = model.label_binarizer_.classes_
+    model.estimators_ = estimators
+    model.n_features_in_ = estimators[0].n_features_in_
+    return model
+
+
+class LinearTextTrack(Track):
+    """TfidfVectorizer + one-vs-rest linear classifier; subclasses give `make_estimator`.
+
+    Each parameter comes from the constructor, else ``settings.options`` (how the
+    tuner and ``--option`` set it), else `defaults`.
+    """
+
+    family = "baseline"
+    #: liblinear's coordinate descent converges to the same optimum: no seed repeats
+    stochastic = False
+    defaults: ClassVar[dict[str, Any]] = {
+        "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1, "max_features": None,
+        "C": 1.0, "class_weight": None, "score_scale": 1.0,
+    }
+    #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
+    cheap_fit: ClassVar[bool] = True
+    #: parameters of the vectorizer: the tuner builds each combination once (`fit_features`)
+    vectorizer_keys: ClassVar[tuple[str, ...]] = ("ngram_range", "sublinear_tf", "min_df", "max_features")
+    #: the per-label estimator, as notices name it
+    estimator_name: ClassVar[str]
+    #: what the scores are, for the record and the export's metadata
+    score_formula: ClassVar[str] = "sigmoid({scale} * margin)"
+
+    def __init__(self, settings: TrainSettings | None = None, *, ngram_range: tuple[int, int] = UNSET,
+                 sublinear_tf: bool = UNSET, min_df: int = UNSET, max_features: int | None = UNSET,
+                 C: float = UNSET, class_weight: str | None = UNSET, score_scale: float = UNSET):
+        super().__init__(settings)
+        given = dict(ngram_range=ngram_range, sublinear_tf=sublinear_tf, min_df=min_df,
+                     max_features=max_features, C=C, class_weight=class_weight, score_scale=score_scale)
+        options = self.settings.options or {}
+        p = {k: (v if v is not UNSET else options.get(k, self.defaults[k])) for k, v in given.items()}
+        C, class_weight, score_scale = float(p["C"]), p["class_weight"], float(p["score_scale"])
+        if C <= 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        if class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+        if score_scale <= 0:
+            raise ValueError(f"score_scale must be > 0, got {score_scale}")
+        self.ngram_range, self.sublinear_tf = tuple(int(n) for n in p["ngram_range"]), bool(p["sublinear_tf"])
+        self.min_df, self.max_features = p["min_df"], p["max_features"]
+        self.C, self.class_weight, self.score_scale = C, class_weight, score_scale
+        self.vectorizer = None
+        self.model = None
+        self.notices: list[str] = []
+
+    @abc.abstractmethod
+    def make_estimator(self) -> Any:
+        """A fresh binary scikit-learn linear classifier (``coef_``, ``intercept_``,
+        ``n_iter_``, ``max_iter``) with this track's C and class weights, seeded."""
+
+    def build_vectorizer(self):
+        """A fresh (unfitted) TfidfVectorizer of this track's `vectorizer_keys`."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(
+            ngram_range=self.ngram_range, sublinear_tf=self.sublinear_tf,
+            min_df=self.min_df, max_features=self.max_features,
+        )
+
+    def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        vectorizer = self.build_vectorizer()
+        x = vectorizer.fit_transform(train.texts)
+        # CSR targets: no dense n × L copy at thousands of labels
+        return self.fit_features(vectorizer, x, labels.encode_sparse(train.labels), labels)
+
+    def fit_features(self, vectorizer: Any, x: Any, y: np.ndarray, labels: LabelSpace) -> dict[str, list[float]]:
+        """Fit the classifiers on `x` = ``vectorizer.transform(train)`` [n, V] with 0/1
+        targets `y` [n, L]; lets the tuner reuse one vectorizer's matrices across C and
+        class weights."""
+        import scipy.sparse as sp
+
+        self.labels, self.vectorizer = labels, vectorizer
+        # 0/1 targets: dense or CSR (`fit` passes CSR: no n × L dense copy at thousands of labels)
+        y = y.tocsr().astype(np.int8) if sp.issparse(y) else np.asarray(y).astype(np.int8)
+        positives = np.asarray(y.sum(axis=0)).ravel()
+        n_docs = y.shape[0]
+        trainable = (positives > 0) & (positives < n_docs)
+        self._columns = np.flatnonzero(trainable)
+        self._constant = np.where(positives >= n_docs, 1.0, -1.0)  # margin for untrainable labels
+        estimator = self.make_estimator()
+        # labels fit in parallel (joblib; `--n-jobs`, default all cores): each label's
+        # estimator is independent, so the result equals the serial fit
+        n_jobs = -1 if self.settings.n_jobs is None else int(self.settings.n_jobs)
+        # targets as int32 CSR: an int8 y makes scikit-learn 1.9's OvR train some labels on
+        # wrong targets (train accuracy 0.61 vs 1.0 on a 150-label synthetic corpus), and a
+        # sparse y stays small at thousands of labels
+        self.model = (fit_one_vs_rest(estimator, x, sp.csr_matrix(y)[:, self._columns].astype(np.int32),
+                                      n_jobs=n_jobs)
+                      if len(self._columns) else None)
+        # counted from the fitted models (each worker silenced its own ConvergenceWarning)
+        unconverged = sum(int(np.max(getattr(e, "n_iter_", 0))) >= estimator.max_iter
+                          for e in getattr(self.model, "estimators_", []))
+        # one fact about the run instead of one library warning per label
+        self.notices = ([f"{self.estimator_name} did not converge "
+                         f"within {estimator.max_iter} iterations for {unconverged} of {len(self._columns)} "
+                         f"labels (C={self.C}, class_weight={self.class_weight})"]
+                        if unconverged else [])
+        return {}
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw margins [n, n_labels]; untrainable labels get ±1 constants."""
+        if self.vectorizer is None:
+            raise RuntimeError("fit the track before predicting")
+        return self.decision_function_features(self.vectorizer.transform(texts) if len(texts) else None,
+                                               len(texts))
+
+    def decision_function_features(self, x: Any, n: int | None = None) -> np.ndarray:
+        """Margins [n, n_labels] of rows `x` already vectorized by `self.vectorizer`."""
+        n = x.shape[0] if n is None else n
+        margins = np.tile(self._constant, (n, 1)).astype(np.float64)
+        if self.model is not None and n:
+            margins[:, self._columns] = self.model.decision_function(x).reshape(n, -1)
+        return margins
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        return self.scores_from_margins(self.decision_function(texts))
+
+    def scores_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """Scores in [0, 1]: ``sigmoid(score_scale · margin)``, same shape as `margins`."""
+        from mlbench.numeric import sigmoid
+
+        return sigmoid(self.score_scale * margins)
+
+    def logit_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights [V, L], bias [L]) with ``logit = tfidf(text) @ weights + bias``, the
+        score scale folded in (what the export and the explainer compute)."""
+        from baselines.linear_export import linear_weights
+
+        if self.vectorizer is None or self.labels is None:
+            raise RuntimeError("fit the track before exporting or explaining it")
+        n_labels, n_features = len(self.labels), len(self.vectorizer.vocabulary_)
+        # untrainable labels (no positives / all positives) keep their constant margin
+        bias = np.asarray(self._constant, np.float64).copy()
+        columns = np.asarray(self._columns, np.int64)
+        weights = np.zeros((n_features, n_labels))
+        if self.model is not None and len(columns):
+            w, b = linear_weights(self.model, n_features)
+            if w.shape[1] != len(columns):
+                raise RuntimeError(f"the linear model has {w.shape[1]} outputs for {len(columns)} labels")
+            weights[:, columns], bias[columns] = w, b
+        return self.score_scale * weights, self.score_scale * bias
+
+    def export(self, directory: Path, *, thresholds: np.ndarray | None = None) -> Path:
+        """Raw-string SavedModel: the fitted TF-IDF and margins as a TF graph
+        (`baselines.linear_export`), scores ``sigmoid(score_scale · margin)``."""
+        from baselines.linear_export import export_linear_text_model
+
+        weights, bias = self.logit_weights()
+        return export_linear_text_model(
+            directory, self.vectorizer, weights, bias, self.labels.names, track=self.name,
+            thresholds=thresholds, metadata={"score": self.score_formula.format(scale=self.score_scale)})
+
+    def explainer(self, top_n: int | None = None):
+        """Exact attributions ``tfidf_j · W[j, l]`` (logit units) as the export computes
+        them (`baselines.linear_export.linear_explainer`)."""
+        from baselines.linear_export import linear_explainer, linear_text_model
+
+        weights, bias = self.logit_weights()
+        return linear_explainer(linear_text_model(self.vectorizer, weights, bias), top_n)
+
+    def size_bytes(self) -> int | None:
+        if self.vectorizer is None:
+            return None
+        from mlbench.sizes import pickled_size
+
+        return pickled_size((self.vectorizer, self.model))
+
+    def describe(self) -> dict:
+        n_features = len(self.vectorizer.vocabulary_) if self.vectorizer is not None else None
+        return {
+            "vectorizer": f"TfidfVectorizer(ngram_range={self.ngram_range}, sublinear_tf={self.sublinear_tf}, min_df={self.min_df})",
+            "vocabulary": n_features, "C": self.C, "class_weight": self.class_weight,
+            "score": self.score_formula.format(scale=self.score_scale),
+        }
