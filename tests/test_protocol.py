@@ -169,6 +169,7 @@ def _run(corpus, tmp_path, monkeypatch, **cfg):
     return experiment.run_experiment(config)
 
 
+@pytest.mark.slow
 def test_shuffling_test_labels_changes_no_choice(corpus, tmp_path, monkeypatch):
     """Search points, decision rules, thresholds, calibration and ensemble weights are
     the same when the test labels are permuted; the test metrics are not."""
@@ -194,6 +195,7 @@ def test_shuffling_test_labels_changes_no_choice(corpus, tmp_path, monkeypatch):
     assert any(a.models[v].rules[r].test != b.models[v].rules[r].test for v in models for r in a.models[v].rules)
 
 
+@pytest.mark.slow
 def test_holdout_protocol_is_the_train_validation_computation(corpus, tmp_path, monkeypatch):
     """`--protocol holdout`: the SVM is fitted on train only, its rules on validation
     scores only, and the record's test metrics are those of that computation (1e-6)."""
