@@ -79,8 +79,8 @@ class RunConfig:
     tensorboard: str | None = None
     #: cv: cheap tracks cross-fitted on train+val and refit (`mlbench.protocol`); holdout: train / val
     protocol: str = "cv"
-    #: folds of train+val under --protocol cv
-    folds: int = 5
+    #: folds of train+val under --protocol cv (None: 5, or 2 under --quick; see `cv_folds`)
+    folds: int | None = None
     #: expensive tracks cross-fitted too under --protocol cv (e.g. ["encoder"])
     cv_tracks: list[str] = field(default_factory=list)
 
@@ -88,6 +88,11 @@ class RunConfig:
         d = asdict(self)
         d["out"] = str(self.out)
         return d
+
+    @property
+    def cv_folds(self) -> int:
+        """Folds under --protocol cv: `folds`, else 5 (2 under --quick: a smoke run stays short)."""
+        return self.folds if self.folds is not None else (2 if self.quick else 5)
 
     @property
     def tuning(self) -> bool:
@@ -151,7 +156,7 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_label_docs": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
     "n_jobs": (lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)), "a positive integer or -1 (all cores)"),
     "protocol": (lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
-    "folds": (lambda v: _is_int(v) and 2 <= v <= 20, "an integer from 2 to 20"),
+    "folds": (lambda v: v is None or (_is_int(v) and 2 <= v <= 20), "an integer from 2 to 20"),
 }
 
 

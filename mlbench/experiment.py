@@ -108,7 +108,7 @@ class Pool:
         pool = cls(pool_split(corpus), labels, np.arange(n_train, n_train + len(corpus.val)), [],
                    cfg.protocol, cfg.cv_tracks)
         if any(uses_cv(get_track_class(m), m, cfg.protocol, cfg.cv_tracks) for m in models):
-            pool.folds = make_folds(pool.y, cfg.folds, cfg.seed)
+            pool.folds = make_folds(pool.y, cfg.cv_folds, cfg.seed)
         return pool
 
     @property

@@ -94,7 +94,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="cv (default): cheap tracks (svm, fasttext, mlp) cross-fitted on K folds of train+val, "
                         "choices fitted on out-of-fold scores, then refit on train+val; holdout: fit on train, "
                         "choose on validation")
-    p.add_argument("--folds", type=int, default=5, help="--protocol cv: folds of train+val (default 5)")
+    p.add_argument("--folds", type=int, help="--protocol cv: folds of train+val (default 5; 2 under --quick)")
     p.add_argument("--cv-tracks", help="--protocol cv: comma list of expensive tracks to cross-fit too "
                    "(e.g. encoder)")
 

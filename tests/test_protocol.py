@@ -262,3 +262,11 @@ def test_an_expensive_keras_track_can_be_cross_fitted(corpus):
     best = [int(np.argmin(h["val_loss"])) + 1 for h in fit.histories]
     assert fit.track.refit_on == {"rows": len(pool), "epochs": int(np.median(best))}
     assert fit.track.predict_scores(corpus.test.texts).shape == (len(corpus.test), len(labels))
+
+
+def test_quick_runs_cross_fit_on_two_folds_unless_told(tmp_path):
+    from mlbench.config import RunConfig
+
+    assert RunConfig(dataset="reuters", out=tmp_path).cv_folds == 5
+    assert RunConfig(dataset="reuters", out=tmp_path, quick=True).cv_folds == 2
+    assert RunConfig(dataset="reuters", out=tmp_path, quick=True, folds=4).cv_folds == 4
