@@ -48,6 +48,8 @@ class FastTextTrack(Track):
     #: epochs and learning rates; 4 fits keep its budget in line with the SVM's
     search_space: ClassVar[dict[str, list]] = {"epoch": [25, 50, 10], "lr": [0.5, 1.0, 0.1]}
     search_budget: ClassVar[int | None] = 4
+    #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
+    cheap_fit: ClassVar[bool] = True
 
     def __init__(self, settings: TrainSettings | None = None, *, epoch: int | None = None,
                  lr: float | None = None, dim: int | None = None, word_ngrams: int = 2,

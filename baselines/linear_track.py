@@ -121,6 +121,8 @@ class LinearTextTrack(Track):
         "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1, "max_features": None,
         "C": 1.0, "class_weight": None, "score_scale": 1.0,
     }
+    #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
+    cheap_fit: ClassVar[bool] = True
     #: parameters of the vectorizer: the tuner builds each combination once (`fit_features`)
     vectorizer_keys: ClassVar[tuple[str, ...]] = ("ngram_range", "sublinear_tf", "min_df", "max_features")
     #: the per-label estimator, as notices name it

@@ -184,6 +184,10 @@ class TfidfMLPTrack(Track):
     #: validation search (`mlbench.tuning`, through ``settings.options``): the [UNK]
     #: column (it lifted Reuters macro-F1, see README) and dropout; 4 fits
     search_space: ClassVar[dict[str, list]] = {"drop_oov": [False, True], "dropout": [0.0, 0.2]}
+    #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
+    cheap_fit: ClassVar[bool] = True
+    #: early stopping reads validation: fold fits validate on an inner slice of their rows
+    fits_on_validation: ClassVar[bool] = True
 
     def __init__(self, settings: TrainSettings | None = None, *, ngrams: int = 2,
                  max_tokens: int | None = None, hidden: Sequence[int] = (512, 256),
@@ -323,7 +327,8 @@ class TfidfMLPTrack(Track):
         y_train, y_val = (labels.encode_sparse(split.labels).astype(y_dtype).toarray() for split in (train, val))
         counter = EpochCounter()  # epoch-keyed data order: a resumed fit sees the same batches
         train_ds = self._dataset(train.texts, y_train, shuffle=True, epoch_counter=counter)
-        val_ds = self._dataset(val.texts, y_val, shuffle=False)
+        # no validation split (the refit on all of train+val): fixed epochs, no early stopping
+        val_ds = self._dataset(val.texts, y_val, shuffle=False) if len(val) else None
         with fit_scope(self.settings):
             history = fit_keras_model(
                 self.classifier, train_ds, val_ds, settings=self.settings, labels=labels,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from mlbench.errors import InputError
 from mlbench.keras import LOSS_NAMES
-from mlbench.record import OBJECTIVES
+from mlbench.record import OBJECTIVES, PROTOCOLS
 
 
 @dataclass
@@ -77,11 +77,22 @@ class RunConfig:
     n_jobs: int | None = None
     #: Keras tracks: write training curves under this folder (TensorBoard), one sub-folder per variant
     tensorboard: str | None = None
+    #: cv: cheap tracks cross-fitted on train+val and refit (`mlbench.protocol`); holdout: train / val
+    protocol: str = "cv"
+    #: folds of train+val under --protocol cv (None: 5, or 2 under --quick; see `cv_folds`)
+    folds: int | None = None
+    #: expensive tracks cross-fitted too under --protocol cv (e.g. ["encoder"])
+    cv_tracks: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["out"] = str(self.out)
         return d
+
+    @property
+    def cv_folds(self) -> int:
+        """Folds under --protocol cv: `folds`, else 5 (2 under --quick: a smoke run stays short)."""
+        return self.folds if self.folds is not None else (2 if self.quick else 5)
 
     @property
     def tuning(self) -> bool:
@@ -102,6 +113,8 @@ class RunConfig:
             if not self.models:
                 raise InputError("--models: expected at least one track name, got none")
             check_track_names(self.models)
+        if self.cv_tracks:
+            check_track_names(self.cv_tracks)
         unknown = [l for l in self.losses if l not in LOSS_NAMES]
         if unknown or not self.losses:
             raise InputError(f"--loss: expected names from {', '.join(LOSS_NAMES)}, got {','.join(self.losses) or 'none'}")
@@ -142,6 +155,8 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dedupe": (lambda v: v in ("none", "train", "cross"), "none, train or cross"),
     "min_label_docs": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
     "n_jobs": (lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)), "a positive integer or -1 (all cores)"),
+    "protocol": (lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
+    "folds": (lambda v: v is None or (_is_int(v) and 2 <= v <= 20), "an integer from 2 to 20"),
 }
 
 

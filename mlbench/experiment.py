@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mlbench.config import RunConfig
-from mlbench.data.corpus import Corpus
+from mlbench.data.corpus import Corpus, Split
 from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.labels import LabelSpace
 from mlbench.naming import dataset_stem, export_dir_name, history_name, slug, variant_name
@@ -89,6 +89,47 @@ def dataset_info(corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups) ->
 
 
 # --------------------------------------------------------------------------- steps
+class Pool:
+    """Train+val as one split (`mlbench.protocol.pool_split`) and, when some track is
+    cross-fitted under `--protocol cv`, its K folds.  Targets [n, L] are encoded lazily
+    (a holdout run at a million documents never builds them)."""
+
+    def __init__(self, split: Split, labels: LabelSpace, val_rows: np.ndarray, folds: list[np.ndarray],
+                 protocol: str, cv_tracks: list[str]):
+        self.split, self.labels, self.val_rows, self.folds = split, labels, val_rows, folds
+        self.protocol, self.cv_tracks = protocol, list(cv_tracks)
+        self._y: np.ndarray | None = None
+
+    @classmethod
+    def make(cls, corpus: Corpus, labels: LabelSpace, cfg: RunConfig, models: list[str]) -> "Pool":
+        from mlbench.protocol import make_folds, pool_split, uses_cv
+
+        n_train = len(corpus.train)
+        pool = cls(pool_split(corpus), labels, np.arange(n_train, n_train + len(corpus.val)), [],
+                   cfg.protocol, cfg.cv_tracks)
+        if any(uses_cv(get_track_class(m), m, cfg.protocol, cfg.cv_tracks) for m in models):
+            pool.folds = make_folds(pool.y, cfg.cv_folds, cfg.seed)
+        return pool
+
+    @property
+    def y(self) -> np.ndarray:
+        """0/1 targets of the pool rows [n_train + n_val, L]."""
+        if self._y is None:
+            self._y = self.labels.encode(self.split.labels)
+        return self._y
+
+    def cv(self, name: str) -> bool:
+        """Whether track `name` is cross-fitted in this run."""
+        from mlbench.protocol import uses_cv
+
+        return bool(self.folds) and uses_cv(get_track_class(name), name, self.protocol, self.cv_tracks)
+
+    def fitted_on(self, rows: int, *, refit: bool) -> dict:
+        """`ModelResult.fitted_on` for choices read from `rows` out-of-fold scores."""
+        return {"split": "out-of-fold train+val", "rows": int(rows), "folds": len(self.folds),
+                "refit_rows": len(self.split) if refit else None}
+
+
 @dataclass
 class Fitted:
     """A fitted track with what its fit cost and, when searched, the search record."""
@@ -132,11 +173,14 @@ def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: L
 
 @dataclass
 class Scores:
-    """A fitted track's scores: val [n_val, L], test [n_test, L], and test docs/s."""
+    """A fitted track's scores: out-of-sample `val` [m, L] on the pool rows `rows` [m]
+    (train+val indices, `mlbench.protocol.pool_split`: the validation rows under
+    holdout, every row's out-of-fold score under cv), test [n_test, L], and test docs/s."""
 
     val: np.ndarray
     test: np.ndarray
     test_docs_per_s: float | None
+    rows: np.ndarray | None = None
 
 
 def score_variant(track: Track, corpus: Corpus) -> Scores:
@@ -326,18 +370,24 @@ def reopen_record(run_dir: Path, info: DatasetInfo) -> RunRecord:
 
 
 def save_predictions(run_dir: Path, variant: str, ev: "Evaluation", scores: "Scores") -> None:
-    """Test decisions per objective [n_test, L] (int8) and val/test scores (float32), kept so a
-    resumed run can still compare and ensemble the variants it did not retrain."""
+    """Test decisions per objective [n_test, L] (int8), out-of-sample and test scores
+    (float32) and their pool rows, kept so a resumed run can still compare and ensemble the
+    variants it did not retrain."""
     folder = run_dir / "predictions"
     folder.mkdir(exist_ok=True)
+    extra = {} if scores.rows is None else {"val_rows": scores.rows}
     np.savez_compressed(folder / f"{history_name(variant)}.npz", **ev.predictions,
-                        val_scores=scores.val, test_scores=scores.test)
+                        val_scores=scores.val, test_scores=scores.test, **extra)
 
 
-def load_predictions(run_dir: Path, variant: str) -> tuple[dict[str, np.ndarray], Scores]:
+def load_predictions(run_dir: Path, variant: str, val_rows: np.ndarray | None = None
+                     ) -> tuple[dict[str, np.ndarray], Scores]:
+    """What `save_predictions` kept; `val_rows`: the pool rows of validation, for files
+    written without rows (validation scores)."""
     with np.load(run_dir / "predictions" / f"{history_name(variant)}.npz") as data:
         decisions = {k: data[k] for k in OBJECTIVES}
-        return decisions, Scores(data["val_scores"], data["test_scores"], None)
+        rows = data["val_rows"] if "val_rows" in data else val_rows
+        return decisions, Scores(data["val_scores"], data["test_scores"], None, rows)
 
 
 def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path, RunRecord]:
@@ -379,11 +429,12 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
     say(f"run folder: {run_dir}")
     labels.save(run_dir / "labels.json")
     y_val, y_test = labels.encode(corpus.val.labels), labels.encode(corpus.test.labels)
+    pool = Pool.make(corpus, labels, cfg, models)
     predictions: dict[str, dict[str, np.ndarray]] = {obj: {} for obj in OBJECTIVES}
     scored: dict[str, Scores] = {}
     fitted: dict[str, Track] = {}
     for variant in record.models:
-        decisions, scored[variant] = load_predictions(run_dir, variant)
+        decisions, scored[variant] = load_predictions(run_dir, variant, pool.val_rows)
         for obj, pred in decisions.items():
             predictions[obj][variant] = pred
     started = time.perf_counter() - (record.total_seconds or 0.0)
@@ -399,7 +450,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
         record.save(run_dir)  # finished variants survive a crash in a later one
 
     common = dict(cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir,
-                  y_val=y_val, y_test=y_test)
+                  y_val=y_val, y_test=y_test, pool=pool)
     for name in models:
         cls = get_track_class(name)
         if getattr(cls, "needs_members", False):
@@ -455,17 +506,39 @@ def worker_scratch(cfg: RunConfig) -> Path | None:
 
 def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, corpus: Corpus,
                 labels: LabelSpace, groups: FrequencyGroups, run_dir: Path, y_val: np.ndarray,
-                y_test: np.ndarray) -> tuple[ModelResult, Evaluation, Scores, Track]:
-    """fit → evaluate → export → record, for one variant."""
+                y_test: np.ndarray, pool: "Pool | None" = None
+                ) -> tuple[ModelResult, Evaluation, Scores, Track]:
+    """fit → evaluate → export → record, for one variant (cross-fitted when `pool.cv(name)`)."""
     cls = get_track_class(name)
     workdir = run_dir / "checkpoints" / history_name(variant)  # scratch: not named like an export
     settings = track_settings(cfg, name, loss=loss, workdir=workdir)
+    cv = pool is not None and pool.cv(name)
     with phase(f"{variant}: train"):
-        fitted = fit_variant(name, settings=settings, corpus=corpus, labels=labels,
-                             tune=cfg.tuning, objective=cfg.select)
+        if cv:
+            from mlbench.protocol import cross_fit
+
+            say(f"{variant}: --protocol cv, {len(pool.folds)}-fold cross-fitting on {len(pool.split)} "
+                "train+val documents, then a refit on all of them")
+
+            fit = cross_fit(name, settings, pool.split, labels, pool.folds, tune=cfg.tuning,
+                            objective=cfg.select, cache=run_dir / "folds" / export_dir_name(variant),
+                            progress=say)
+            fitted = Fitted(fit.track, fit.track.history, fit.seconds, fit.search)
+        else:
+            fitted = fit_variant(name, settings=settings, corpus=corpus, labels=labels,
+                                 tune=cfg.tuning, objective=cfg.select)
     with phase(f"{variant}: evaluate"):
-        scores = score_variant(fitted.track, corpus)
-        ev = evaluate_variant(scores, y_val=y_val, y_test=y_test, labels=labels, groups=groups,
+        if cv:
+            start = time.perf_counter()
+            test = fitted.track.predict_scores(corpus.test.texts)
+            seconds = time.perf_counter() - start
+            scores = Scores(fit.oof, test, len(corpus.test) / seconds if seconds > 0 else None, fit.rows)
+            y_eval = pool.y[fit.rows]
+        else:
+            scores = score_variant(fitted.track, corpus)
+            scores.rows = None if pool is None else pool.val_rows
+            y_eval = y_val
+        ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     with phase(f"{variant}: export"):
         export_dir, export_bytes = export_variant(fitted.track, run_dir=run_dir, variant=variant,
@@ -482,14 +555,20 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
         export_bytes=export_bytes, search=fitted.search,
         notices=list(getattr(fitted.track, "notices", []) or []),
         calibration=ev.calibration_summary, errors=errors,
+        protocol="cv" if cv else "holdout",
+        fitted_on=(pool.fitted_on(len(scores.rows), refit=True) if cv
+                   else {"split": "validation", "rows": len(y_val), "folds": None, "refit_rows": None}),
     )
     if cfg.seeds > 1 and getattr(cls, "stochastic", True):
         params = (fitted.search or {}).get("chosen")
         for i in range(1, cfg.seeds):
             with phase(f"{variant}: seed {cfg.seed + i} ({i + 1}/{cfg.seeds})"):
-                model.seeds.append(seed_metrics(
+                extra = seed_metrics(
                     name, cfg=cfg, corpus=corpus, labels=labels, y_val=y_val, y_test=y_test,
-                    groups=groups, loss=loss, seed=cfg.seed + i, params=params))
+                    groups=groups, loss=loss, seed=cfg.seed + i, params=params)
+                if cv:  # a repeat seed is fitted on train and judged on validation only
+                    extra["protocol"] = "holdout"
+                model.seeds.append(extra)
     _write_history(run_dir, variant, fitted.history)
     return model, ev, scores, fitted.track
 
@@ -498,16 +577,36 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
 MAX_ENSEMBLE_MEMBERS = 4
 
 
+def common_rows(scores: list[Scores]) -> np.ndarray | None:
+    """Pool rows where every member has an out-of-sample score (sorted), None when some
+    member's rows are unknown (then all are validation rows)."""
+    if any(s.rows is None for s in scores):
+        return None
+    rows = scores[0].rows
+    for s in scores[1:]:
+        rows = np.intersect1d(rows, s.rows)
+    return np.asarray(rows)
+
+
+def on_rows(scores: Scores, rows: np.ndarray | None) -> np.ndarray:
+    """`scores.val` restricted to pool `rows` (sorted, a subset of `scores.rows`) [len(rows), L]."""
+    if rows is None or np.array_equal(rows, scores.rows):
+        return scores.val
+    return scores.val[np.searchsorted(scores.rows, rows)]
+
+
 def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fitted: dict[str, Track],
                  cfg: RunConfig, corpus: Corpus, labels: LabelSpace, groups: FrequencyGroups,
-                 run_dir: Path, y_val: np.ndarray, y_test: np.ndarray
+                 run_dir: Path, y_val: np.ndarray, y_test: np.ndarray, pool: Pool | None = None
                  ) -> tuple[ModelResult, Evaluation, Scores] | None:
     """The ensemble of the variants that export a SavedModel, from their stored scores.
 
     Members: every such variant trained in this run (at most `MAX_ENSEMBLE_MEMBERS`, the
-    best on cross-fitted validation for `--select`); weights chosen on validation
-    (cross-fitted inside the track); test scores are the same weighted average of the
-    members' test scores.  Needs two members, else it is skipped with a notice.
+    best on cross-fitted validation for `--select`); weights (a stacking ensemble) chosen
+    on the pool rows where every member has an out-of-sample score: all of train+val when
+    every member is cross-fitted, the validation rows when one is on holdout (cross-fitted
+    inside the track); test scores are the same weighted average of the members' test
+    scores (cross-fitted members: their refit models).  Needs two members, else skipped.
     """
     from mlbench.serving.artifacts import load_artifact
     from mlbench.tracks import get_track_class as track_class
@@ -526,18 +625,22 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
               for v in members}
     cls = track_class(name)
     settings = track_settings(cfg, name, loss=None, workdir=None)
-    with phase(f"{name}: weights over {', '.join(members)}") as timing:
+    rows = common_rows([scored[v] for v in members])
+    member_val = {v: on_rows(scored[v], rows) for v in members}
+    on_val = pool is None or rows is None or np.array_equal(rows, pool.val_rows)
+    y_eval = y_val if on_val else pool.y[rows]
+    with phase(f"{name}: weights over {', '.join(members)} on {len(y_eval)} out-of-sample rows") as timing:
         track = cls(settings, tracks, objective=cfg.select)
         track.labels = labels
-        track.fit_from_scores({v: scored[v].val for v in members}, y_val)
+        track.fit_from_scores(member_val, y_eval)
     weights = np.array([track.weights[v] for v in members])
     test = np.tensordot(weights, np.stack([scored[v].test for v in members]), axes=1).astype(np.float32)
-    val = np.tensordot(weights, np.stack([scored[v].val for v in members]), axes=1).astype(np.float32)
+    val = np.tensordot(weights, np.stack([member_val[v] for v in members]), axes=1).astype(np.float32)
     rates = [record.models[v].inference_docs_per_s for v in members if track.weights[v] > 0]
     speed = 1.0 / sum(1.0 / r for r in rates) if rates and all(rates) else None  # members run in turn
-    scores = Scores(val, test, speed)
+    scores = Scores(val, test, speed, rows)
     with phase(f"{name}: evaluate"):
-        ev = evaluate_variant(scores, y_val=y_val, y_test=y_test, labels=labels, groups=groups,
+        ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     with phase(f"{name}: export"):
         member_exports = {v: run_dir / record.models[v].export_dir for v in members}
@@ -553,6 +656,9 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
         export_dir=export_dir, export_bytes=export_bytes,
         notices=[f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"],
         calibration=ev.calibration_summary, errors=errors,
+        protocol="cv" if all(record.models[v].protocol == "cv" for v in members) else "holdout",
+        fitted_on=({"split": "validation", "rows": len(y_eval), "folds": None, "refit_rows": None} if on_val
+                   else pool.fitted_on(len(y_eval), refit=False)),
     )
     return model, ev, scores
 

@@ -30,6 +30,9 @@ RULES: tuple[str, ...] = ("fixed", "global", "per_label", "scutfbr")
 OBJECTIVES: dict[str, str] = {"micro": "f1_micro", "macro": "f1_macro"}
 DEFAULT_OBJECTIVE = "micro"
 
+#: evaluation protocols (`--protocol`; `mlbench.protocol`): cross-fitted on train+val, or train/validation
+PROTOCOLS: tuple[str, ...] = ("cv", "holdout")
+
 #: label-frequency groups by number of training documents (bounds in `DatasetInfo.groups`)
 LABEL_GROUPS: tuple[str, ...] = ("head", "medium", "tail")
 
@@ -90,7 +93,8 @@ class RuleResult:
     """One decision rule of one model: its thresholds and its metrics.
 
     ``val`` is in-sample (thresholds fitted on those documents); ``val_cv`` comes from
-    k-fold cross-fitted thresholds and is what rules are chosen on; ``test_ci`` holds
+    k-fold cross-fitted thresholds and is what rules are chosen on (both on the rows of
+    `ModelResult.fitted_on`: validation, or out-of-fold scores of train+val); ``test_ci`` holds
     95% paired-bootstrap intervals ``[lo, hi]`` per test metric.
     """
 
@@ -134,6 +138,14 @@ class ModelResult:
     calibration: dict[str, Any] | None = None
     #: error analysis under the micro-chosen rule (`mlbench.evaluation.errors`); None when absent
     errors: dict[str, Any] | None = None
+    #: where its rules, calibration and search were fitted (`mlbench.protocol`): "holdout"
+    #: (fit on train, chosen on validation; records before the protocol existed) or "cv"
+    #: (cross-fitted on train+val, out-of-fold scores, refit on train+val for test)
+    protocol: str = "holdout"
+    #: the rows those choices read: {"split": "validation" | "out-of-fold train+val" | ...,
+    #: "rows": n, "folds": K or None, "refit_rows": n or None}; the rules' ``val`` / ``val_cv``
+    #: metrics are on these rows (out-of-fold metrics beside test under "cv")
+    fitted_on: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_rule(self) -> str:

@@ -71,6 +71,13 @@ class Track(abc.ABC):
     search_space: ClassVar[dict[str, list]] = {}
     #: most points the search may fit (None: the whole grid); beyond it, coordinate search
     search_budget: ClassVar[int | None] = None
+    #: cheap enough to fit K times: under ``--protocol cv`` (`mlbench.protocol`) it is
+    #: cross-fitted on K folds of train+val and refit on all of them; else holdout
+    cheap_fit: ClassVar[bool] = False
+    #: its `fit` reads the validation split (e.g. Keras early stopping): under cross-fitting
+    #: each fold fit validates on an inner slice of its own training rows, and the refit on
+    #: all train+val gets an empty validation split and the fold fits' median best epoch
+    fits_on_validation: ClassVar[bool] = False
 
     def __init__(self, settings: TrainSettings | None = None):
         self.settings = settings or TrainSettings()
@@ -98,6 +105,16 @@ class Track(abc.ABC):
         `top_n` tokens per label), or None when the track has none; a SavedModel export
         carries it as its ``explain`` signature."""
         return None
+
+    @classmethod
+    def refit_epochs(cls, histories: Sequence[dict[str, list[float]]]) -> int | None:
+        """Epochs for the refit on all of train+val (no validation left to stop on): the
+        median best-``val_loss`` epoch of the fold fits' `histories`; None when there is
+        none (a track that does not `fits_on_validation`)."""
+        if not cls.fits_on_validation:
+            return None
+        best = [int(np.argmin(h["val_loss"])) + 1 for h in histories if h.get("val_loss")]
+        return int(np.median(best)) if best else None
 
     def size_bytes(self) -> int | None:
         """Size of the trained model's parameters in bytes, if known."""

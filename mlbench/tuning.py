@@ -242,26 +242,51 @@ def search(
         return track, result
 
     scorer = _Scorer(cls, settings, train, val, labels, folds)
+    best: dict[str, Any] = {"track": None, "score": -np.inf}
+
+    def score(point: dict[str, Any]) -> tuple[float, str]:
+        y_eval, s_eval, track = scorer(point)
+        value, rule = point_score(y_eval, s_eval, metric)
+        if value > best["score"]:  # as `explore`: ties keep the earlier point (and its fit)
+            best.update(track=track, score=value)
+        return value, rule
+
+    explore(result, settings, score, track_name, say, start_time)
+    track = best["track"]
+    if track is None:  # k-fold scoring: fit the chosen point once on all of train
+        track = cls(_with_options(settings, result.chosen))
+        track.history = track.fit(train, val, labels)
+    result.seconds = time.perf_counter() - start_time
+    return track, result
+
+
+def explore(result: SearchResult, settings: TrainSettings,
+            score: Callable[[dict[str, Any]], tuple[float, str]], track_name: str,
+            say: Callable[[str], None], start_time: float) -> None:
+    """Grid or coordinate search over ``result.space`` within ``result.budget``; `score`
+    gives a point's (held-out score, rule).  Fills ``result.grid/scores/rules`` in the
+    order points were fitted and ``result.chosen/score/chosen_rule`` (ties: the earlier
+    point).  Shared by the holdout search and the cross-fitted one (`mlbench.protocol`)."""
+    space, budget, full = result.space, result.budget, result.full_grid
     seen: dict[tuple, float] = {}
-    best: dict[str, Any] = {"score": -np.inf, "track": None, "point": None, "rule": None}
+    best: dict[str, Any] = {"score": -np.inf, "point": None, "rule": None}
 
     def evaluate_point(point: dict[str, Any]) -> float:
         key = _key(point)
         if key in seen:
             return seen[key]
         t0 = time.perf_counter()
-        y_eval, s_eval, track = scorer(point)
-        score, rule = point_score(y_eval, s_eval, metric)
-        seen[key] = score
+        value, rule = score(point)
+        seen[key] = value
         result.grid.append(dict(point))
-        result.scores.append(score)
+        result.scores.append(value)
         result.rules.append(rule)
-        if score > best["score"]:  # ties keep the earlier point
-            best.update(score=score, track=track, point=dict(point), rule=rule)
+        if value > best["score"]:  # ties keep the earlier point
+            best.update(score=value, point=dict(point), rule=rule)
         total = full if budget is None else min(full, budget)
         say(f"{eta_line(track_name + ' search', len(seen), total, time.perf_counter() - start_time)}: "
-            f"{point} → {metric} {score:.4f} ({rule}, {time.perf_counter() - t0:.1f} s)")
-        return score
+            f"{point} → {result.metric} {value:.4f} ({rule}, {time.perf_counter() - t0:.1f} s)")
+        return value
 
     def left() -> bool:
         return budget is None or len(seen) < budget
@@ -282,14 +307,7 @@ def search(
                     candidate = {**current, k: value}
                     if _key(candidate) not in seen and not left():
                         continue
-                    score = evaluate_point(candidate)
-                    if score > current_score:
-                        current, current_score, changed = candidate, score, True
-
-    track = best["track"]
-    if track is None:  # k-fold scoring: fit the chosen point once on all of train
-        track = cls(_with_options(settings, best["point"]))
-        track.history = track.fit(train, val, labels)
+                    point_value = evaluate_point(candidate)
+                    if point_value > current_score:
+                        current, current_score, changed = candidate, point_value, True
     result.chosen, result.score, result.chosen_rule = best["point"], best["score"], best["rule"]
-    result.seconds = time.perf_counter() - start_time
-    return track, result

@@ -90,6 +90,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "mirrored (all GPUs, or --cpu-devices) | multiworker (cluster from TF_CONFIG)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
     p.add_argument("--n-jobs", type=int, help="linear tracks: parallel jobs over labels (default: all cores; 1: serial)")
+    p.add_argument("--protocol", default="cv", choices=["cv", "holdout"],
+                   help="cv (default): cheap tracks (svm, fasttext, mlp) cross-fitted on K folds of train+val, "
+                        "choices fitted on out-of-fold scores, then refit on train+val; holdout: fit on train, "
+                        "choose on validation")
+    p.add_argument("--folds", type=int, help="--protocol cv: folds of train+val (default 5; 2 under --quick)")
+    p.add_argument("--cv-tracks", help="--protocol cv: comma list of expensive tracks to cross-fit too "
+                   "(e.g. encoder)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -181,6 +188,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         track_options=options, select=args.select, tune=not args.no_tune, seeds=args.seeds,
         bootstrap=args.bootstrap, report=not args.no_report, tensorboard=args.tensorboard,
         strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
+        protocol=args.protocol, folds=args.folds, cv_tracks=split_list(args.cv_tracks) or [],
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
     )
 
@@ -196,6 +204,8 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
     recorded = RunRecord.load(args.resume).config
     names = [f.name for f in fields(RunConfig) if f.name in recorded]
     cfg = RunConfig(**{n: recorded[n] for n in names})
+    if "protocol" not in recorded:  # recorded before --protocol existed: those runs were holdout
+        cfg.protocol = "holdout"
     cfg.out = Path(cfg.out)
     dataset = args.dataset or cfg.dataset
     args.dataset = dataset

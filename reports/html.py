@@ -326,8 +326,19 @@ def model_overview(record: dict) -> list[dict[str, Any]]:
             "notices": [str(n) for n in R.as_list(m.get("notices"))],
             "export_dir": public(m.get("export_dir") or DASH),
             "describe": public(json.dumps(m.get("describe") or {}, indent=2, default=str)),
+            "protocol": protocol_text(m),
         })
     return out
+
+
+def protocol_text(model: dict) -> str:
+    """Where a variant's rules, calibration and search were fitted (`ModelResult.protocol`)."""
+    on = R.as_dict(model.get("fitted_on"))
+    rows, folds, refit = R.num(on.get("rows")), R.num(on.get("folds")), R.num(on.get("refit_rows"))
+    if model.get("protocol") == "cv":
+        text = f"cv: {fmt(folds, 0)}-fold out-of-fold scores of {fmt(rows, 0)} train+val docs"
+        return text + (f", refit on {fmt(refit, 0)}" if refit is not None else "")
+    return "holdout: " + (f"validation ({fmt(rows, 0)} docs)" if rows is not None else "validation")
 
 
 #: the `mlbench.tuning.SearchResult.to_json()` keys this page lays out itself; others are listed

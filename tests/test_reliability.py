@@ -1,8 +1,9 @@
 """Reliability: kill-and-resume, two runs into one --out, the same seed twice.
 
-The kill test trains the MLP on a synthetic corpus written to a CSV, SIGKILLs the run
-while its second epoch is in progress, resumes it with ``run_all.py --resume`` and
-compares the final test metrics with an uninterrupted run of the same seed.
+The kill tests train the MLP on a synthetic corpus written to a CSV, SIGKILL the run
+while its second epoch is in progress (under ``--protocol cv``: the second epoch of
+fold 3), resume it with ``run_all.py --resume`` and compare the final test metrics with
+an uninterrupted run of the same seed.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def corpus_csv(tmp_path_factory) -> Path:
     return path
 
 
-def base_args(data: Path, out: Path) -> list[str]:
+def base_args(data: Path, out: Path, protocol: str = "holdout") -> list[str]:
     return ["run_all.py", "--dataset", str(data), "--label-sep", "|", "--models", "mlp,svm",
-            "--no-tune", "--epochs", "4", "--bootstrap", "0", "--no-report", "--out", str(out)]
+            "--no-tune", "--epochs", "4", "--bootstrap", "0", "--no-report", "--out", str(out),
+            "--protocol", protocol]
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -107,3 +109,41 @@ def test_two_runs_into_one_out_never_share_a_folder_and_same_seed_same_metrics(c
     assert dirs[0] != dirs[1] and all(d.parent == tmp_path / "runs" for d in dirs)
     a, b = (json.loads((d / "results.json").read_text()) for d in dirs)
     assert a["models"]["svm"]["rules"] == b["models"]["svm"]["rules"]
+
+
+def test_kill_in_fold_three_then_resume_starts_at_fold_three(corpus_csv, tmp_path):
+    """--protocol cv: folds 1-2 are kept on disk, fold 3 restarts from its epoch checkpoint."""
+    reference = run(base_args(corpus_csv, tmp_path / "ref", "cv"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    ref = json.loads((Path(reference.stdout.split()[-1]) / "results.json").read_text())
+
+    proc = subprocess.Popen([sys.executable, *base_args(corpus_csv, tmp_path / "killed", "cv")], cwd=REPO,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir, seen, deadline, in_fold_3 = None, [], time.monotonic() + 400, False
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("run folder: "):
+            run_dir = Path(line.split(": ", 1)[1].strip())
+        in_fold_3 = in_fold_3 or "fold 2/5 fitted" in line
+        if (in_fold_3 and line.startswith("Epoch 2/")) or time.monotonic() > deadline:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and run_dir is not None and in_fold_3, "".join(seen[-20:])
+    assert sorted(p.name for p in (run_dir / "folds" / "mlp_savedmodel").glob("*/fold*.npz")) == \
+        ["fold0.npz", "fold1.npz"]
+
+    resumed = run(["run_all.py", "--resume", str(run_dir), "--no-report"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "mlp defaults: fold 1/5 fitted" not in log and "mlp defaults: fold 2/5 fitted" not in log
+    assert "mlp defaults: fold 3/5 fitted" in log
+    first_epoch = next(l for l in resumed.stdout.splitlines() if l.startswith("Epoch "))
+    assert first_epoch.startswith("Epoch 2/")  # fold 3 went on from its epoch-1 checkpoint
+    final = json.loads((run_dir / "results.json").read_text())
+    assert final["status"] == "finished" and final["models"]["mlp"]["protocol"] == "cv"
+    for variant in ("mlp", "svm"):
+        for rule, result in ref["models"][variant]["rules"].items():
+            for key, value in result["test"].items():
+                got = final["models"][variant]["rules"][rule]["test"][key]
+                assert got == pytest.approx(value, abs=TOLERANCE), (variant, rule, key)

@@ -96,7 +96,8 @@ def test_tensorboard_event_files_hold_the_keras_curves(tracked_run):
     run_dir, _, board = tracked_run
     history = RunRecord.load(run_dir).models["mlp"].history
     fits = sorted((board / "mlp").glob("fit-*"))
-    assert [f.name for f in fits] == ["fit-1"]  # --quick: no search, one fit
+    # --quick: no search; --protocol cv (the default, 2 folds under --quick): 2 fold fits, then the refit
+    assert [f.name for f in fits] == ["fit-1", "fit-2", "fit-3"]
 
     def curve(split: str, tag: str) -> list[float]:
         values = {}
@@ -107,7 +108,8 @@ def test_tensorboard_event_files_hold_the_keras_curves(tracked_run):
                         values[event.step] = float(tf.make_ndarray(v.tensor))
         return [values[k] for k in sorted(values)]
 
-    # one point per epoch, the values Keras logged (float32 written, float64 in the record)
+    # one point per epoch, the values Keras logged (float32 written, float64 in the record);
+    # the record's curves are fold 1's (the refit reads no validation)
     assert curve("train", "epoch_loss") == pytest.approx(history["loss"], rel=1e-6)
     assert curve("validation", "epoch_loss") == pytest.approx(history["val_loss"], rel=1e-6)
 

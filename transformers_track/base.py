@@ -55,6 +55,8 @@ class TokenizedTrack(Track):
     export_requires: ClassVar[tuple[str, ...]] = ()
     #: nothing tuned: one CPU fit already takes minutes (README), a grid would multiply it
     search_space: ClassVar[dict[str, list]] = {}
+    #: early stopping reads validation (cross-fitted only when named in --cv-tracks)
+    fits_on_validation: ClassVar[bool] = True
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
@@ -141,8 +143,9 @@ class TokenizedTrack(Track):
         batch = global_batch_size(int(c["batch_size"]), strategy_for(self.settings))
         train_ds = training_dataset(x_train, y_train, len_train, batch_size=batch,
                                     boundaries=self.boundaries, seed=self.settings.seed)
-        val_ds = training_dataset(x_val, y_val, len_val, batch_size=batch,
-                                  boundaries=self.boundaries, seed=self.settings.seed, shuffle=False)
+        val_ds = None if not len(val) else training_dataset(  # none: a refit on all labeled rows
+            x_val, y_val, len_val, batch_size=batch, boundaries=self.boundaries, seed=self.settings.seed,
+            shuffle=False)
 
         total = count_batches(len_train, self.boundaries, batch) * int(c["epochs"])
         schedule = WarmupLinearDecay(float(c["learning_rate"]),

@@ -14,6 +14,9 @@ options, like the encoder, simply never pass them):
   follows rare labels that the loss hardly sees.  ``monitor_mode`` ("auto", "min",
   "max") defaults to "min" for losses / Hamming loss and "max" for everything else.
 * ``patience`` (overrides the track's own), ``min_delta``, ``start_from_epoch``.
+
+Without validation data (``val_ds`` None: the refit on all of train+val under
+``--protocol cv``) the model trains exactly ``epochs`` epochs.
 * ``loss_options``: hyperparameters for `mlbench.keras.losses.make_loss`, either keyed by
   loss name (``{"db": {"kappa": 0.05}, "wbce": {"max_weight": 30}}``, so one
   ``--loss a,b`` run can tune each) or flat for the current loss.
@@ -149,9 +152,12 @@ def fit_keras_model(
         )
     # only the chief's checkpoints are kept (other workers write to a scratch folder)
     workdir = None if settings.workdir is None else checkpoint_dir(Path(settings.workdir), strategy)
-    stopper = early_stopping(settings, patience, None if workdir is None else workdir / "early_stopping")
+    # no validation data (the refit on all of train+val under --protocol cv, `mlbench.protocol`):
+    # exactly `epochs` epochs, nothing to stop early on
+    stopper = None if val_ds is None else early_stopping(
+        settings, patience, None if workdir is None else workdir / "early_stopping")
     # the epoch counter (if any) goes first: it sets the epoch the input pipeline reads
-    cbs = [c for c in callbacks or [] if _is_epoch_counter(c)] + [stopper]
+    cbs = [c for c in callbacks or [] if _is_epoch_counter(c)] + ([stopper] if stopper else [])
     if workdir is not None:
         # double_checkpoint: a kill while the latest checkpoint is written falls back one epoch
         cbs.append(keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq="epoch",
@@ -163,7 +169,7 @@ def fit_keras_model(
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=settings.verbose,
         shuffle=False,  # the tf.data pipeline shuffles itself
     )
-    logs = getattr(stopper, "history", None) or history.history  # resumed runs: every epoch
+    logs = (getattr(stopper, "history", None) if stopper else None) or history.history  # resumed runs: every epoch
     return {k: [float(v) for v in vals] for k, vals in logs.items()}
 
 
