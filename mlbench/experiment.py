@@ -521,7 +521,7 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
                 "train+val documents, then a refit on all of them")
 
             fit = cross_fit(name, settings, pool.split, labels, pool.folds, tune=cfg.tuning,
-                            objective=cfg.select, cache=run_dir / "folds" / export_dir_name(variant),
+                            objective=cfg.select, cache=run_dir / "folds" / history_name(variant),
                             progress=say)
             fitted = Fitted(fit.track, fit.track.history, fit.seconds, fit.search)
         else:

@@ -130,7 +130,7 @@ def test_kill_in_fold_three_then_resume_starts_at_fold_three(corpus_csv, tmp_pat
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL and run_dir is not None and in_fold_3, "".join(seen[-20:])
-    assert sorted(p.name for p in (run_dir / "folds" / "mlp_savedmodel").glob("*/fold*.npz")) == \
+    assert sorted(p.name for p in (run_dir / "folds" / "mlp").glob("*/fold*.npz")) == \
         ["fold0.npz", "fold1.npz"]
 
     resumed = run(["run_all.py", "--resume", str(run_dir), "--no-report"])
