@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlbench.data.corpus import Split
-from mlbench.tracks import Track, TrainSettings, register
+from mlbench.tracks import Track, TrainSettings
 
 
 class SpyTrack(Track):
@@ -52,8 +52,14 @@ class SpyValidatingTrack(SpyTrack):
     fits_on_validation = True
 
 
-register("spy_protocol", "test_protocol:SpyTrack")
-register("spy_protocol_val", "test_protocol:SpyValidatingTrack")
+@pytest.fixture(autouse=True)
+def spies_registered(monkeypatch):
+    """The spies join the registry for this file's tests only (a registration at import
+    would make every later registry-wide test, e.g. the track contract, fit them too)."""
+    from mlbench import tracks
+
+    monkeypatch.setitem(tracks._REGISTRY, "spy_protocol", "test_protocol:SpyTrack")
+    monkeypatch.setitem(tracks._REGISTRY, "spy_protocol_val", "test_protocol:SpyValidatingTrack")
 
 
 @pytest.fixture
