@@ -97,3 +97,95 @@ def test_the_checker_sees_top_level_local_and_relative_imports(tmp_path, source,
     path = tmp_path / "probe.py"
     path.write_text(source)
     assert _forbidden(imports(path, package="pkg"), ("reports",)) == sorted(expected)
+
+
+# -- no import circle inside a package ------------------------------------------------------------
+PACKAGES = ("mlbench", "mlbench_cli", "baselines", "transformers_track", "reports")
+
+
+def _project_modules() -> dict[str, Path]:
+    """{dotted name: file} of every module in the project's packages."""
+    return {module_name(p): p for pkg in PACKAGES if (REPO / pkg / "__init__.py").exists()
+            for p in files(pkg)}
+
+
+def _module_edges(path: Path, name: str, known: set[str]) -> set[str]:
+    """The project modules `path` imports, at any depth (a function-level import counts:
+    hiding a circle inside a function does not remove it).  ``from pkg import mod`` is an
+    import of ``pkg.mod``; a module's own parent packages are not edges (Python imports
+    them first anyway, so they cannot close a circle of the module's making)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in known and t != name and not name.startswith(t + "."))
+    return found
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(circles)
+
+
+def test_no_import_circle_inside_a_package():
+    """A circle (module-level or hidden in a function) means two modules share what should
+    live in a third; e.g. the export folder's names live in `mlbench.serving.layout`."""
+    modules = _project_modules()
+    graph = {name: _module_edges(path, name, set(modules)) for name, path in modules.items()}
+    assert import_circles(graph) == []
+
+
+def test_the_circle_check_sees_function_level_and_from_package_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg import b\n")
+    (pkg / "b.py").write_text("def f():\n    from pkg.c import g\n")
+    (pkg / "c.py").write_text("def g():\n    from . import a\n")
+    (pkg / "d.py").write_text("import pkg\nfrom pkg import a\n")  # imports into the circle, not part of it
+    known = {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d"}
+    graph = {f"pkg.{m}": set() for m in "abcd"}
+    for m in "abcd":
+        path = pkg / f"{m}.py"
+        graph[f"pkg.{m}"] = _module_edges(path, f"pkg.{m}", known)
+    assert import_circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
