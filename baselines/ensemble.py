@@ -19,7 +19,6 @@ returns None (e.g. today's `svm`) can still be ensembled and scored in process;
 from __future__ import annotations
 
 import itertools
-import json
 import tempfile
 from pathlib import Path
 from typing import ClassVar, Mapping, Sequence
@@ -28,9 +27,13 @@ import numpy as np
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
+from mlbench.serving.layout import (DECISIONS_SIGNATURE, INPUT_NAME, LABELS_OUTPUT, SAVEDMODEL_FILE,
+                                    SAVEDMODEL_FORMAT, SCORES, SERVE_SIGNATURE, decision_labels,
+                                    decision_thresholds, import_requirements, read_labels,
+                                    text_input_spec, write_side_files)
 from mlbench.tracks import Track, TrainSettings
 
-SAVEDMODEL = "savedmodel"
+SAVEDMODEL = SAVEDMODEL_FORMAT
 MAX_MEMBERS = 4
 
 
@@ -193,9 +196,6 @@ class EnsembleTrack(Track):
         driver has them); missing ones are exported to a temporary folder first.
         The result is self-contained: it does not read the member folders later.
         """
-        from mlbench.serving.artifacts import LABELS_FILE, META_FILE
-        from mlbench.serving.export import DECISIONS_SIGNATURE, SERVE_SIGNATURE, decision_thresholds
-
         if self.weights is None:
             raise RuntimeError("fit the track before exporting")
         directory = Path(directory)
@@ -222,27 +222,20 @@ class EnsembleTrack(Track):
                 "members": used, "weights": {n: self.weights[n] for n in used},
                 "objective": self.objective, "signatures": [SERVE_SIGNATURE, DECISIONS_SIGNATURE],
                 "thresholds": [float(v) for v in cutoffs]}
-        (directory / LABELS_FILE).write_text(json.dumps(names, indent=1), encoding="utf-8")
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_side_files(directory, names, meta)
         return directory
 
     @staticmethod
     def _check_members(paths: Mapping[str, Path], names: list[str]) -> list[str]:
-        """Each member folder is a SavedModel with our label order; the union of its `requires`."""
-        import importlib
-
-        from mlbench.serving.artifacts import LABELS_FILE, META_FILE
-
+        """Each member folder is a SavedModel with our label order; the union of its `requires`
+        (imported here: custom ops must be registered before loading)."""
         requires: list[str] = []
         for n, p in paths.items():
-            if not (p / "saved_model.pb").exists():
+            if not (p / SAVEDMODEL_FILE).exists():
                 raise ValueError(f"ensemble member {n!r}: {p} is not a SavedModel folder")
-            if json.loads((p / LABELS_FILE).read_text(encoding="utf-8")) != names:
+            if read_labels(p) != names:
                 raise ValueError(f"ensemble member {n!r}: {p} has a different label order")
-            meta_path = p / META_FILE
-            meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-            for module in meta.get("requires", []):
-                importlib.import_module(module)  # custom ops must be registered before loading
+            for module in import_requirements(p).get("requires", []):
                 if module not in requires:
                     requires.append(module)
         return requires
@@ -263,12 +256,12 @@ def _save_ensemble(directory: Path, paths: Mapping[str, Path], weights: Sequence
                    label_names: Sequence[str], cutoffs: np.ndarray) -> None:
     """tf.saved_model.save a module that calls each loaded member's serving_default.
 
-    Signatures as `mlbench.serving.export`: ``serving_default`` → {"scores" [B, L]},
+    Signatures as `mlbench.serving.layout`: ``serving_default`` → {"scores" [B, L]},
     ``decisions`` → {"scores", "labels" int32 [B, L] = scores >= cutoffs}, ``labels``.
     """
     import tensorflow as tf
 
-    from mlbench.serving.export import DECISIONS_SIGNATURE, INPUT_NAME, SERVE_SIGNATURE
+    spec = text_input_spec()
 
     class EnsembleServer(tf.Module):
         def __init__(self):
@@ -280,18 +273,18 @@ def _save_ensemble(directory: Path, paths: Mapping[str, Path], weights: Sequence
         def _scores(self, texts):
             total = None
             for w, m in zip(self.member_weights, self.members):
-                part = w * tf.cast(m.signatures[SERVE_SIGNATURE](**{INPUT_NAME: texts})["scores"], tf.float32)
+                part = w * tf.cast(m.signatures[SERVE_SIGNATURE](**{INPUT_NAME: texts})[SCORES], tf.float32)
                 total = part if total is None else total + part
             return total
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+        @tf.function(input_signature=spec)
         def serve(self, texts):
-            return {"scores": self._scores(texts)}
+            return {SCORES: self._scores(texts)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+        @tf.function(input_signature=spec)
         def decisions(self, texts):
             s = self._scores(texts)
-            return {"scores": s, "labels": tf.cast(s >= tf.constant(cutoffs, dtype=tf.float32), tf.int32)}
+            return {SCORES: s, LABELS_OUTPUT: decision_labels(s, cutoffs)}
 
         @tf.function(input_signature=[])
         def labels(self):

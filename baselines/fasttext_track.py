@@ -18,7 +18,6 @@ label, so unlabelled documents do not train it.  Needs ``fasttext-wheel==0.9.2``
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -29,11 +28,8 @@ import fasttext  # ImportError here makes the registry skip the track
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
-from mlbench.serving.artifacts import (
-    FASTTEXT_FORMAT, FASTTEXT_MODEL_FILE, LABELS_FILE, META_FILE,
-    fasttext_label, fasttext_line, fasttext_scores,
-)
-from mlbench.serving.export import decision_thresholds
+from mlbench.serving.fasttext_artifact import fasttext_label, fasttext_line, fasttext_scores
+from mlbench.serving.layout import FASTTEXT_FORMAT, FASTTEXT_MODEL_FILE, decision_thresholds, write_side_files
 from mlbench.tracks import Track, TrainSettings
 
 
@@ -126,8 +122,7 @@ class FastTextTrack(Track):
         }
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_model(str(directory / FASTTEXT_MODEL_FILE))
-        (directory / LABELS_FILE).write_text(json.dumps(self.labels.names, indent=1), encoding="utf-8")
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_side_files(directory, self.labels.names, meta)
         return directory
 
     def size_bytes(self) -> int | None:

@@ -20,7 +20,7 @@ engines differ, and how each difference is closed:
    than Python 3.11's ``unicodedata`` (thousands of code points Python calls
    unassigned).  Closed: the word class is not written as ``\\w`` but enumerated
    from Python's own ``re`` over all code points when exporting, and handed to RE2 as
-   an explicit class of ranges (`python_word_class`).  So non-ASCII letters
+   an explicit class of ranges (`mlbench.serving.word_class.python_word_class`).  So non-ASCII letters
    ("café", "Straße", Greek, CJK), non-ASCII digits ("٣٤") and ``_`` count exactly as
    in scikit-learn.
 2. ``\\b`` — RE2's word boundary is ASCII; the graph never uses it (maximal runs of
@@ -50,46 +50,19 @@ export a model that silently disagrees.
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from typing import Any, Sequence
 
 import numpy as np
 
+from mlbench.serving.word_class import MAX_CODE_POINT, python_word_class, python_word_mask, re2_char
+
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
-_MAX_CODE_POINT = 0x10FFFF
 
 
 def _all_characters() -> list[str]:
     """Every code point except the surrogates (which a UTF-8 string cannot hold)."""
-    return [chr(c) for c in range(_MAX_CODE_POINT + 1) if not 0xD800 <= c <= 0xDFFF]
-
-
-@functools.lru_cache(maxsize=1)
-def python_word_mask() -> np.ndarray:
-    """bool [0x110000]: code point c matches Python's ``(?u)\\w`` (this interpreter)."""
-    word = re.compile(r"\w")
-    return np.array([bool(word.match(chr(c))) if not 0xD800 <= c <= 0xDFFF else False
-                     for c in range(_MAX_CODE_POINT + 1)])
-
-
-def _ranges(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal runs of True in `mask` as inclusive (first, last) code points."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
-
-
-def _re2_char(c: int) -> str:
-    return f"\\x{{{c:X}}}"
-
-
-@functools.lru_cache(maxsize=1)
-def python_word_class() -> str:
-    """An RE2 character class (``[...]``) holding exactly Python's ``\\w`` code points."""
-    parts = [_re2_char(a) if a == b else f"{_re2_char(a)}-{_re2_char(b)}"
-             for a, b in _ranges(python_word_mask())]
-    return "[" + "".join(parts) + "]"
+    return [chr(c) for c in range(MAX_CODE_POINT + 1) if not 0xD800 <= c <= 0xDFFF]
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,7 +93,7 @@ def lowercase_fixups() -> tuple[tuple[str, str], ...]:
 
 
 def _regex_literal(ch: str) -> str:
-    return _re2_char(ord(ch))
+    return re2_char(ord(ch))
 
 
 def check_vectorizer(vectorizer: Any) -> None:

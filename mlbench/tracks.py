@@ -63,8 +63,8 @@ class Track(abc.ABC):
     #: (e.g. "fasttext"); the contract test runs SavedModel checks only for "savedmodel"
     export_format: ClassVar[str] = "savedmodel"
     #: what `mlbench export-onnx` rebuilds from this track's SavedModel: the name of a
-    #: core in `mlbench.serving.onnx_export` ("tfidf_mlp", "linear", "encoder"), or
-    #: None when the track has no ONNX export
+    #: core in `mlbench.serving.onnx_export` ("tfidf_mlp", "linear", "token_ids": see
+    #: `onnx_keras_model`), or None when the track has no ONNX export
     onnx_core: ClassVar[str | None] = None
     #: validation search (`mlbench.tuning`): option name → candidates, applied through
     #: ``settings.options``; empty = nothing to tune.  Never mutate it in place.
@@ -105,6 +105,15 @@ class Track(abc.ABC):
         `top_n` tokens per label), or None when the track has none; a SavedModel export
         carries it as its ``explain`` signature."""
         return None
+
+    @classmethod
+    def onnx_keras_model(cls, meta: dict, n_labels: int, shapes: dict[str, tuple]) -> Any:
+        """For ``onnx_core = "token_ids"``: the classifier (token ids [B, T] → float32 logits
+        [B, n_labels]) rebuilt from the export's mlbench.json `meta`, dropout off, with ops
+        ONNX can express; the exporter assigns the SavedModel's weights by variable path.
+        `shapes` ({variable path: shape}) serves only exports older than their ``meta``'s
+        architecture record.  The track builds it, so serving never imports a track."""
+        raise NotImplementedError(f"track {cls.name!r} has no token-id ONNX core")
 
     @classmethod
     def refit_epochs(cls, histories: Sequence[dict[str, list[float]]]) -> int | None:

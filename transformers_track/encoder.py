@@ -187,12 +187,38 @@ def attribution_parts(vectorizer, model):
     return parts
 
 
+# --------------------------------------------------------------------------- ONNX
+def _gelu_erf(x):
+    """Exact GELU as ``0.5·x·(1 + erf(x/√2))`` (ONNX has Erf, not Erfc)."""
+    import tensorflow as tf
+
+    return 0.5 * x * (1.0 + tf.math.erf(x * np.float32(1.0 / np.sqrt(2.0))))
+
+
+def _architecture_from_shapes(meta: dict, shapes: dict[str, tuple]) -> dict:
+    """The architecture of an export written before mlbench.json recorded it, read off its
+    weights' shapes {variable path: shape}; InputError when they are not an encoder's."""
+    from mlbench.errors import InputError
+
+    try:
+        vocab_size, d_model = shapes["embedding/token_embedding/embeddings"]
+        positions = shapes["embedding/position_embedding/embeddings"][0]
+        num_heads = shapes["block_0/attention/query/kernel"][1]
+        ff_dim = shapes["block_0/ffn_in/kernel"][1]
+    except KeyError as err:
+        raise InputError(f"not an encoder export (no variable {err})") from None
+    blocks = {k.split("/", 1)[0] for k in shapes if k.startswith("block_")}
+    return {"vocabulary_size": int(vocab_size), "seq_len": int(positions), "d_model": int(d_model),
+            "num_blocks": len(blocks), "num_heads": int(num_heads), "ff_dim": int(ff_dim),
+            "norm_first": "final_norm/gamma" in shapes}
+
+
 # --------------------------------------------------------------------------- track
 class EncoderTrack(TokenizedTrack):
     """From-scratch Transformer encoder over TextVectorization ids (`--models encoder`)."""
 
     name = "encoder"
-    onnx_core = "encoder"  # `mlbench export-onnx`: token-id core + Python front end
+    onnx_core = "token_ids"  # `mlbench export-onnx`: token-id core (`onnx_keras_model`) + Python front end
     presets = PRESETS
     extra_options = _EXTRA_OPTIONS
 
@@ -246,8 +272,30 @@ class EncoderTrack(TokenizedTrack):
         return self.vectorizer
 
     def _export_metadata(self) -> dict:
+        c = self.config
+        architecture = {"vocabulary_size": int(self.vectorizer.vocabulary_size()), "seq_len": int(self.seq_len),
+                        "d_model": int(c["d_model"]), "num_blocks": int(c["num_blocks"]),
+                        "num_heads": int(c["num_heads"]), "ff_dim": int(c["ff_dim"]),
+                        "norm_first": bool(c["norm_first"])}
         return {"preset": self.preset, "seq_len": self.seq_len,
-                "vocabulary": self.vectorizer.vocabulary_size()}
+                "vocabulary": self.vectorizer.vocabulary_size(), "architecture": architecture}
+
+    @classmethod
+    def onnx_keras_model(cls, meta: dict, n_labels: int, shapes: dict[str, tuple]):
+        """The classifier of an encoder export, rebuilt from ``meta["architecture"]`` for
+        `mlbench export-onnx` (`Track.onnx_keras_model`): float32, dropout off, exact GELU
+        written with Erf (TF writes it with Erfc, which ONNX lacks)."""
+        arch = meta.get("architecture") or _architecture_from_shapes(meta, shapes)
+        backbone = build_backbone(int(arch["vocabulary_size"]), int(arch["seq_len"]),
+                                  d_model=int(arch["d_model"]), num_blocks=int(arch["num_blocks"]),
+                                  num_heads=int(arch["num_heads"]), ff_dim=int(arch["ff_dim"]),
+                                  dropout=0.0, norm_first=bool(arch["norm_first"]))
+        model = build_classifier(backbone, n_labels, dropout=0.0)
+        for layer in backbone.layers:
+            ffn_in = getattr(layer, "ffn_in", None)
+            if ffn_in is not None:
+                ffn_in.activation = _gelu_erf
+        return model
 
     def explainer(self, top_n: int | None = None):
         """Integrated gradients over the token embeddings (`mlbench.explain.graph`), from

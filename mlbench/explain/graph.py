@@ -27,11 +27,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mlbench.serving.layout import EXPLAIN_LABELS_INPUT as LABELS_INPUT
+from mlbench.serving.layout import EXPLAIN_SIGNATURE, INPUT_NAME
+
 __all__ = ["GraphExplainer", "path_attributions", "top_by_name", "decode", "EXPLAIN_SIGNATURE",
            "LABELS_INPUT", "TOP_N"]
 
-EXPLAIN_SIGNATURE = "explain"
-LABELS_INPUT = "labels"
 #: tokens kept per explained label in the graph output
 TOP_N = 10
 
@@ -119,13 +120,13 @@ class GraphExplainer:
     def describe(self) -> dict:
         return {"method": self.method, "steps": self.steps, "baseline": self.baseline,
                 "features": self.features, "top_n": self.top_n, "units": "logit",
-                "inputs": ["texts", LABELS_INPUT],
+                "inputs": [INPUT_NAME, LABELS_INPUT],
                 "outputs": ["tokens", "weights", "total", "delta", "logit"]}
 
     def input_signature(self) -> list:
         import tensorflow as tf
 
-        return [tf.TensorSpec([None], tf.string, name="texts"),
+        return [tf.TensorSpec([None], tf.string, name=INPUT_NAME),
                 tf.TensorSpec([None, None], tf.int32, name=LABELS_INPUT)]
 
     def __call__(self, texts, labels) -> dict:

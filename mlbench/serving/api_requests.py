@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mlbench.serving.layout import EXPLAIN_LABELS_INPUT, INPUT_NAME, SERVE_SIGNATURE
 from mlbench.serving.text_checks import text_problem
 
 __all__ = ["ApiError", "Limits", "parse_json", "PredictRequest", "parse_predict", "TfsRequest",
@@ -214,7 +215,7 @@ def parse_tfs(body: Any, limits: Limits, signatures: dict[str, dict], n_labels: 
     ``inputs`` is the bare value (one input) or an object of inputs.  Strings may be
     ``{"b64": ...}``."""
     body = _object(body, TFS_FIELDS)
-    signature = body.get("signature_name", "serving_default")
+    signature = body.get("signature_name", SERVE_SIGNATURE)
     usable = sorted(k for k, v in signatures.items() if v.get("method_name") == "tensorflow/serving/predict")
     if not isinstance(signature, str) or signature not in usable:
         raise ApiError(400, f"Serving signature name: {_short(signature)} not found in signature def; "
@@ -255,20 +256,20 @@ def parse_tfs(body: Any, limits: Limits, signatures: dict[str, dict], n_labels: 
         else:
             raise ApiError(400, f"expected an object with the inputs {', '.join(names)}", "inputs")
         item = {name: (lambda i, n=name: f"{where[n]}[{i}]") for name in names}
-    text_col = columns["texts"]
+    text_col = columns[INPUT_NAME]
     if not isinstance(text_col, list):
-        raise ApiError(400, f"expected an array of strings, got {_kind(text_col)}", where["texts"])
-    texts = [_tfs_string(v, item["texts"](i)) for i, v in enumerate(text_col)]
-    check_texts(texts, where["texts"], limits, item["texts"])
+        raise ApiError(400, f"expected an array of strings, got {_kind(text_col)}", where[INPUT_NAME])
+    texts = [_tfs_string(v, item[INPUT_NAME](i)) for i, v in enumerate(text_col)]
+    check_texts(texts, where[INPUT_NAME], limits, item[INPUT_NAME])
     extra = {}
     for name in names:
-        if name == "texts":
+        if name == INPUT_NAME:
             continue
-        if name != "labels":
+        if name != EXPLAIN_LABELS_INPUT:
             raise ApiError(400, f"input {name!r} of signature {signature!r} is not supported", where[name])
         if len(texts) > limits.max_explain:
             raise ApiError(413, f"at most {limits.max_explain} texts per request with explain, got "
-                                f"{len(texts)}", where["texts"])
+                                f"{len(texts)}", where[INPUT_NAME])
         matrix = _int_matrix(columns[name], where[name])
         if matrix.shape[0] != len(texts):
             raise ApiError(400, f"{matrix.shape[0]} label rows for {len(texts)} texts", where[name])

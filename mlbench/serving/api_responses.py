@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlbench.serving.served_model import (BEST, DECISIONS_SIGNATURE, MODEL_VERSION, PROBABILITIES, Outputs,
-                                          ServedModel)
+from mlbench.serving.layout import DECISIONS_SIGNATURE, INPUT_NAME, PROBABILITIES, SCORES
+from mlbench.serving.served_model import BEST, MODEL_VERSION, Outputs, ServedModel
 
 __all__ = ["predict_results", "tfs_predictions", "tfs_status", "tfs_metadata", "info", "v2_server",
            "v2_model", "v2_outputs", "v2_infer"]
@@ -26,7 +26,7 @@ def predict_results(model: ServedModel, out: Outputs, rule: str, top_k: int,
                     why: Sequence[dict | None] | None = None) -> dict:
     """mlbench's own answer: per text the labels passing `rule` and the `top_k` labels, both ordered
     by the shown quantity (probability when calibrated, else score; ties by score)."""
-    scores = out["scores"]
+    scores = out[SCORES]
     probs = model.probabilities(out)
     thresholds = model.rules[rule]
     shown = scores if probs is None else probs
@@ -131,15 +131,15 @@ def v2_server() -> dict:
 
 def v2_outputs(model: ServedModel) -> list[str]:
     """The output tensors an inference answers: scores, probabilities (calibrated exports), decisions."""
-    return ["scores"] + ([PROBABILITIES] if model.calibrated else []) + [V2_DECISIONS]
+    return [SCORES] + ([PROBABILITIES] if model.calibrated else []) + [V2_DECISIONS]
 
 
 def v2_model(model: ServedModel) -> dict:
     n = len(model.labels)
-    dtypes = {"scores": "FP32", PROBABILITIES: "FP32", V2_DECISIONS: "INT32"}
+    dtypes = {SCORES: "FP32", PROBABILITIES: "FP32", V2_DECISIONS: "INT32"}
     platform = "tensorflow_savedmodel" if hasattr(model.artifact, "signature_outputs") else "mlbench"
     return {"name": model.name, "versions": [MODEL_VERSION], "platform": platform,
-            "inputs": [{"name": "texts", "datatype": "BYTES", "shape": [-1]}],
+            "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [{"name": o, "datatype": dtypes[o], "shape": [-1, n]} for o in v2_outputs(model)]}
 
 
@@ -151,11 +151,11 @@ def v2_infer(model: ServedModel, out: Outputs, request_id: str | None, wanted: l
 
     ``decisions`` are the labels passing the server's best decision rule (1/0)."""
     probs = model.probabilities(out)
-    tensors = {"scores": out["scores"]}
+    tensors = {SCORES: out[SCORES]}
     if probs is not None:
         tensors[PROBABILITIES] = probs
-    tensors[V2_DECISIONS] = (out["scores"] >= model.rules[BEST]).astype(np.int32)
-    dtypes = {"scores": ("FP32", "<f4"), PROBABILITIES: ("FP32", "<f4"), V2_DECISIONS: ("INT32", "<i4")}
+    tensors[V2_DECISIONS] = (out[SCORES] >= model.rules[BEST]).astype(np.int32)
+    dtypes = {SCORES: ("FP32", "<f4"), PROBABILITIES: ("FP32", "<f4"), V2_DECISIONS: ("INT32", "<i4")}
     names = wanted if wanted is not None else v2_outputs(model)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": MODEL_VERSION}
     if request_id is not None:

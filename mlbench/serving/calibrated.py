@@ -17,42 +17,17 @@ complete, so a crash never leaves a half-written model.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from mlbench.evaluation.calibration import Calibration
+from mlbench.evaluation.calibration import Calibration, calibration_layer
+from mlbench.serving.layout import (CALIBRATION_FILE, DECISIONS_SIGNATURE, EXPLAIN_LABELS_INPUT,
+                                    EXPLAIN_SIGNATURE, LABELS_OUTPUT, PROBABILITIES, SAVEDMODEL_ENTRIES,
+                                    SCORES, SERVE_SIGNATURE, import_requirements, read_calibration,
+                                    signature_outputs, text_input_spec, write_calibration, write_meta)
 
 __all__ = ["add_calibration", "write_calibration", "read_calibration", "CALIBRATION_FILE",
            "PROBABILITIES"]
-
-CALIBRATION_FILE = "calibration.json"
-PROBABILITIES = "probabilities"
-#: the files and folders `tf.saved_model.save` writes; everything else in an export is copied over
-_SAVEDMODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
-
-
-def write_calibration(export_dir: Path, cal: Calibration) -> Path:
-    """Write ``calibration.json`` (atomically) into `export_dir`; return its path."""
-    path = Path(export_dir) / CALIBRATION_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cal.to_json(), indent=1), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def read_calibration(export_dir: Path) -> Calibration | None:
-    """The export's calibration map, or None when it has no calibration.json."""
-    path = Path(export_dir) / CALIBRATION_FILE
-    if not path.exists():
-        return None
-    from mlbench.errors import InputError
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: cannot read the calibration ({err})") from None
-    return Calibration.from_json(data, source=str(path))
 
 
 def add_calibration(export_dir: Path, cal: Calibration) -> None:
@@ -65,44 +40,39 @@ def add_calibration(export_dir: Path, cal: Calibration) -> None:
     """
     import tensorflow as tf
 
-    from mlbench.evaluation.calibration import calibration_layer
-    from mlbench.explain.graph import EXPLAIN_SIGNATURE, LABELS_INPUT
-    from mlbench.serving.export import (DECISIONS_SIGNATURE, INPUT_NAME, META_FILE, SERVE_SIGNATURE,
-                                        _import_requirements)
-
     export_dir = Path(export_dir)
-    meta = _import_requirements(export_dir)
+    meta = import_requirements(export_dir)
     loaded = tf.saved_model.load(str(export_dir))
     serve_fn = loaded.signatures[SERVE_SIGNATURE]
     decide_fn = loaded.signatures.get(DECISIONS_SIGNATURE)
-    n_labels = int(serve_fn.structured_outputs["scores"].shape[-1])
+    n_labels = int(serve_fn.structured_outputs[SCORES].shape[-1])
     if n_labels != cal.n_labels:
         raise ValueError(f"{export_dir}: the model has {n_labels} labels, the calibration {cal.n_labels}")
 
     module = tf.Module()
     module.model = loaded  # its variables and tables are saved with the new graph
     module.calibration = calibration_layer(cal)
-    spec = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+    spec = text_input_spec()
 
     @tf.function(input_signature=spec)
     def serve(texts):
-        scores = serve_fn(texts=texts)["scores"]
-        return {"scores": scores, PROBABILITIES: module.calibration(scores)}
+        scores = serve_fn(texts=texts)[SCORES]
+        return {SCORES: scores, PROBABILITIES: module.calibration(scores)}
 
     signatures = {SERVE_SIGNATURE: serve}
     if decide_fn is not None:
         @tf.function(input_signature=spec)
         def decisions(texts):
             out = decide_fn(texts=texts)
-            return {"scores": out["scores"], "labels": out["labels"],
-                    PROBABILITIES: module.calibration(out["scores"])}
+            return {SCORES: out[SCORES], LABELS_OUTPUT: out[LABELS_OUTPUT],
+                    PROBABILITIES: module.calibration(out[SCORES])}
 
         signatures[DECISIONS_SIGNATURE] = decisions
     explain_fn = loaded.signatures.get(EXPLAIN_SIGNATURE)
     if explain_fn is not None:  # carried over unchanged: attributions are in logit units
-        @tf.function(input_signature=[spec[0], tf.TensorSpec([None, None], tf.int32, name=LABELS_INPUT)])
+        @tf.function(input_signature=[spec[0], tf.TensorSpec([None, None], tf.int32, name=EXPLAIN_LABELS_INPUT)])
         def explain(texts, labels):
-            return explain_fn(texts=texts, **{LABELS_INPUT: labels})
+            return explain_fn(texts=texts, **{EXPLAIN_LABELS_INPUT: labels})
 
         signatures[EXPLAIN_SIGNATURE] = explain
 
@@ -114,13 +84,11 @@ def add_calibration(export_dir: Path, cal: Calibration) -> None:
     try:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         for entry in export_dir.iterdir():
-            if entry.name in _SAVEDMODEL_ENTRIES or (tmp / entry.name).exists():
+            if entry.name in SAVEDMODEL_ENTRIES or (tmp / entry.name).exists():
                 continue
             (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
-        meta = {**meta, "calibrated": True, "outputs": {
-            **meta.get("outputs", {}), SERVE_SIGNATURE: ["scores", PROBABILITIES],
-            DECISIONS_SIGNATURE: ["scores", "labels", PROBABILITIES]}}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        meta = {**meta, "calibrated": True, "outputs": {**meta.get("outputs", {}), **signature_outputs(True)}}
+        write_meta(tmp, meta)
         write_calibration(tmp, cal)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

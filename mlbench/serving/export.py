@@ -22,23 +22,22 @@ check (what ``saved_model_cli run`` does).
 
 from __future__ import annotations
 
-import importlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from mlbench.errors import InputError
-from mlbench.explain.graph import EXPLAIN_SIGNATURE, LABELS_INPUT, decode
+from mlbench.explain.graph import decode, pad_labels
+from mlbench.serving.layout import (CALIBRATION_FILE, DECISIONS_SIGNATURE, EXPLAIN_LABELS_INPUT,
+                                    EXPLAIN_SIGNATURE, INPUT_NAME, LABELS_OUTPUT, PROBABILITIES,
+                                    SAVEDMODEL_FILE, SAVEDMODEL_FORMAT, SCORES, SERVE_SIGNATURE,
+                                    decision_labels, decision_thresholds, explanations,
+                                    import_requirements, read_calibration, read_labels, saved_rules,
+                                    saved_threshold, text_input_spec, write_side_files)
 
-LABELS_FILE = "labels.json"
-META_FILE = "mlbench.json"
-THRESHOLDS_FILE = "thresholds.json"
-SAVEDMODEL_FORMAT = "savedmodel"
-SERVE_SIGNATURE = "serving_default"
-DECISIONS_SIGNATURE = "decisions"
-INPUT_NAME = "texts"
+__all__ = ["export_raw_string_model", "ExportedModel", "session_run", "detach_optimizer",
+           "decision_thresholds"]
 
 
 def detach_optimizer(step):
@@ -52,21 +51,6 @@ def detach_optimizer(step):
     if isinstance(step, keras.Model) and getattr(step, "optimizer", None) is not None:
         return keras.Model(step.inputs, step.outputs, name=f"{step.name}_serving")
     return step
-
-
-def decision_thresholds(thresholds: float | np.ndarray | None, n_labels: int) -> np.ndarray:
-    """The cut-offs baked into ``decisions``: float32 [n_labels] (None → 0.5 everywhere).
-
-    A scalar is broadcast; anything else must have shape [n_labels] and be finite.
-    """
-    t = np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64)
-    if t.ndim == 0:
-        t = np.full(n_labels, float(t))
-    if t.shape != (n_labels,):
-        raise ValueError(f"thresholds must be a scalar or shape [{n_labels}], got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
-        raise ValueError("thresholds must be finite")
-    return t.astype(np.float32)
 
 
 def export_raw_string_model(
@@ -122,15 +106,13 @@ def export_raw_string_model(
         return tf.sigmoid(tf.cast(x, tf.float32))
 
     def serve(texts):
-        return {"scores": scores(texts)}
+        return {SCORES: scores(texts)}
 
     def decisions(texts):
         s = scores(texts)
-        # a constant made inside the graph (not a capture): the session loader needs no feed
-        labels = tf.cast(s >= tf.constant(cutoffs, dtype=tf.float32), tf.int32)
-        return {"scores": s, "labels": labels}
+        return {SCORES: s, LABELS_OUTPUT: decision_labels(s, cutoffs)}
 
-    spec = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+    spec = text_input_spec()
     archive.add_endpoint(SERVE_SIGNATURE, serve, input_signature=spec)
     archive.add_endpoint(DECISIONS_SIGNATURE, decisions, input_signature=spec)
     signatures = [SERVE_SIGNATURE, DECISIONS_SIGNATURE]
@@ -140,11 +122,10 @@ def export_raw_string_model(
         signatures.append(EXPLAIN_SIGNATURE)
     archive.write_out(str(directory), verbose=False)
 
-    (directory / LABELS_FILE).write_text(json.dumps(names, indent=1), encoding="utf-8")
     meta = {"track": track, "format": SAVEDMODEL_FORMAT, "requires": list(requires),
             "signatures": signatures, "thresholds": [float(v) for v in cutoffs],
             **({"explain": explainer.describe()} if explainer is not None else {}), **(metadata or {})}
-    (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    write_side_files(directory, names, meta)
     return directory
 
 
@@ -166,18 +147,6 @@ def _is_keras_layer(obj: Any) -> bool:
     return isinstance(obj, keras.layers.Layer)
 
 
-def _import_requirements(directory: Path) -> dict:
-    """mlbench.json of an export (empty if absent), after importing its `requires`."""
-    meta_path = directory / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    for module in meta.get("requires", []):
-        try:
-            importlib.import_module(module)  # registers custom ops before loading
-        except ImportError as err:
-            raise InputError(f"{directory}: loading this model needs `{module}` ({err})") from None
-    return meta
-
-
 def session_run(directory: str | Path, texts: Sequence[str], *,
                 signature: str = SERVE_SIGNATURE, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Run one signature under the v1 session loader TF Serving's C++ server uses.
@@ -189,14 +158,14 @@ def session_run(directory: str | Path, texts: Sequence[str], *,
     import tensorflow as tf
 
     directory = Path(directory)
-    _import_requirements(directory)
+    import_requirements(directory)
     v1 = tf.compat.v1
     with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
         meta_graph = v1.saved_model.loader.load(session, ["serve"], str(directory))
         sig = meta_graph.signature_def[signature]
         feed = {sig.inputs[INPUT_NAME].name: np.asarray(list(texts), dtype=object)}
         if labels is not None:  # the ``explain`` signature's second input, int32 [B, K]
-            feed[sig.inputs[LABELS_INPUT].name] = np.asarray(labels, dtype=np.int32)
+            feed[sig.inputs[EXPLAIN_LABELS_INPUT].name] = np.asarray(labels, dtype=np.int32)
         keys = sorted(sig.outputs)
         values = session.run([sig.outputs[k].name for k in keys], feed_dict=feed)
     return dict(zip(keys, values))
@@ -207,9 +176,9 @@ class ExportedModel:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        if not (self.directory / "saved_model.pb").exists():
-            raise InputError(f"{self.directory}: not an exported model (no saved_model.pb)")
-        self.meta = _import_requirements(self.directory)
+        if not (self.directory / SAVEDMODEL_FILE).exists():
+            raise InputError(f"{self.directory}: not an exported model (no {SAVEDMODEL_FILE})")
+        self.meta = import_requirements(self.directory)
         import tensorflow as tf
 
         self._tf = tf
@@ -217,26 +186,16 @@ class ExportedModel:
         self._serve = self._loaded.signatures[SERVE_SIGNATURE]
         self._decide: Callable | None = self._loaded.signatures.get(DECISIONS_SIGNATURE)
         self._explain: Callable | None = self._loaded.signatures.get(EXPLAIN_SIGNATURE)
-        labels_path = self.directory / LABELS_FILE
-        if not labels_path.exists():
-            raise InputError(f"{labels_path}: label names file not found")
-        self.labels: list[str] = json.loads(labels_path.read_text(encoding="utf-8"))
+        self.labels: list[str] = read_labels(self.directory)
 
     @property
     def rules(self) -> dict:
         """The decision rules of thresholds.json (empty when the driver wrote none)."""
-        path = self.directory / THRESHOLDS_FILE
-        if not path.exists():
-            return {}
-        from mlbench.evaluation.thresholds import load_thresholds
-
-        return load_thresholds(path, self.labels)
+        return saved_rules(self.directory, self.labels)
 
     def threshold(self, rule: str | None = None) -> float | np.ndarray:
         """The threshold(s) of `rule` (default: thresholds.json's best rule; without
         that file, the thresholds baked in at export; else 0.5)."""
-        from mlbench.serving.artifacts import saved_threshold
-
         return saved_threshold(self.directory, self.labels, self.meta, rule)
 
     def _batches(self, texts: Sequence[str], batch_size: int, fn: Callable) -> list[dict]:
@@ -253,7 +212,7 @@ class ExportedModel:
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Per-label probabilities for raw strings, float32 [len(texts), n_labels]."""
-        return self._stacked(texts, batch_size, self._serve, "scores", np.float32)
+        return self._stacked(texts, batch_size, self._serve, SCORES, np.float32)
 
     @property
     def signature_names(self) -> list[str]:
@@ -272,16 +231,12 @@ class ExportedModel:
     @property
     def has_calibration(self) -> bool:
         """Whether the export carries calibrated probabilities (graph output or calibration.json)."""
-        from mlbench.serving.calibrated import CALIBRATION_FILE, PROBABILITIES
-
         return PROBABILITIES in self._serve.structured_outputs or (self.directory / CALIBRATION_FILE).exists()
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Calibrated per-label probabilities, float32 [len(texts), n_labels]: the graph's
         ``probabilities`` output, else calibration.json applied to the scores; InputError
         for an export made without calibration."""
-        from mlbench.serving.calibrated import PROBABILITIES, read_calibration
-
         if PROBABILITIES in self._serve.structured_outputs:
             return self._stacked(texts, batch_size, self._serve, PROBABILITIES, np.float32)
         cal = read_calibration(self.directory)
@@ -295,7 +250,7 @@ class ExportedModel:
         int32 [len(texts), n_labels]; older exports without it: ``scores >= 0.5``."""
         if self._decide is None:
             return (self.predict(texts, batch_size) >= 0.5).astype(np.int32)
-        return self._stacked(texts, batch_size, self._decide, "labels", np.int32)
+        return self._stacked(texts, batch_size, self._decide, LABELS_OUTPUT, np.int32)
 
     @property
     def has_explanations(self) -> bool:
@@ -306,18 +261,14 @@ class ExportedModel:
                 batch_size: int = 16) -> list[dict[str, list[tuple[str, float]]]]:
         """Per document {label name: [(token, weight), ...]} for the score columns
         `labels[i]` of document i, from the export's ``explain`` signature
-        (`mlbench.explain.graph`); see `artifacts.explanations` for exports without one."""
-        from mlbench.explain.graph import pad_labels
-
+        (`mlbench.explain.graph`); see `layout.explanations` for exports without one."""
         if self._explain is None:
-            from mlbench.serving.artifacts import explanations
-
             return explanations(self, texts, labels)  # raises the InputError naming the folder
         tf = self._tf
         out: list[dict] = []
         for i in range(0, len(texts), batch_size):
             rows = [list(r) for r in labels[i:i + batch_size]]
             got = self._explain(texts=tf.constant(list(texts[i:i + batch_size]), tf.string),
-                                **{LABELS_INPUT: tf.constant(pad_labels(rows), tf.int32)})
+                                **{EXPLAIN_LABELS_INPUT: tf.constant(pad_labels(rows), tf.int32)})
             out += decode({k: v.numpy() for k, v in got.items()}, rows, self.labels)
         return out

@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from mlbench.errors import InputError
+from mlbench.serving.layout import (CALIBRATION_FILE, LABELS_FILE, META_FILE, ONNX_FORMAT, ONNX_MODEL_FILE,
+                                    PROBABILITIES, SCORES, read_calibration, saved_threshold)
+from mlbench.serving.text_frontend import load_frontend
 
-ONNX_FORMAT = "onnx"
-MODEL_FILE = "model.onnx"
-META_FILE = "mlbench.json"
-LABELS_FILE = "labels.json"
+__all__ = ["OnnxArtifact", "is_onnx_folder"]
 
 
 def is_onnx_folder(directory: str | Path) -> bool:
@@ -46,7 +46,7 @@ def _accumulating_scatter(model_path: Path) -> bool:
 
 class OnnxArtifact:
     """An ONNX export: ``.labels``, ``.predict(texts)`` → [n, L], ``.probabilities(texts)``,
-    ``.threshold(rule)`` (the `mlbench.serving.artifacts.Artifact` protocol)."""
+    ``.threshold(rule)`` (the `mlbench.serving.layout.Artifact` protocol)."""
 
     def __init__(self, directory: str | Path, *, threads: int | None = None):
         """`threads`: onnxruntime intra-op threads (None: onnxruntime's default, all cores;
@@ -67,10 +67,8 @@ class OnnxArtifact:
         except ImportError:
             raise InputError(f"{self.directory}: an ONNX model needs onnxruntime "
                              "(pip install onnxruntime==1.31.1)") from None
-        from mlbench.serving.text_frontend import load_frontend
-
         self.frontend = load_frontend(self.directory)
-        model_path = self.directory / self.meta.get("model_file", MODEL_FILE)
+        model_path = self.directory / self.meta.get("model_file", ONNX_MODEL_FILE)
         if not model_path.exists():
             raise InputError(f"{model_path}: ONNX model file not found")
         if _accumulating_scatter(model_path):
@@ -109,21 +107,17 @@ class OnnxArtifact:
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Per-label scores for raw strings, float32 [len(texts), n_labels]."""
-        return self._stacked(texts, batch_size, "scores")
+        return self._stacked(texts, batch_size, SCORES)
 
     @property
     def has_calibration(self) -> bool:
         """Whether the folder carries calibrated probabilities (graph output or calibration.json)."""
-        from mlbench.serving.calibrated import CALIBRATION_FILE, PROBABILITIES
-
         return PROBABILITIES in self.output_names or (self.directory / CALIBRATION_FILE).exists()
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Calibrated per-label probabilities, float32 [len(texts), n_labels]: the graph's
         ``probabilities`` output, else calibration.json applied to the scores; InputError
         for a model exported without calibration."""
-        from mlbench.serving.calibrated import PROBABILITIES, read_calibration
-
         if PROBABILITIES in self.output_names:
             return self._stacked(texts, batch_size, PROBABILITIES)
         cal = read_calibration(self.directory)
@@ -135,6 +129,4 @@ class OnnxArtifact:
     def threshold(self, rule: str | None = None) -> float | np.ndarray:
         """The threshold(s) of `rule` (default: thresholds.json's best rule; without it,
         the thresholds stored at export; else 0.5)."""
-        from mlbench.serving.artifacts import saved_threshold
-
         return saved_threshold(self.directory, self.labels, self.meta, rule)

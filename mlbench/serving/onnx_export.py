@@ -7,7 +7,7 @@ read through the registry with the export's ``track``):
   graph from raw strings to scores (`mlbench.serving.onnx_graph.linear_text_graph`:
   ONNX's string ops + onnxruntime's ``Tokenizer``), its vocabulary, idf, weights and
   bias read out of the SavedModel; with ``python_frontend`` the COO core below;
-* ``tfidf_mlp`` and ``encoder`` — ONNX cannot hold the MLP's / encoder's string ops
+* ``tfidf_mlp`` and ``token_ids`` — ONNX cannot hold the MLP's / encoder's string ops
   (Keras' regex replace, string split, n-grams, hash-table lookups), and tf2onnx does
   not convert the MLP's custom `SparseDense`.  So the folder holds two halves:
   ``model.onnx``, the numeric core converted with tf2onnx (opset 18) from a TF function
@@ -24,7 +24,9 @@ Cores (inputs → outputs ``logits``, ``scores`` = sigmoid(logits)):
   [n, V] × [V, 512] MatMul) → relu Dense layers → logits [n, L];
 * linear with ``python_frontend`` — the same COO input → ``X @ W + b`` margins
   (score scale folded in) [n, L];
-* encoder — ``token_ids`` int64 [n, T] → the rebuilt Keras encoder → logits.
+* token ids — ``token_ids`` int64 [n, T] → the track's Keras classifier, rebuilt by the
+  track itself from the architecture in mlbench.json (`Track.onnx_keras_model`; serving
+  imports no track) and given the SavedModel's weights → logits.
 
 Why COO and not a dense [n, V] input: Reuters' V is 55k (MLP) to ~10⁵ (SVM), so a
 dense batch of 256 is 50–100 MB and the first MatMul multiplies zeros; and dynamic
@@ -51,7 +53,6 @@ folder is not written.  The figures land in ``mlbench.json`` (``"parity"``).
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -61,17 +62,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mlbench.errors import InputError
+from mlbench.serving.layout import (CALIBRATION_FILE, INPUT_NAME, LABELS_FILE, META_FILE, ONNX_FORMAT,
+                                    ONNX_MODEL_FILE, PROBABILITIES, SAVEDMODEL_FILE, SAVEDMODEL_FORMAT,
+                                    SCORES, SERVE_SIGNATURE, THRESHOLDS_FILE, import_requirements,
+                                    read_calibration, read_labels, saved_threshold, write_meta)
+from mlbench.serving.onnx_artifact import OnnxArtifact
+from mlbench.serving.onnx_graph import LOCALE, add_heads, int8_matmul_weights, linear_text_graph, lowercase_mismatches
+from mlbench.serving.word_class import python_word_class
+from mlbench.serving.text_frontend import (KerasIdsFrontEnd, KerasTfidfFrontEnd, SklearnTfidfFrontEnd,
+                                           StringsFrontEnd)
+from mlbench.tracks import get_track_class, track_names
 
-ONNX_FORMAT = "onnx"
-MODEL_FILE = "model.onnx"
 OPSET = 18
-LABELS_FILE = "labels.json"
-META_FILE = "mlbench.json"
-THRESHOLDS_FILE = "thresholds.json"
 #: the optional extra's pins (pyproject ``[project.optional-dependencies] onnx``)
 ONNX_PINS = ("onnx==1.23.2", "onnxruntime==1.31.1", "tf2onnx==1.17.0")
 
-__all__ = ["export_onnx", "ONNX_FORMAT", "MODEL_FILE", "ONNX_PINS", "require_onnx"]
+__all__ = ["export_onnx", "ONNX_PINS", "require_onnx"]
 
 
 def require_onnx(what: str = "ONNX export") -> None:
@@ -103,14 +109,11 @@ class _Source:
     def __init__(self, directory: Path):
         import tensorflow as tf
 
-        from mlbench.serving.calibrated import read_calibration
-        from mlbench.serving.export import SERVE_SIGNATURE, _import_requirements
-
         self.directory = directory
-        if not (directory / "saved_model.pb").exists():
-            raise InputError(f"{directory}: not an exported SavedModel (no saved_model.pb)")
-        self.meta: dict = _import_requirements(directory)
-        self.labels: list[str] = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+        if not (directory / SAVEDMODEL_FILE).exists():
+            raise InputError(f"{directory}: not an exported SavedModel (no {SAVEDMODEL_FILE})")
+        self.meta: dict = import_requirements(directory)
+        self.labels: list[str] = read_labels(directory)
         self.calibration = read_calibration(directory)
         self.loaded = tf.saved_model.load(str(directory))
         self.serve = self.loaded.signatures[SERVE_SIGNATURE]
@@ -140,8 +143,6 @@ class _Source:
         """The SavedModel's own ``serving_default`` outputs over `texts` (the parity
         reference): ``scores`` [n, L] and, when calibrated, ``probabilities`` [n, L]."""
         import tensorflow as tf
-
-        from mlbench.serving.export import INPUT_NAME
 
         batches = [self.serve(**{INPUT_NAME: tf.constant(list(texts[i : i + batch_size]), tf.string)})
                    for i in range(0, len(texts), batch_size)]
@@ -223,14 +224,12 @@ def _sparse_first_layer(kernel, scale, rows, cols, values, n_docs):
 def _outputs(logits) -> dict:
     import tensorflow as tf
 
-    return {"logits": tf.identity(logits, name="logits"), "scores": tf.sigmoid(logits, name="scores")}
+    return {"logits": tf.identity(logits, name="logits"), SCORES: tf.sigmoid(logits, name=SCORES)}
 
 
 def _mlp_core(source: _Source):
     """(front end, tf.function over COO TF-IDF → logits/scores) of an `mlp` export."""
     import tensorflow as tf
-
-    from mlbench.serving.text_frontend import KerasTfidfFrontEnd
 
     pattern = re.compile(r"^(?:dense_(\d+)|logits)/(kernel|bias)$")
     layers: dict[float, dict[str, np.ndarray]] = {}
@@ -301,8 +300,6 @@ def _linear_core(source: _Source):
     """(front end, tf.function over COO TF-IDF → margins/scores) of a linear (SVM) export."""
     import tensorflow as tf
 
-    from mlbench.serving.text_frontend import SklearnTfidfFrontEnd
-
     parts = _linear_parts(source)
     frontend = SklearnTfidfFrontEnd(
         parts["vocabulary"], parts["idf"], ngram_range=parts["ngram_range"],
@@ -322,9 +319,6 @@ def _linear_core(source: _Source):
 def _linear_graph(source: _Source, *, int8: bool):
     """(vocabulary, ONNX model from raw strings, tokenizer notes) of a linear export:
     `mlbench.serving.onnx_graph.linear_text_graph` with the export's own word class."""
-    from baselines.linear_export import python_word_class
-    from mlbench.serving.onnx_graph import LOCALE, linear_text_graph, lowercase_mismatches
-
     parts = _linear_parts(source)
     model = linear_text_graph(parts["vocabulary"], parts["idf"],
                               parts["weights"], parts["bias"], word_class=python_word_class(),
@@ -337,53 +331,34 @@ def _linear_graph(source: _Source, *, int8: bool):
     return parts["vocabulary"], model, notes
 
 
-def _gelu_erf(x):
-    """Exact GELU as ``0.5·x·(1 + erf(x/√2))`` (ONNX has Erf, not Erfc)."""
+def _token_ids_core(source: _Source):
+    """(front end, tf.function over token ids [n, T] → logits/scores) of a token-id export.
+
+    The track rebuilds its own classifier from the architecture in mlbench.json
+    (`mlbench.tracks.Track.onnx_keras_model`, found through the registry by the export's
+    ``track``); this function only gives it the SavedModel's weights, by variable path."""
     import tensorflow as tf
-
-    return 0.5 * x * (1.0 + tf.math.erf(x * np.float32(1.0 / np.sqrt(2.0))))
-
-
-def _encoder_core(source: _Source):
-    """(front end, tf.function over token ids [n, T] → logits/scores) of an `encoder` export."""
-    import tensorflow as tf
-
-    from mlbench.serving.text_frontend import KerasIdsFrontEnd
-    from transformers_track.encoder import build_backbone, build_classifier
 
     v = source.variables
-    try:
-        tokens = v["embedding/token_embedding/embeddings"]
-        positions = v["embedding/position_embedding/embeddings"]
-        query = v["block_0/attention/query/kernel"]
-        ffn_in = v["block_0/ffn_in/kernel"]
-    except KeyError as err:
-        raise InputError(f"{source.directory}: not an encoder export (no variable {err})") from None
-    vocab_size, d_model = tokens.shape
-    seq_len = int(source.meta.get("seq_len") or positions.shape[0])
-    num_blocks = len({m.group(1) for k in v if (m := re.match(r"^block_(\d+)/", k))})
-    norm_first = "final_norm/gamma" in v
-    backbone = build_backbone(int(vocab_size), int(positions.shape[0]), d_model=int(d_model),
-                              num_blocks=num_blocks, num_heads=int(query.shape[1]),
-                              ff_dim=int(ffn_in.shape[1]), dropout=0.0, norm_first=norm_first)
-    model = build_classifier(backbone, len(source.labels), dropout=0.0)
-    for layer in backbone.layers:  # TF writes exact GELU with Erfc, which ONNX lacks
-        ffn_in = getattr(layer, "ffn_in", None)
-        if ffn_in is not None:
-            ffn_in.activation = _gelu_erf
+    seq_len = source.meta.get("seq_len")
+    if not seq_len:
+        raise InputError(f"{source.directory}: {META_FILE} has no seq_len (the token-id input length)")
+    track = get_track_class(source.meta.get("track"))
+    model = track.onnx_keras_model(source.meta, len(source.labels), {k: a.shape for k, a in v.items()})
     assigned = set()
     for var in model.weights:
         if var.path not in v:
-            raise InputError(f"{source.directory}: the rebuilt encoder has {var.path}, the export does not")
+            raise InputError(f"{source.directory}: the rebuilt model has {var.path}, the export does not")
         var.assign(v[var.path])
         assigned.add(var.path)
     unused = [k for k in v if k not in assigned and "seed_generator" not in k]
     if unused:
-        raise InputError(f"{source.directory}: encoder variables not placed in the rebuilt model: {unused[:5]}")
-    frontend = KerasIdsFrontEnd(_vocabulary(source.table(), int(vocab_size), {0: "", 1: "[UNK]"}),
-                                sequence_length=seq_len)
+        raise InputError(f"{source.directory}: variables not placed in the rebuilt model: {unused[:5]}")
+    table = source.table()  # ids 0 (padding) and 1 (OOV) are not in it
+    frontend = KerasIdsFrontEnd(_vocabulary(table, len(table) + 2, {0: "", 1: "[UNK]"}),
+                                sequence_length=int(seq_len))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, seq_len], tf.int64, name="token_ids")],
+    @tf.function(input_signature=[tf.TensorSpec([None, int(seq_len)], tf.int64, name="token_ids")],
                  autograph=False)
     def core(token_ids):
         return _outputs(model(tf.cast(token_ids, tf.int32), training=False))
@@ -394,13 +369,11 @@ def _encoder_core(source: _Source):
 
 #: the numeric cores a track can name as its ``onnx_core`` (`mlbench.tracks.Track`)
 _CORES: dict[str, Callable[[_Source], tuple[Any, Callable]]] = {
-    "tfidf_mlp": _mlp_core, "linear": _linear_core, "encoder": _encoder_core}
+    "tfidf_mlp": _mlp_core, "linear": _linear_core, "token_ids": _token_ids_core}
 
 
 def onnx_tracks() -> list[str]:
     """Registered tracks that declare an ONNX core (for messages)."""
-    from mlbench.tracks import get_track_class, track_names
-
     out = []
     for name in track_names():
         try:
@@ -415,8 +388,6 @@ def core_name(source: _Source) -> str:
     """The export's ONNX core: its track's ``onnx_core`` in the registry; for a track the
     registry does not know, "linear" when mlbench.json says it is a `baselines.linear_export`
     graph (its tokenizer record); else InputError naming the folder."""
-    from mlbench.tracks import get_track_class, track_names
-
     track = source.meta.get("track")
     name = None
     if track in track_names():
@@ -466,7 +437,7 @@ def _convert_core(core: Callable, frontend: Any, directory: Path, *, int8: bool)
     import tf2onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / MODEL_FILE
+        float_path = Path(tmp) / ONNX_MODEL_FILE
         tf2onnx.convert.from_function(core, input_signature=core.input_signature, opset=OPSET,
                                       output_path=str(float_path))
         _check_standard_ops(onnx.load(str(float_path)), directory)
@@ -478,7 +449,7 @@ def _convert_core(core: Callable, frontend: Any, directory: Path, *, int8: bool)
         # int8 weights dequantised in the graph (dynamic int8 there would quantise the
         # activations per batch for < 2% of the bytes); encoder: all dynamic
         ops = ["Gather"] if frontend.kind != "keras_ids" else None
-        int8_path = Path(tmp) / f"int8_{MODEL_FILE}"
+        int8_path = Path(tmp) / f"int8_{ONNX_MODEL_FILE}"
         # 7-bit weights: on x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) the
         # u8 x s8 kernels add pairs of products in int16 and saturate with 8-bit weights
         # (onnxruntime's quantization docs); reduce_range keeps int8 scores the same there
@@ -486,8 +457,6 @@ def _convert_core(core: Callable, frontend: Any, directory: Path, *, int8: bool)
                          op_types_to_quantize=ops, reduce_range=True)
         model = onnx.load(str(int8_path))
         if ops is not None:  # hidden layers: int8 weights, float activations
-            from mlbench.serving.onnx_graph import int8_matmul_weights
-
             int8_matmul_weights(model)
         return model
 
@@ -513,10 +482,6 @@ def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False,
     require_onnx()
     import onnx
 
-    from mlbench.serving.artifacts import saved_threshold
-    from mlbench.serving.onnx_graph import add_heads
-    from mlbench.serving.text_frontend import StringsFrontEnd
-
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; refusing to overwrite")
@@ -540,7 +505,7 @@ def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False,
     try:
         _write_folder(work, model, frontend, model_dir)
         meta = _folder_meta(source, model, frontend, kind, int8, thresholds, tokenizer, model_dir)
-        (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_meta(work, meta)
         _check_parity(source, work, meta, probe_texts(vocabulary) + list(probe or []),
                       tolerance=None if int8 else tolerance, target=out_dir)
         if out_dir.exists():
@@ -556,9 +521,7 @@ def _write_folder(work: Path, model, frontend: Any, model_dir: Path) -> None:
     """model.onnx, the front end, and the export's labels / thresholds / calibration files."""
     import onnx
 
-    from mlbench.serving.calibrated import CALIBRATION_FILE
-
-    onnx.save(model, str(work / MODEL_FILE))
+    onnx.save(model, str(work / ONNX_MODEL_FILE))
     frontend.save(work)
     for name in (LABELS_FILE, THRESHOLDS_FILE, CALIBRATION_FILE):
         if (model_dir / name).exists():
@@ -572,11 +535,9 @@ def _folder_meta(source: _Source, model, frontend: Any, kind: str, int8: bool, t
     import onnxruntime
     import tf2onnx
 
-    from mlbench.serving.text_frontend import StringsFrontEnd
-
     return {
         "track": source.meta.get("track"), "format": ONNX_FORMAT, "int8": bool(int8),
-        "model_file": MODEL_FILE, "opset": OPSET, "frontend": frontend.kind, "core": kind,
+        "model_file": ONNX_MODEL_FILE, "opset": OPSET, "frontend": frontend.kind, "core": kind,
         "self_contained": frontend.kind == StringsFrontEnd.kind,
         "inputs": [i.name for i in model.graph.input],
         "outputs": [o.name for o in model.graph.output],
@@ -585,7 +546,7 @@ def _folder_meta(source: _Source, model, frontend: Any, kind: str, int8: bool, t
         "labels_output_thresholds": np.broadcast_to(np.asarray(thresholds, np.float64),
                                                     (len(source.labels),)).tolist(),
         **({"tokenizer": tokenizer} if tokenizer else {}),
-        "source": {"path": str(model_dir), "format": source.meta.get("format", "savedmodel"),
+        "source": {"path": str(model_dir), "format": source.meta.get("format", SAVEDMODEL_FORMAT),
                    **{k: v for k, v in source.meta.items()
                       if k not in ("format", "thresholds", "signatures")}},
         "versions": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
@@ -600,23 +561,21 @@ def _check_parity(source: _Source, out_dir: Path, meta: dict, texts: list[str], 
     (None: no bound, int8) or the graph's probabilities are not `Calibration.apply` of
     its own scores (1e-5: float64 maps of the same float32 scores, then float32 rounding).
     `target` is the folder the messages name (`out_dir` is where it is being written)."""
-    from mlbench.serving.onnx_artifact import OnnxArtifact
-
     artifact = OnnxArtifact(out_dir)
     want, got = source.outputs(texts), artifact.outputs(texts)
-    diff = float(np.max(np.abs(want["scores"] - got["scores"]))) if len(texts) else 0.0
-    top1 = float(np.mean(np.argmax(want["scores"], 1) == np.argmax(got["scores"], 1))) if len(texts) else 1.0
+    diff = float(np.max(np.abs(want[SCORES] - got[SCORES]))) if len(texts) else 0.0
+    top1 = float(np.mean(np.argmax(want[SCORES], 1) == np.argmax(got[SCORES], 1))) if len(texts) else 1.0
     parity = {"probe_texts": len(texts), "max_abs_score_diff": diff, "top1_agreement": top1}
     if source.calibration is not None and len(texts):
-        mapped = source.calibration.apply(np.clip(got["scores"], 0.0, 1.0))
-        own = float(np.max(np.abs(got["probabilities"] - mapped)))
-        parity["max_abs_probability_diff"] = float(np.max(np.abs(want["probabilities"] - got["probabilities"])))
+        mapped = source.calibration.apply(np.clip(got[SCORES], 0.0, 1.0))
+        own = float(np.max(np.abs(got[PROBABILITIES] - mapped)))
+        parity["max_abs_probability_diff"] = float(np.max(np.abs(want[PROBABILITIES] - got[PROBABILITIES])))
         parity["max_abs_calibration_map_diff"] = own
         if own > 1e-5:
             raise RuntimeError(f"{target}: not written: the graph's probabilities differ from the calibration map "
                                f"of its own scores by {own:.3g} (> 1e-5)")
     meta["parity"] = parity
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    write_meta(out_dir, meta)
     if tolerance is not None and diff > tolerance:
         hint = (" (try --python-frontend: the text front end in Python)" if meta.get("self_contained")
                 else "")

@@ -115,7 +115,7 @@ def linear_text_graph(vocabulary: Sequence[str], idf: np.ndarray, weights: np.nd
 
     `vocabulary` [V] in column order (n-grams joined by one space), `idf` [V], `weights`
     [V, L] and `bias` [L] in logit units; `word_class` an RE2 character class equal to
-    the tokenizer's ``\\w`` (`baselines.linear_export.python_word_class`).
+    the tokenizer's ``\\w`` (`mlbench.serving.word_class.python_word_class`).
     """
     from onnx import TensorProto, helper
 

@@ -83,7 +83,7 @@ def predict_command(*, model: str, texts: Sequence[str], file: str | None, top_k
     why: list[dict] = [{}] * len(texts)
     if explain:
         from mlbench.explain.tracks import predicted_labels
-        from mlbench.serving.artifacts import explanations
+        from mlbench.serving.layout import explanations
 
         why = explanations(artifact, texts, predicted_labels(scores, threshold))
     for text, row, raw_row, reasons in zip(texts, shown, scores, why):

@@ -304,7 +304,7 @@ def score_file(model: str | Path, input_path: str | Path, out: str | Path, *, te
     `progress(line)` gets ETA lines."""
     from mlbench.progress import eta_line
     from mlbench.serving.artifacts import load_artifact
-    from mlbench.serving.calibrated import read_calibration
+    from mlbench.serving.layout import read_calibration
     from mlbench.serving.score_sidecar import check_owner, model_fingerprint, write_sidecar
 
     if int(chunk) < 1:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -26,21 +25,20 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from mlbench.errors import InputError
+from mlbench.record import RULES, RunRecord
+from mlbench.serving.artifacts import load_artifact
+from mlbench.serving.layout import (EXPLAIN_LABELS_INPUT, EXPLAIN_SIGNATURE, INPUT_NAME,
+                                    LABELS_OUTPUT, PROBABILITIES, SAVEDMODEL_FILE, SCORES, SERVE_SIGNATURE,
+                                    best_rule_name, explanations, read_calibration, signature_outputs)
 
 log = logging.getLogger("mlbench.serving")
 
-__all__ = ["ServedModel", "MicroBatcher", "model_name_of", "Outputs", "BEST", "SERVE_SIGNATURE",
-           "DECISIONS_SIGNATURE", "EXPLAIN_SIGNATURE", "INPUT_NAME", "MODEL_VERSION", "PROBABILITIES"]
+__all__ = ["ServedModel", "MicroBatcher", "model_name_of", "Outputs", "BEST", "MODEL_VERSION"]
 
 #: what `mlbench.naming.export_dir_name` appends to a variant: a SavedModel, another format
 EXPORT_SUFFIXES = ("_savedmodel", "_model")
 BEST = "best"
-SERVE_SIGNATURE = "serving_default"
-DECISIONS_SIGNATURE = "decisions"
-EXPLAIN_SIGNATURE = "explain"
 INIT_OP = "__saved_model_init_op"
-INPUT_NAME = "texts"
-PROBABILITIES = "probabilities"
 MODEL_VERSION = "1"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
@@ -66,7 +64,7 @@ def read_signature_defs(directory: Path) -> dict[str, dict]:
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((Path(directory) / "saved_model.pb").read_bytes())
+    proto.ParseFromString((Path(directory) / SAVEDMODEL_FILE).read_bytes())
     graph = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), proto.meta_graphs[0])
     return {name: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True,
                                             preserving_proto_field_name=True)
@@ -79,21 +77,16 @@ def synthetic_signature_defs(n_labels: int, calibrated: bool) -> dict[str, dict]
         return {"name": name, "dtype": dtype, "tensor_shape": {
             "dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}}
 
-    def outputs(*extra: str) -> dict:
-        out = {"scores": tensor("scores", "DT_FLOAT", [-1, n_labels])}
-        if calibrated:
-            out[PROBABILITIES] = tensor(PROBABILITIES, "DT_FLOAT", [-1, n_labels])
-        for name in extra:
-            out[name] = tensor(name, "DT_INT32", [-1, n_labels])
-        return out
+    def outputs(names: list[str]) -> dict:  # float outputs first, then the int32 labels
+        return {name: tensor(name, "DT_INT32" if name == LABELS_OUTPUT else "DT_FLOAT", [-1, n_labels])
+                for name in sorted(names, key=lambda name: name == LABELS_OUTPUT)}
 
     def texts(signature: str) -> dict:
         return {INPUT_NAME: tensor(f"{signature}_{INPUT_NAME}:0", "DT_STRING", [-1])}
 
-    return {SERVE_SIGNATURE: {"inputs": texts(SERVE_SIGNATURE), "outputs": outputs(),
-                              "method_name": PREDICT_METHOD, "defaults": {}},
-            DECISIONS_SIGNATURE: {"inputs": texts(DECISIONS_SIGNATURE), "outputs": outputs("labels"),
-                                  "method_name": PREDICT_METHOD, "defaults": {}}}
+    return {signature: {"inputs": texts(signature), "outputs": outputs(names),
+                        "method_name": PREDICT_METHOD, "defaults": {}}
+            for signature, names in signature_outputs(calibrated).items()}
 
 
 # --------------------------------------------------------------------------- the model
@@ -114,10 +107,6 @@ class ServedModel:
 
     @classmethod
     def load(cls, model_dir: Path, name: str | None = None) -> "ServedModel":
-        from mlbench.record import RULES
-        from mlbench.serving.artifacts import THRESHOLDS_FILE, load_artifact
-        from mlbench.serving.calibrated import read_calibration
-
         directory = Path(model_dir)
         artifact = load_artifact(directory)
         labels = [str(n) for n in artifact.labels]
@@ -129,10 +118,8 @@ class ServedModel:
             except InputError:
                 continue  # this export has no such rule
         best_rule = "export"
-        path = directory / THRESHOLDS_FILE
-        if path.exists():
-            with contextlib.suppress(ValueError, OSError):
-                best_rule = str(json.loads(path.read_text(encoding="utf-8")).get("best_rule", "fixed"))
+        with contextlib.suppress(InputError, OSError):
+            best_rule = best_rule_name(directory) or best_rule
         rules[BEST] = np.broadcast_to(np.asarray(artifact.threshold(None), np.float32), (n,)).copy()
         meta = dict(getattr(artifact, "meta", {}) or {})
         stored = meta.get("thresholds")
@@ -161,7 +148,7 @@ class ServedModel:
             return out[PROBABILITIES]
         if self.calibration is None:
             return None
-        return self.calibration.apply(out["scores"]).astype(np.float32)
+        return self.calibration.apply(out[SCORES]).astype(np.float32)
 
     def outputs(self, texts: list[str]) -> Outputs:
         """The ``serving_default`` outputs for `texts`: ``scores`` (+ ``probabilities``), float32 [n, L]."""
@@ -169,9 +156,9 @@ class ServedModel:
         if hasattr(self.artifact, "signature_outputs"):
             out = {k: np.asarray(v) for k, v in self.artifact.signature_outputs(SERVE_SIGNATURE, texts).items()}
         else:
-            out = {"scores": np.asarray(self.artifact.predict(texts), dtype=np.float32)}
+            out = {SCORES: np.asarray(self.artifact.predict(texts), dtype=np.float32)}
             if self.calibration is not None:
-                out[PROBABILITIES] = self.calibration.apply(out["scores"]).astype(np.float32)
+                out[PROBABILITIES] = self.calibration.apply(out[SCORES]).astype(np.float32)
         for key, value in out.items():
             if value.shape != (n, len(self.labels)):
                 raise RuntimeError(f"model returned {key} of shape {value.shape} for {n} texts")
@@ -179,12 +166,12 @@ class ServedModel:
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Raw scores float32 [n, L]."""
-        return self.outputs(texts)["scores"]
+        return self.outputs(texts)[SCORES]
 
     def decisions(self, out: Outputs) -> Outputs:
         """The ``decisions`` signature's outputs from ``serving_default``'s: labels = scores >= the
         thresholds baked in at export (the comparison the graph makes, on the same float32 scores)."""
-        return {**out, "labels": (out["scores"] >= self.baked).astype(np.int32)}
+        return {**out, LABELS_OUTPUT: (out[SCORES] >= self.baked).astype(np.int32)}
 
     def threshold_probabilities(self, thresholds: np.ndarray) -> np.ndarray | None:
         """Where each label's score threshold lands on the probability scale ([L]; None uncalibrated).
@@ -200,20 +187,16 @@ class ServedModel:
         return bool(getattr(self.artifact, "has_explanations", False))
 
     def explain(self, texts: list[str], labels: list[list[int]]) -> list[dict]:
-        """{label: [{"token", "weight"}, ...]} per text (`artifacts.explanations`)."""
-        from mlbench.serving.artifacts import explanations
-
+        """{label: [{"token", "weight"}, ...]} per text (`layout.explanations`)."""
         return [{label: [{"token": tok, "weight": w} for tok, w in pairs] for label, pairs in doc.items()}
                 for doc in explanations(self.artifact, texts, labels)]
 
     def explain_outputs(self, texts: list[str], labels: np.ndarray) -> Outputs:
         """The raw outputs of the SavedModel's ``explain`` signature (texts [n], labels int32 [n, K])."""
-        return self.artifact.signature_outputs(EXPLAIN_SIGNATURE, texts, labels=labels)
+        return self.artifact.signature_outputs(EXPLAIN_SIGNATURE, texts, **{EXPLAIN_LABELS_INPUT: labels})
 
     def run_metrics(self) -> dict | None:
         """Test metrics of this export's variant from the run's results.json (None if absent)."""
-        from mlbench.record import RunRecord
-
         try:
             record = RunRecord.load(self.directory.resolve().parent)
         except InputError:

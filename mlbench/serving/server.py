@@ -50,8 +50,8 @@ from starlette.staticfiles import StaticFiles
 from mlbench.errors import InputError
 from mlbench.serving import api_responses as answers
 from mlbench.serving.api_requests import ApiError, Limits, parse_json, parse_predict, parse_tfs, parse_v2
-from mlbench.serving.served_model import (DECISIONS_SIGNATURE, EXPLAIN_SIGNATURE, INPUT_NAME, MODEL_VERSION,
-                                          MicroBatcher, ServedModel, model_name_of)
+from mlbench.serving.layout import DECISIONS_SIGNATURE, EXPLAIN_LABELS_INPUT, EXPLAIN_SIGNATURE, INPUT_NAME, SCORES
+from mlbench.serving.served_model import MODEL_VERSION, MicroBatcher, ServedModel, model_name_of
 
 log = logging.getLogger("mlbench.serving")
 
@@ -312,7 +312,7 @@ def _add_v1_routes(app: FastAPI, model: ServedModel, settings: Settings, executo
         if req.explain:  # on the model's worker thread, never on the event loop
             from mlbench.explain.tracks import predicted_labels
 
-            picked = predicted_labels(out["scores"], model.rules[req.rule])
+            picked = predicted_labels(out[SCORES], model.rules[req.rule])
             why = await asyncio.get_running_loop().run_in_executor(executor, model.explain, req.texts, picked)
         return JSONResponse(answers.predict_results(model, out, req.rule, req.top_k, why))
 
@@ -338,7 +338,7 @@ def _add_tfs_routes(app: FastAPI, model: ServedModel, settings: Settings, execut
                         len(model.labels))
         if req.signature == EXPLAIN_SIGNATURE:
             out = await asyncio.get_running_loop().run_in_executor(
-                executor, model.explain_outputs, req.texts, req.extra["labels"])
+                executor, model.explain_outputs, req.texts, req.extra[EXPLAIN_LABELS_INPUT])
         else:
             out = await _batcher(request).predict(req.texts)
             if req.signature == DECISIONS_SIGNATURE:
