@@ -219,6 +219,28 @@ def test_a_track_without_an_onnx_core_is_refused_naming_those_with_one(fitted, t
     assert not (tmp_path / "out").exists()
 
 
+def test_the_token_id_core_is_rebuilt_by_the_track_from_the_recorded_architecture(fitted, tmp_path):
+    """The encoder track rebuilds its classifier from mlbench.json's "architecture"
+    (`Track.onnx_keras_model`; serving imports no track); an export written before that
+    record was kept gets the same architecture read off its weights, and converts as well."""
+    import shutil
+
+    from mlbench.tracks import get_track_class
+    from transformers_track.encoder import _architecture_from_shapes
+
+    _, saved, _, _ = fitted["encoder"]
+    meta = json.loads((saved / "mlbench.json").read_text())
+    n_labels = len(json.loads((saved / "labels.json").read_text()))
+    model = get_track_class(meta["track"]).onnx_keras_model(meta, n_labels, {})
+    assert _architecture_from_shapes({}, {w.path: tuple(w.shape) for w in model.weights}) == meta["architecture"]
+
+    old = tmp_path / "old_encoder_savedmodel"
+    shutil.copytree(saved, old)
+    (old / "mlbench.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "architecture"}))
+    out = export_onnx(old, tmp_path / "old_onnx")
+    assert json.loads((out / "mlbench.json").read_text())["parity"]["max_abs_score_diff"] <= 1e-4
+
+
 def test_export_refuses_a_used_folder_and_unknown_tracks(fitted, tmp_path):
     _, saved, _, _ = fitted["svm"]
     used = tmp_path / "used"

@@ -192,7 +192,7 @@ def _graph_vs_sklearn(train: list[str], texts: list[str], **vectorizer_options):
     `train` with random weights, through `linear_text_graph`."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from baselines.linear_export import python_word_class
+    from mlbench.serving.word_class import python_word_class
     from mlbench.serving.onnx_graph import linear_text_graph
 
     vec = TfidfVectorizer(**vectorizer_options).fit(train)

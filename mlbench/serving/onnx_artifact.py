@@ -11,15 +11,14 @@ front end → onnxruntime on raw strings, with only onnxruntime and NumPy (no Te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from mlbench.errors import InputError
-from mlbench.serving.layout import (CALIBRATION_FILE, LABELS_FILE, META_FILE, ONNX_FORMAT, ONNX_MODEL_FILE,
-                                    PROBABILITIES, SCORES, read_calibration, saved_threshold)
+from mlbench.serving.layout import (CALIBRATION_FILE, ONNX_FORMAT, ONNX_MODEL_FILE, PROBABILITIES, SCORES,
+                                    read_calibration, read_labels, read_meta, saved_threshold)
 from mlbench.serving.text_frontend import load_frontend
 
 __all__ = ["OnnxArtifact", "is_onnx_folder"]
@@ -27,10 +26,9 @@ __all__ = ["OnnxArtifact", "is_onnx_folder"]
 
 def is_onnx_folder(directory: str | Path) -> bool:
     """True when `directory`/mlbench.json says ``"format": "onnx"``."""
-    path = Path(directory) / META_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("format") == ONNX_FORMAT
-    except (OSError, ValueError, AttributeError):
+        return read_meta(Path(directory)).get("format") == ONNX_FORMAT
+    except (InputError, OSError, AttributeError):
         return False
 
 
@@ -52,14 +50,8 @@ class OnnxArtifact:
         """`threads`: onnxruntime intra-op threads (None: onnxruntime's default, all cores;
         always 1 for a model that sums with a scatter, see below)."""
         self.directory = Path(directory)
-        try:
-            self.meta: dict = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
-            self.labels: list[str] = [str(n) for n in json.loads(
-                (self.directory / LABELS_FILE).read_text(encoding="utf-8"))]
-        except FileNotFoundError as err:
-            raise InputError(f"{self.directory}: not an ONNX export ({err.filename} missing)") from None
-        except ValueError as err:
-            raise InputError(f"{self.directory}: not valid JSON ({err})") from None
+        self.meta: dict = read_meta(self.directory)
+        self.labels: list[str] = read_labels(self.directory)
         if self.meta.get("format") != ONNX_FORMAT:
             raise InputError(f"{self.directory}: not an ONNX export (format {self.meta.get('format')!r})")
         try:

@@ -67,10 +67,11 @@ from mlbench.serving.layout import (CALIBRATION_FILE, INPUT_NAME, LABELS_FILE, M
                                     SCORES, SERVE_SIGNATURE, THRESHOLDS_FILE, import_requirements,
                                     read_calibration, read_labels, saved_threshold, write_meta)
 from mlbench.serving.onnx_artifact import OnnxArtifact
-from mlbench.serving.onnx_graph import LOCALE, add_heads, int8_matmul_weights, linear_text_graph, lowercase_mismatches
-from mlbench.serving.word_class import python_word_class
+from mlbench.serving.onnx_graph import (LOCALE, add_heads, int8_matmul_weights, linear_text_graph,
+                                        lowercase_mismatches)
 from mlbench.serving.text_frontend import (KerasIdsFrontEnd, KerasTfidfFrontEnd, SklearnTfidfFrontEnd,
                                            StringsFrontEnd)
+from mlbench.serving.word_class import python_word_class
 from mlbench.tracks import get_track_class, track_names
 
 OPSET = 18
