@@ -254,7 +254,7 @@ class ExportedModel:
 
     @property
     def has_explanations(self) -> bool:
-        """Whether the export carries the ``explain`` signature (svm, mlp, encoder)."""
+        """Whether the export carries the ``explain`` signature (tracks with an explainer)."""
         return self._explain is not None
 
     def explain(self, texts: Sequence[str], labels: Sequence[Sequence[int]], *,

@@ -242,11 +242,11 @@ def explanations(artifact: Artifact, texts: Sequence[str],
                  labels: Sequence[Sequence[int]]) -> list[dict[str, list[tuple[str, float]]]]:
     """Per document {label name: [(token, weight), ...]} for the score columns
     `labels[i]`, from an export's ``explain`` signature; InputError naming the folder
-    for an artifact without one (fastText, ONNX, ensemble and pretrained exports)."""
+    for an artifact without one (fastText and ONNX exports, tracks without an explainer)."""
     if not getattr(artifact, "has_explanations", False):
         directory = getattr(artifact, "directory", "this model")
         track = getattr(artifact, "meta", {}).get("track", "?")
         raise InputError(f"{directory}: this export has no explanations (track {track!r}, format "
-                         f"{getattr(artifact, 'meta', {}).get('format', '?')!r}); SavedModel exports "
-                         "of svm, mlp and encoder have them")
+                         f"{getattr(artifact, 'meta', {}).get('format', '?')!r}); the SavedModel "
+                         "exports of tracks with an explainer have them")
     return artifact.explain(texts, labels)
