@@ -345,7 +345,10 @@ def _token_ids_core(source: _Source):
     if not seq_len:
         raise InputError(f"{source.directory}: {META_FILE} has no seq_len (the token-id input length)")
     track = get_track_class(source.meta.get("track"))
-    model = track.onnx_keras_model(source.meta, len(source.labels), {k: a.shape for k, a in v.items()})
+    try:
+        model = track.onnx_keras_model(source.meta, len(source.labels), {k: a.shape for k, a in v.items()})
+    except InputError as err:
+        raise InputError(f"{source.directory}: {err}") from None
     assigned = set()
     for var in model.weights:
         if var.path not in v:
