@@ -30,6 +30,8 @@ __all__ = ["CONNECT_TIMEOUT_S", "is_address", "dask_cluster", "active_client", "
 
 #: seconds `dask_cluster` waits for the scheduler, and then for its first worker
 CONNECT_TIMEOUT_S = 10
+#: a `map_tasks` call that lost its shared data with a worker is sent again this many times
+RETRIES = 3
 #: arguments at least this large (`dask.sizeof`) are scattered once instead of sent per task
 SCATTER_BYTES = 100_000
 
@@ -112,11 +114,26 @@ def map_tasks(fn: Callable, calls: Sequence[tuple]) -> list:
     `fn` must be importable by name on the workers (a module-level function).  An
     argument object of at least `SCATTER_BYTES` is broadcast to every worker once and
     shared by all calls that pass that same object; results come back in call order; a
-    task's exception is raised here.
+    task's exception is raised here.  A worker lost mid-call costs nothing: the scheduler
+    reruns its tasks elsewhere, and should the loss take shared data with it (killed while
+    the data was being broadcast) the call is sent again, up to `RETRIES` times (the
+    tasks are deterministic, so a retried result is the same).
     """
     client = _CLIENT
     if client is None:
         return [fn(*args) for args in calls]
+    from concurrent.futures import CancelledError
+
+    for attempt in range(RETRIES + 1):
+        try:
+            return _map_once(client, fn, calls)
+        except (CancelledError, OSError):  # lost data / a connection cut by the worker's death
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _map_once(client: Any, fn: Callable, calls: Sequence[tuple]) -> list:
     from dask.sizeof import sizeof
 
     shared: dict[int, Any] = {}  # id(argument) → its future (the calls keep the objects alive)
@@ -129,8 +146,9 @@ def map_tasks(fn: Callable, calls: Sequence[tuple]) -> list:
         [shared[id(arg)]] = client.scatter([arg], broadcast=True, hash=False)
         return shared[id(arg)]
 
-    futures = [client.submit(_sequential, fn, *[ship(a) for a in args], pure=False) for args in calls]
+    futures: list = []
     try:
+        futures = [client.submit(_sequential, fn, *[ship(a) for a in args], pure=False) for args in calls]
         return client.gather(futures)
     finally:
         client.cancel(futures + list(shared.values()))

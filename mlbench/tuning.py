@@ -186,14 +186,14 @@ class _Scorer:
         else the splits and the held-out texts."""
         settings = _with_options(self.settings, point)
         if self.fast:
-            vec, x, y, x_held = self._vectorized(self.cls(settings), fold)
-            return self.cls, settings, self.labels, fold is None, (vec, x, y), None, x_held
+            features, x_held = self._vectorized(self.cls(settings), fold)
+            return self.cls, settings, self.labels, fold is None, features, None, x_held
         train = self.train if fold is None else self.train.subset(self._rows(fold))
         held = self.val.texts if fold is None else [self.train.texts[j] for j in self.folds[fold]]
         return self.cls, settings, self.labels, fold is None, None, (train, self.val), held
 
     def _vectorized(self, track: Track, fold: int | None):
-        """(vectorizer, train-rows matrix, their targets, held-out matrix), built once per
+        """((vectorizer, train-rows matrix, their targets), held-out matrix), built once per
         configuration (the same objects each time: `mlbench.cluster` ships them once)."""
         key = (tuple(repr(getattr(track, k)) for k in self.cls.vectorizer_keys), fold)
         if key not in self._features:
@@ -203,7 +203,7 @@ class _Scorer:
             x = vec.fit_transform([self.train.texts[j] for j in rows])
             if fold not in self._targets:
                 self._targets[fold] = self.y_train[rows]
-            self._features[key] = (vec, x, self._targets[fold], vec.transform(held_texts))
+            self._features[key] = ((vec, x, self._targets[fold]), vec.transform(held_texts))
         return self._features[key]
 
 
