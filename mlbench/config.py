@@ -160,7 +160,8 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_jobs": (lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)), "a positive integer or -1 (all cores)"),
     "protocol": (lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
     "folds": (lambda v: v is None or (_is_int(v) and 2 <= v <= 20), "an integer from 2 to 20"),
-    "dask": (lambda v: v is None or _is_dask_address(v), "local or a scheduler address such as tcp://10.0.0.5:8786"),
+    "dask": (lambda v: v is None or _is_dask_address(v),
+             "local or a scheduler address such as tcp://10.0.0.5:8786"),
 }
 
 
