@@ -281,3 +281,50 @@ def test_prefetch_is_told_exactly_the_points_the_search_then_scores(budget):
     first = [] if budget is None else [plain[0]]  # the coordinate search's start is scored alone
     assert sorted(map(str, first + prefetched)) == sorted(map(str, plain))
     assert any(len(batch) > 1 for batch in batches)
+
+
+def test_a_call_whose_shared_data_died_with_a_worker_is_sent_again(monkeypatch):
+    """A worker killed while a call's arguments were being broadcast can take their only
+    copy: the call is sent again (the tasks are deterministic), at most `RETRIES` times."""
+    from concurrent.futures import CancelledError
+
+    from mlbench import cluster
+
+    tries = []
+
+    def flaky(client, fn, calls):
+        tries.append(len(calls))
+        if len(tries) <= cluster.RETRIES:
+            raise CancelledError("lost with its worker")
+        return [fn(*args) for args in calls]
+
+    monkeypatch.setattr(cluster, "_CLIENT", object())  # "a cluster is active"
+    monkeypatch.setattr(cluster, "_map_once", flaky)
+    assert cluster.map_tasks(abs, [(-1,), (-2,)]) == [1, 2] and len(tries) == cluster.RETRIES + 1
+
+    def lost(client, fn, calls):
+        tries.append(len(calls))
+        raise CancelledError("lost with its worker")
+
+    tries.clear()
+    monkeypatch.setattr(cluster, "_map_once", lost)
+    with pytest.raises(CancelledError):  # past the retries the error is the caller's
+        cluster.map_tasks(abs, [(-1,)])
+    assert len(tries) == cluster.RETRIES + 1
+    # a task's own error is not retried
+    monkeypatch.setattr(cluster, "_map_once", lambda client, fn, calls: tries.append(1) or 1 / 0)
+    tries.clear()
+    with pytest.raises(ZeroDivisionError):
+        cluster.map_tasks(abs, [(-1,)])
+    assert len(tries) == 1
+
+
+def test_dask_local_starts_and_closes_a_local_cluster():
+    from mlbench import cluster
+
+    with cluster.dask_cluster("local", n_workers=1) as client:
+        assert cluster.active_client() is client and cluster.cluster_threads() == 1
+        workers = list(client.scheduler_info()["workers"])
+        assert all(w.startswith("tcp://127.0.0.1:") for w in workers) and len(workers) == 1
+        assert cluster.map_tasks(divmod, [(7, 2), (9, 4)]) == [(3, 1), (2, 1)]
+    assert cluster.active_client() is None and client.status == "closed"
