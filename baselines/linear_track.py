@@ -79,21 +79,29 @@ def fit_one_vs_rest(estimator: Any, x: Any, y: Any, *, n_jobs: int):
     again (joblib hashes every array to find its memory map, per task: a full pass over
     `x` per label); here each worker gets `x` a few times (labels dealt round-robin
     into ~4 chunks per worker, so slow head labels spread out).  Each label's fit is
-    unchanged, so the margins equal OvR's (and the serial fit's) exactly.
+    unchanged, so the margins equal OvR's (and the serial fit's) exactly.  Under
+    ``--dask`` the chunks are tasks on the cluster (`mlbench.cluster.map_tasks`; `x`
+    broadcast to each worker once), `n_jobs` aside.
     """
     import scipy.sparse as sp
     from joblib import Parallel, delayed, effective_n_jobs
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.preprocessing import LabelBinarizer
 
+    from mlbench.cluster import cluster_threads, map_tasks
+
     y = sp.csc_matrix(y)
     n_labels = y.shape[1]
-    workers = min(effective_n_jobs(n_jobs), n_labels)
+    remote = cluster_threads()  # under --dask: the chunks are tasks on the cluster's workers
+    workers = min(remote or effective_n_jobs(n_jobs), n_labels)
     n_chunks = 1 if workers <= 1 else min(n_labels, 4 * workers)
     chunks = [np.arange(k, n_labels, n_chunks) for k in range(n_chunks)]
     float32_coef = n_labels * x.shape[1] * 8 > COEF_FLOAT32_BYTES
-    parts = Parallel(n_jobs=workers)(delayed(_fit_label_chunk)(estimator, x, y[:, cols], float32_coef)
-                                     for cols in chunks)
+    if remote:
+        parts = map_tasks(_fit_label_chunk, [(estimator, x, y[:, cols], float32_coef) for cols in chunks])
+    else:
+        parts = Parallel(n_jobs=workers)(delayed(_fit_label_chunk)(estimator, x, y[:, cols], float32_coef)
+                                         for cols in chunks)
     estimators: list = [None] * n_labels
     for cols, fitted in zip(chunks, parts):
         for j, est in zip(cols, fitted):
@@ -123,6 +131,8 @@ class LinearTextTrack(Track):
     }
     #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
     cheap_fit: ClassVar[bool] = True
+    #: under --dask: folds and search points are sent to the cluster as tasks (`mlbench.cluster`)
+    cluster_fit: ClassVar[bool] = True
     #: parameters of the vectorizer: the tuner builds each combination once (`fit_features`)
     vectorizer_keys: ClassVar[tuple[str, ...]] = ("ngram_range", "sublinear_tf", "min_df", "max_features")
     #: the per-label estimator, as notices name it

@@ -83,6 +83,9 @@ class RunConfig:
     folds: int | None = None
     #: expensive tracks cross-fitted too under --protocol cv (e.g. ["encoder"])
     cv_tracks: list[str] = field(default_factory=list)
+    #: linear tracks' independent fits on a Dask cluster: a scheduler address, or "local" (a
+    #: LocalCluster of --n-jobs processes); where fits run, not what they give (`mlbench.cluster`)
+    dask: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -157,7 +160,15 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_jobs": (lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)), "a positive integer or -1 (all cores)"),
     "protocol": (lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
     "folds": (lambda v: v is None or (_is_int(v) and 2 <= v <= 20), "an integer from 2 to 20"),
+    "dask": (lambda v: v is None or _is_dask_address(v),
+             "local or a scheduler address such as tcp://10.0.0.5:8786"),
 }
+
+
+def _is_dask_address(v: Any) -> bool:
+    from mlbench.cluster import is_address
+
+    return is_address(v)
 
 
 def _check_out(out: Path) -> None:

@@ -87,6 +87,29 @@ def _point_slug(point: dict[str, Any]) -> str:
     return slug("_".join(f"{k}-{v}" for k, v in sorted(point.items()))) or "defaults"
 
 
+def _fit_track(cls: type, settings: TrainSettings, labels: LabelSpace, vec: Any, x: Any, y: Any,
+               splits: tuple[Split, Split] | None) -> Track:
+    """A `cls` track fitted under `settings`: on the shared vectorizer `vec`'s matrix `x`
+    [n, V] with targets `y` [n, L] (the fast path), else on ``splits`` = (train, val)."""
+    track = cls(settings)
+    if splits is None:
+        track.history = track.fit_features(vec, x, y, labels)
+    else:
+        track.history = track.fit(*splits, labels)
+    return track
+
+
+def _fold_task(cls: type, settings: TrainSettings, labels: LabelSpace, vec: Any, x: Any, y: Any,
+               splits: tuple[Split, Split] | None, held_texts: list[str]) -> tuple[np.ndarray, dict, float]:
+    """One fold fit (here, or a Dask task under ``--dask``): (scores [len(held_texts), L]
+    float32 of the held-out texts, the fit's history, seconds)."""
+    t0 = time.perf_counter()
+    track = _fit_track(cls, settings, labels, vec, x, y, splits)
+    scores = np.asarray(track.predict_scores(held_texts), dtype=np.float32)
+    history = {k: [float(v) for v in vals] for k, vals in (getattr(track, "history", None) or {}).items()}
+    return scores, history, time.perf_counter() - t0
+
+
 class CrossFitter:
     """Fits a track's points fold by fold over the pool; keeps held-out scores on disk.
 
@@ -104,7 +127,9 @@ class CrossFitter:
         self.n = len(pool)
         self.fast = hasattr(cls, "fit_features") and hasattr(cls, "vectorizer_keys")
         self._y_sparse = None
-        self._features: dict[tuple, Any] = {}
+        self._features: dict[tuple, Any] = {}  # (vectorizer config, fold) → (vec, x, y)
+        self._targets: dict[tuple, Any] = {}  # fold → its training rows' targets (CSR)
+        self._held: dict[int, list[str]] = {}  # fold → its held-out texts
         self.fits: list[tuple[dict, int | None, np.ndarray]] = []
         self._done: dict[tuple[str, int], tuple[np.ndarray, dict]] = {}  # (point, fold) → fold()
         if self.cache is not None:
@@ -148,60 +173,104 @@ class CrossFitter:
         n_val = max(1, int(round(INNER_VAL_SHARE * len(rows))))
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    def _fit(self, settings: TrainSettings, rows: np.ndarray, val_rows: np.ndarray,
-             key: tuple) -> Track:
-        track = self.cls(settings)
+    def _fit_args(self, settings: TrainSettings, rows: np.ndarray, val_rows: np.ndarray,
+                  key: tuple) -> tuple:
+        """`_fit_track`'s arguments for a fit on pool `rows` validated on `val_rows`: the
+        shared vectorizer's matrix on the fast path, else the two splits."""
         if self.fast and not len(val_rows):
-            vec, x = self._vectorized(track, rows, key)
-            track.history = track.fit_features(vec, x, self.y_sparse[rows], self.labels)
-        else:
-            track.history = track.fit(self.pool.subset(rows), self.pool.subset(val_rows), self.labels)
-        return track
+            vec, x, y = self._vectorized(self.cls(settings), rows, key)
+            return self.cls, settings, self.labels, vec, x, y, None
+        splits = (self.pool.subset(rows), self.pool.subset(val_rows))
+        return self.cls, settings, self.labels, None, None, None, splits
 
     def _vectorized(self, track: Track, rows: np.ndarray, fold_key: tuple):
-        """(vectorizer fitted on `rows`, their matrix), built once per configuration and fold."""
+        """(vectorizer fitted on `rows`, their matrix, their targets), built once per
+        configuration and fold (the same objects each time: `mlbench.cluster` ships them once)."""
         key = (tuple(repr(getattr(track, k)) for k in self.cls.vectorizer_keys), fold_key)
         if key not in self._features:
             vec = track.build_vectorizer()
-            self._features[key] = (vec, vec.fit_transform([self.pool.texts[j] for j in rows]))
+            if fold_key not in self._targets:
+                self._targets[fold_key] = self.y_sparse[rows]
+            self._features[key] = (vec, vec.fit_transform([self.pool.texts[j] for j in rows]),
+                                   self._targets[fold_key])
         return self._features[key]
 
-    def _score(self, track: Track, texts: list[str]) -> np.ndarray:
-        return np.asarray(track.predict_scores(texts), dtype=np.float32)
+    def _held_texts(self, i: int) -> list[str]:
+        if i not in self._held:
+            self._held[i] = [self.pool.texts[j] for j in self.folds[i]]
+        return self._held[i]
+
+    def _fold_args(self, point: dict[str, Any], i: int) -> tuple[tuple, np.ndarray]:
+        """(`_fold_task`'s arguments for fold `i` under `point`, the rows it trains on)."""
+        rows = np.setdiff1d(np.arange(self.n), self.folds[i])
+        fit_rows, val_rows = self._inner(rows, i)
+        args = self._fit_args(self._settings(point, f"fold{i}"), fit_rows, val_rows, ("fold", i))
+        return (*args, self._held_texts(i)), fit_rows
+
+    def _finished(self, point: dict[str, Any], i: int) -> tuple[np.ndarray, dict] | None:
+        """Fold `i`'s (scores, history) under `point` if fitted before: in this run or on
+        disk (a resumed run); else None."""
+        key = (_point_slug(point), i)
+        if key not in self._done:
+            path = self._fold_file(point, i)
+            if path is None or not path.exists():
+                return None
+            with np.load(path) as data:
+                if not np.array_equal(data["rows"], self.folds[i]):
+                    return None
+                self._done[key] = (data["scores"], json.loads(str(data["history"])))
+        return self._done[key]
+
+    def _keep(self, point: dict[str, Any], i: int, fit_rows: np.ndarray, result: tuple) -> tuple[np.ndarray, dict]:
+        """Log and save fold `i`'s `_fold_task` result under `point`; (scores, history)."""
+        scores, history, seconds = result
+        self.fits.append((dict(point), i, fit_rows))
+        path = self._fold_file(point, i)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez_compressed(tmp, rows=self.folds[i], scores=scores, history=json.dumps(history))
+            tmp.replace(path)  # a kill mid-write leaves no half fold behind
+        self._done[_point_slug(point), i] = (scores, history)
+        self.say(f"{self.cls.name} {point or 'defaults'}: fold {i + 1}/{len(self.folds)} fitted on "
+                 f"{len(fit_rows)} docs in {seconds:.1f} s")
+        return scores, history
 
     def fold(self, point: dict[str, Any], i: int) -> tuple[np.ndarray, dict]:
         """Held-out scores of fold `i` [len(folds[i]), L] under `point`, and the fit's history;
         read from the cache when this fold was finished before (a resumed run)."""
-        held = self.folds[i]
-        if (_point_slug(point), i) in self._done:
-            return self._done[_point_slug(point), i]
-        path = self._fold_file(point, i)
-        if path is not None and path.exists():
-            with np.load(path) as data:
-                if np.array_equal(data["rows"], held):
-                    return data["scores"], json.loads(str(data["history"]))
-        rows = np.setdiff1d(np.arange(self.n), held)
-        fit_rows, val_rows = self._inner(rows, i)
-        t0 = time.perf_counter()
-        track = self._fit(self._settings(point, f"fold{i}"), fit_rows, val_rows, ("fold", i))
-        self.fits.append((dict(point), i, fit_rows))
-        scores = self._score(track, [self.pool.texts[j] for j in held])
-        history = {k: [float(v) for v in vals] for k, vals in (getattr(track, "history", None) or {}).items()}
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, rows=held, scores=scores, history=json.dumps(history))
-            tmp.replace(path)  # a kill mid-write leaves no half fold behind
-        self._done[_point_slug(point), i] = (scores, history)
-        self.say(f"{self.cls.name} {point or 'defaults'}: fold {i + 1}/{len(self.folds)} fitted on "
-                 f"{len(fit_rows)} docs in {time.perf_counter() - t0:.1f} s")
-        return scores, history
+        done = self._finished(point, i)
+        if done is not None:
+            return done
+        args, fit_rows = self._fold_args(point, i)
+        return self._keep(point, i, fit_rows, _fold_task(*args))
+
+    def prefetch(self, pairs: list[tuple[dict[str, Any], int]]) -> None:
+        """Under ``--dask``: fit the (point, fold) pairs not finished yet as tasks on the
+        cluster, all at once (`mlbench.cluster.map_tasks`: the same `_fold_task` `fold`
+        runs here, so the scores are the same); `fold` then reads them.  Nothing happens
+        without a cluster or for a track that is not a `cluster_fit` one."""
+        from mlbench.cluster import active_client, map_tasks
+
+        if active_client() is None or not (self.fast and getattr(self.cls, "cluster_fit", False)):
+            return
+        todo: dict[tuple[str, int], tuple[dict[str, Any], int]] = {}
+        for point, i in pairs:
+            if (_point_slug(point), i) not in todo and self._finished(point, i) is None:
+                todo[_point_slug(point), i] = (point, i)
+        if len(todo) < 2:  # one fit: `fold` runs it (its label chunks still go to the cluster)
+            return
+        prepared = [self._fold_args(point, i) for point, i in todo.values()]
+        results = map_tasks(_fold_task, [args for args, _ in prepared])
+        for (point, i), (_, fit_rows), result in zip(todo.values(), prepared, results):
+            self._keep(point, i, fit_rows, result)
 
     def oof(self, point: dict[str, Any], fold_ids: list[int] | range | None = None
             ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """(pool rows [m] sorted, their out-of-fold scores [m, L], the fold fits' histories)
         over folds `fold_ids` (default: all)."""
         ids = list(range(len(self.folds)) if fold_ids is None else fold_ids)
+        self.prefetch([(point, i) for i in ids])
         parts = [self.fold(point, i) for i in ids]
         rows = np.concatenate([self.folds[i] for i in ids])
         scores = np.concatenate([p[0] for p in parts])
@@ -213,7 +282,7 @@ class CrossFitter:
         rows = np.arange(self.n)
         epochs = self.cls.refit_epochs(histories)
         t0 = time.perf_counter()
-        track = self._fit(self._settings(point, "refit", epochs), rows, rows[:0], ("refit",))
+        track = _fit_track(*self._fit_args(self._settings(point, "refit", epochs), rows, rows[:0], ("refit",)))
         self.fits.append((dict(point), None, rows))
         track.refit_on = {"rows": self.n, "epochs": epochs}
         self.say(f"{self.cls.name} {point or 'defaults'}: refit on all {self.n} train+val docs"
@@ -267,7 +336,10 @@ def cross_fit(name: str, settings: TrainSettings, pool: Split, labels: LabelSpac
             rows, s, _ = fitter.oof(p, range(screen))
             return point_score(y[rows], s, metric)
 
-        explore(result, settings, score, name, say, start)
+        def prefetch(points: list[dict[str, Any]]) -> None:  # under --dask: the points' folds at once
+            fitter.prefetch([(p, i) for p in points for i in range(screen)])
+
+        explore(result, settings, score, name, say, start, prefetch=prefetch)
         point = dict(result.chosen)
         result.seconds = time.perf_counter() - start
         search = result.to_json()

@@ -133,6 +133,8 @@ class _Scorer:
         self.y_val = labels.encode(val.labels) if folds is None else None
         self._y_train: np.ndarray | None = None
         self._features: dict[tuple, Any] = {}
+        self._targets: dict[int | None, np.ndarray] = {}  # fold → its training rows' targets
+        self._prefetched: dict[tuple, tuple[Track | None, np.ndarray]] = {}  # (point, fold) → `_unit`
         self.fast = hasattr(cls, "fit_features") and hasattr(cls, "vectorizer_keys")
 
     @property
@@ -143,48 +145,84 @@ class _Scorer:
         return self._y_train
 
     def __call__(self, point: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Track | None]:
-        settings = _with_options(self.settings, point)
         if self.folds is None:
-            track = self._fit(settings, None)
-            return self.y_val, self._scores(track, None, self.val.texts), track
+            track, scores = self._unit(point, None)
+            return self.y_val, scores, track
         s = np.zeros(self.y_train.shape, dtype=np.float64)
         for i, held in enumerate(self.folds):
-            track = self._fit(settings, i)
-            s[held] = self._scores(track, i, [self.train.texts[j] for j in held])
+            s[held] = self._unit(point, i)[1]
         return self.y_train, s, None
+
+    def _unit(self, point: dict[str, Any], fold: int | None) -> tuple[Track | None, np.ndarray]:
+        """(the track fitted on train under `point`, or None for a fold fit; its held-out
+        scores): prefetched on the cluster, else fitted here."""
+        if (_key(point), fold) in self._prefetched:
+            return self._prefetched.pop((_key(point), fold))
+        return _point_task(*self._task_args(point, fold))
+
+    def prefetch(self, points: list[dict[str, Any]]) -> None:
+        """Under ``--dask``: fit `points` (each of their folds under k-fold scoring) as
+        tasks on the cluster, all at once, with the same `_point_task` `_unit` runs here;
+        nothing without a cluster or for a track that is not a `cluster_fit` one."""
+        from mlbench.cluster import active_client, map_tasks
+
+        if active_client() is None or not (self.fast and getattr(self.cls, "cluster_fit", False)):
+            return
+        units = [(p, f) for p in points for f in ([None] if self.folds is None else range(len(self.folds)))
+                 if (_key(p), f) not in self._prefetched]
+        if len(units) < 2:
+            return
+        results = map_tasks(_point_task, [self._task_args(p, f) for p, f in units])
+        for (p, f), result in zip(units, results):
+            self._prefetched[_key(p), f] = result
 
     def _rows(self, fold: int | None) -> np.ndarray:
         if fold is None:
             return np.arange(len(self.train))
         return np.setdiff1d(np.arange(len(self.train)), self.folds[fold])
 
-    def _fit(self, settings: TrainSettings, fold: int | None) -> Track:
-        track = self.cls(settings)
-        rows = self._rows(fold)
+    def _task_args(self, point: dict[str, Any], fold: int | None) -> tuple:
+        """`_point_task`'s arguments: the shared vectorizer's matrices on the fast path,
+        else the splits and the held-out texts."""
+        settings = _with_options(self.settings, point)
         if self.fast:
-            vec, x, _ = self._vectorized(track, settings, fold)
-            track.history = track.fit_features(vec, x, self.y_train[rows], self.labels)
-        else:
-            train = self.train if fold is None else self.train.subset(rows)
-            track.history = track.fit(train, self.val, self.labels)
-        return track
+            features, x_held = self._vectorized(self.cls(settings), fold)
+            return self.cls, settings, self.labels, fold is None, features, None, x_held
+        train = self.train if fold is None else self.train.subset(self._rows(fold))
+        held = self.val.texts if fold is None else [self.train.texts[j] for j in self.folds[fold]]
+        return self.cls, settings, self.labels, fold is None, None, (train, self.val), held
 
-    def _vectorized(self, track: Track, settings: TrainSettings, fold: int | None):
-        """(vectorizer, train-rows matrix, held-out matrix), built once per configuration."""
+    def _vectorized(self, track: Track, fold: int | None):
+        """((vectorizer, train-rows matrix, their targets), held-out matrix), built once per
+        configuration (the same objects each time: `mlbench.cluster` ships them once)."""
         key = (tuple(repr(getattr(track, k)) for k in self.cls.vectorizer_keys), fold)
         if key not in self._features:
             rows = self._rows(fold)
             held_texts = self.val.texts if fold is None else [self.train.texts[j] for j in self.folds[fold]]
             vec = track.build_vectorizer()
             x = vec.fit_transform([self.train.texts[j] for j in rows])
-            self._features[key] = (vec, x, vec.transform(held_texts))
+            if fold not in self._targets:
+                self._targets[fold] = self.y_train[rows]
+            self._features[key] = ((vec, x, self._targets[fold]), vec.transform(held_texts))
         return self._features[key]
 
-    def _scores(self, track: Track, fold: int | None, texts: list[str]) -> np.ndarray:
-        if self.fast:
-            _, _, x_held = self._vectorized(track, track.settings, fold)
-            return track.scores_from_margins(track.decision_function_features(x_held))
-        return track.predict_scores(texts)
+
+def _point_task(cls: type, settings: TrainSettings, labels: LabelSpace, keep: bool,
+                features: tuple | None, splits: tuple[Split, Split] | None, held: Any
+                ) -> tuple[Track | None, np.ndarray]:
+    """One search fit (here, or a Dask task under ``--dask``): a `cls` track fitted under
+    `settings` on ``features`` = (vectorizer, x [n, V], y [n, L]) or ``splits`` = (train,
+    val); (the track when `keep`, else None; its scores [m, L] of `held`: the held-out
+    matrix [m, V] on the fast path, else the held-out texts)."""
+    track = cls(settings)
+    if features is not None:
+        vec, x, y = features
+        track.history = track.fit_features(vec, x, y, labels)
+        scores = track.scores_from_margins(track.decision_function_features(held))
+    else:
+        track.history = track.fit(*splits, labels)
+        scores = track.predict_scores(held)
+    return (track if keep else None), scores
 
 
 # -- the search -----------------------------------------------------------------------
@@ -251,7 +289,7 @@ def search(
             best.update(track=track, score=value)
         return value, rule
 
-    explore(result, settings, score, track_name, say, start_time)
+    explore(result, settings, score, track_name, say, start_time, prefetch=scorer.prefetch)
     track = best["track"]
     if track is None:  # k-fold scoring: fit the chosen point once on all of train
         track = cls(_with_options(settings, result.chosen))
@@ -262,11 +300,18 @@ def search(
 
 def explore(result: SearchResult, settings: TrainSettings,
             score: Callable[[dict[str, Any]], tuple[float, str]], track_name: str,
-            say: Callable[[str], None], start_time: float) -> None:
+            say: Callable[[str], None], start_time: float,
+            prefetch: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
     """Grid or coordinate search over ``result.space`` within ``result.budget``; `score`
     gives a point's (held-out score, rule).  Fills ``result.grid/scores/rules`` in the
     order points were fitted and ``result.chosen/score/chosen_rule`` (ties: the earlier
-    point).  Shared by the holdout search and the cross-fitted one (`mlbench.protocol`)."""
+    point).  Shared by the holdout search and the cross-fitted one (`mlbench.protocol`).
+
+    `prefetch` is told, before they are scored one by one, the points whose fits do not
+    depend on each other's scores (the whole grid; one option's sweep in the coordinate
+    search), so that under ``--dask`` they are fitted at once; the order and the choice
+    are the same with or without it."""
+    prefetch = prefetch or (lambda _points: None)
     space, budget, full = result.space, result.budget, result.full_grid
     seen: dict[tuple, float] = {}
     best: dict[str, Any] = {"score": -np.inf, "point": None, "rule": None}
@@ -293,6 +338,7 @@ def explore(result: SearchResult, settings: TrainSettings,
 
     if budget is None or full <= budget:
         result.method = "grid"
+        prefetch(grid_points(space))
         for point in grid_points(space):
             evaluate_point(point)
     else:
@@ -303,6 +349,9 @@ def explore(result: SearchResult, settings: TrainSettings,
         while changed and left():
             changed = False
             for k, cands in space.items():
+                # this sweep's points differ from `current` in `k` only, whatever it finds
+                fresh = list({_key(c): c for c in ({**current, k: v} for v in cands) if _key(c) not in seen}.values())
+                prefetch(fresh if budget is None else fresh[:max(0, budget - len(seen))])
                 for value in cands:
                     candidate = {**current, k: value}
                     if _key(candidate) not in seen and not left():

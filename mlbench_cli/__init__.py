@@ -97,6 +97,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, help="--protocol cv: folds of train+val (default 5; 2 under --quick)")
     p.add_argument("--cv-tracks", help="--protocol cv: comma list of expensive tracks to cross-fit too "
                    "(e.g. encoder)")
+    p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="linear tracks: send the per-label fits, "
+                   "cross-fitting folds and search points to a Dask cluster (tcp://HOST:8786; 'local': a "
+                   "LocalCluster of --n-jobs processes); the results equal a local run's")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -189,6 +192,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         bootstrap=args.bootstrap, report=not args.no_report, tensorboard=args.tensorboard,
         strategy=args.strategy, cpu_devices=args.cpu_devices, n_jobs=args.n_jobs,
         protocol=args.protocol, folds=args.folds, cv_tracks=split_list(args.cv_tracks) or [],
+        dask=args.dask,
         command="python run_all.py " + " ".join(shlex.quote(a) for a in argv),
     )
 
@@ -212,7 +216,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
     given = config_from_args(args, argv)
     default = config_from_args(parser().parse_args(["run", "--dataset", dataset]), [])
     for name in names:
-        if name in ("command", "report", "models", "tensorboard"):
+        if name in ("command", "report", "models", "tensorboard", "dask"):
             continue
         value = getattr(given, name)
         if value != getattr(default, name) and value != getattr(cfg, name):
@@ -223,6 +227,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str]):
                          f"the run's recorded {','.join(recorded['models'])}")
     cfg.report = given.report
     cfg.tensorboard = given.tensorboard
+    cfg.dask = given.dask  # where the fits run, not what they give: each resume picks its own
     return cfg
 
 
@@ -241,7 +246,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise InputError("run: --dataset is required (or --resume RUN_DIR)")
     else:
         cfg = config_from_args(args, argv).validate()
-    run_dir, record = run_experiment(cfg, resume=args.resume)
+    from mlbench.cluster import dask_cluster
+
+    with dask_cluster(cfg.dask, n_workers=cfg.n_jobs if cfg.n_jobs and cfg.n_jobs > 0 else None):
+        run_dir, record = run_experiment(cfg, resume=args.resume)
     if not run_dir.is_dir():  # a non-chief multiworker process: its scratch run folder is gone
         return 0
     if cfg.report:

