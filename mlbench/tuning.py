@@ -34,11 +34,10 @@ from typing import Any, Callable
 import numpy as np
 
 from mlbench.data.corpus import Split
-from mlbench.evaluation.metrics import evaluate
-from mlbench.evaluation.scoring import cross_fitted_predictions
+from mlbench.evaluation.scoring import cross_fitted_score
 from mlbench.labels import LabelSpace
 from mlbench.progress import eta_line
-from mlbench.record import DEFAULT_OBJECTIVE, RULES, objective_key, plain_json
+from mlbench.record import DEFAULT_OBJECTIVE, objective_key, plain_json
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
 __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_score", "search"]
@@ -87,15 +86,9 @@ def point_score(y_eval: np.ndarray, s_eval: np.ndarray, metric: str) -> tuple[fl
     """(best cross-fitted `metric` over the decision rules, the rule reaching it).
 
     `y_eval` [n, L] 0/1 and `s_eval` [n, L] scores of held-out documents; ties keep
-    the simpler rule (`RULES` order).
+    the simpler rule (`RULES` order); `mlbench.evaluation.scoring.cross_fitted_score`.
     """
-    oof = cross_fitted_predictions(y_eval, s_eval, seed=_RULE_SEED)
-    best, best_rule = -np.inf, RULES[0]
-    for rule in [r for r in RULES if r in oof]:
-        value = evaluate(y_eval, oof[rule].astype(np.float32), threshold=0.5, ks=())[metric] or 0.0
-        if value > best:
-            best, best_rule = float(value), rule
-    return best, best_rule
+    return cross_fitted_score(y_eval, s_eval, metric, seed=_RULE_SEED)
 
 
 def _with_options(settings: TrainSettings, point: dict[str, Any]) -> TrainSettings:

@@ -20,6 +20,9 @@ __all__ = [
     "predict_labels",
     "per_label_f1",
     "evaluate",
+    "count_metrics",
+    "safe_div",
+    "threshold_metrics",
     "METRIC_KEYS",
     "calibration_metrics",
     "reliability_bins",
@@ -102,7 +105,7 @@ def predict_labels(scores: np.ndarray, threshold: float | np.ndarray = 0.5) -> n
     return (s >= _threshold_array(threshold, n_labels)).astype(np.int8)
 
 
-def _safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+def safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
     """num / den with 0 where den == 0 (sklearn's zero_division=0)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -121,7 +124,7 @@ def _counts(y: np.ndarray, p: np.ndarray, axis: int) -> tuple[np.ndarray, np.nda
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     # 2tp / (2tp + fp + fn) equals 2PR/(P+R) and is 0 (zero_division=0) when tp=fp=fn=0.
-    return _safe_div(2 * tp, 2 * tp + fp + fn)
+    return safe_div(2 * tp, 2 * tp + fp + fn)
 
 
 def per_label_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -179,6 +182,56 @@ def _precision_at_k(y: np.ndarray, scores: np.ndarray, ks: Sequence[int]) -> dic
     return out
 
 
+def count_metrics(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, n_docs: np.ndarray | float,
+                  doc_f1: np.ndarray | float, doc_wrong: np.ndarray | float,
+                  doc_exact: np.ndarray | float) -> dict[str, np.ndarray]:
+    """The threshold-dependent metrics from confusion counts: the one home of their formulas.
+
+    Why one function: `evaluate`, the bootstrap (document-weighted counts), the search
+    (`mlbench.tuning.point_score`) and the ensemble's weights must compute the same numbers.
+    ``tp``, ``fp``, ``fn``: per-label counts [..., L] (possibly weighted); ``n_docs``,
+    ``doc_f1`` (sum of per-document F1), ``doc_wrong`` (sum of wrong cells per document) and
+    ``doc_exact`` (documents without a wrong cell): [...] each.  Returns float64 [...] per key,
+    in `METRIC_KEYS` order (definitions: `evaluate`).
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    n_labels = tp.shape[-1]
+    n_docs = np.asarray(n_docs, dtype=np.float64)
+    TP, FP, FN = tp.sum(-1), fp.sum(-1), fn.sum(-1)
+    n_cells = n_docs * n_labels
+    hamming = safe_div(doc_wrong, n_cells)
+
+    def macro(per_label: np.ndarray) -> np.ndarray:
+        return per_label.mean(-1) if n_labels else np.zeros(per_label.shape[:-1])
+
+    return {
+        "binary_accuracy": np.where(n_cells > 0, 1.0 - hamming, 0.0),
+        "hamming_loss": hamming,
+        "f1_micro": _f1(TP, FP, FN),
+        "f1_macro": macro(_f1(tp, fp, fn)),
+        "f1_samples": safe_div(doc_f1, n_docs),
+        "precision_micro": safe_div(TP, TP + FP),
+        "precision_macro": macro(safe_div(tp, tp + fp)),
+        "recall_micro": safe_div(TP, TP + FN),
+        "recall_macro": macro(safe_div(tp, tp + fn)),
+        "subset_accuracy": safe_div(doc_exact, n_docs),
+    }
+
+
+def threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """`count_metrics` of 0/1 predictions [n, L] against 0/1 targets [n, L], as floats:
+    the cheap part of `evaluate` (no ranking metrics), for searches that score many points."""
+    y = _as_2d("y_true", y_true) != 0
+    p = _as_2d("y_pred", y_pred) != 0
+    if y.shape != p.shape:
+        raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in shape")
+    tp_d, fp_d, fn_d = _counts(y, p, axis=1)
+    counts = count_metrics(*_counts(y, p, axis=0), n_docs=len(y), doc_f1=_f1(tp_d, fp_d, fn_d).sum(),
+                           doc_wrong=int((fp_d + fn_d).sum()),
+                           doc_exact=int(np.count_nonzero((fp_d + fn_d) == 0)))
+    return {k: float(v) for k, v in counts.items()}
+
+
 def evaluate(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -220,33 +273,10 @@ def evaluate(
     if y.shape != s.shape:
         raise ValueError(f"y_true {y.shape} and scores {s.shape} differ in shape")
     y = y != 0
-    n_docs, n_labels = y.shape
+    n_labels = y.shape[1]
     p = s >= _threshold_array(threshold, n_labels)
 
-    tp, fp, fn = _counts(y, p, axis=0)
-    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
-    n_cells = y.size
-    wrong = FP + FN
-
-    prec_l = _safe_div(tp, tp + fp)
-    rec_l = _safe_div(tp, tp + fn)
-    f1_l = _f1(tp, fp, fn)
-
-    tp_d, fp_d, fn_d = _counts(y, p, axis=1)
-
-    hamming = wrong / n_cells if n_cells else 0.0
-    out: dict[str, float | int | None] = {
-        "binary_accuracy": float(1.0 - hamming) if n_cells else 0.0,
-        "hamming_loss": float(hamming),
-        "f1_micro": float(_f1(TP, FP, FN)),
-        "f1_macro": float(f1_l.mean()) if n_labels else 0.0,
-        "f1_samples": float(_f1(tp_d, fp_d, fn_d).mean()) if n_docs else 0.0,
-        "precision_micro": float(_safe_div(TP, TP + FP)),
-        "precision_macro": float(prec_l.mean()) if n_labels else 0.0,
-        "recall_micro": float(_safe_div(TP, TP + FN)),
-        "recall_macro": float(rec_l.mean()) if n_labels else 0.0,
-        "subset_accuracy": float(np.mean((fp_d + fn_d) == 0)) if n_docs else 0.0,
-    }
+    out: dict[str, float | int | None] = dict(threshold_metrics(y, p))
     out.update(_precision_at_k(y, s, ks))
     out["roc_auc_micro"] = _roc_auc_micro(y, s)
 
@@ -256,6 +286,7 @@ def evaluate(
             raise ValueError(
                 f"train_counts must have shape [{n_labels}], got shape {counts.shape}"
             )
+        tp, fp, fn = _counts(y, p, axis=0)
         for gname, idx in label_groups(counts, groups).items():
             out[f"{gname}_labels"] = int(idx.size)
             if idx.size == 0:
@@ -265,7 +296,7 @@ def evaluate(
                 out[f"{gname}_f1_micro"] = float(
                     _f1(tp[idx].sum(), fp[idx].sum(), fn[idx].sum())
                 )
-                out[f"{gname}_f1_macro"] = float(f1_l[idx].mean())
+                out[f"{gname}_f1_macro"] = float(_f1(tp[idx], fp[idx], fn[idx]).mean())
     return out
 
 
@@ -290,8 +321,8 @@ def reliability_bins(y: np.ndarray, scores: np.ndarray, bins: int = 15) -> dict[
     s_sum = np.bincount(idx, weights=sv, minlength=bins)
     y_sum = np.bincount(idx, weights=yv.astype(np.float64), minlength=bins)
     filled = count > 0
-    mean_s = _safe_div(s_sum, count)
-    freq = _safe_div(y_sum, count)
+    mean_s = safe_div(s_sum, count)
+    freq = safe_div(y_sum, count)
     ece = float(np.sum(count * np.abs(freq - mean_s)) / sv.size) if sv.size else 0.0
     return {
         "edges": edges.tolist(),
