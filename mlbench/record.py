@@ -108,6 +108,119 @@ class RuleResult:
 
 
 @dataclass
+class CalibrationScores:
+    """Calibration metrics of one set of test scores (`mlbench.evaluation.metrics.calibration_metrics`)."""
+
+    brier: float | None = None
+    log_loss: float | None = None
+    ece: float | None = None
+    ece_top5: float | None = None
+
+
+#: calibration metrics kept in the record, in `CalibrationScores` order
+CALIBRATION_KEYS: tuple[str, ...] = ("brier", "log_loss", "ece", "ece_top5")
+
+
+@dataclass
+class CalibrationResult:
+    """The calibration map chosen and fitted on out-of-sample scores, judged on test
+    (`mlbench.evaluation.calibration.calibrate_scores`).
+
+    ``maps``: how many labels got each kind of map, e.g. {"platt": 18}; ``bins``: reliability
+    bins; ``chosen_by``: {"criterion": .., "candidates": {method: out-of-fold ECE top-5}};
+    ``reliability``: {"raw" | "calibrated": {"all" | "top5": {"edges", "mean_score",
+    "frequency", "count"}}} (15 bins each).
+    """
+
+    method: str = ""
+    maps: dict[str, int] = field(default_factory=dict)
+    bins: int | None = None
+    chosen_by: dict[str, Any] = field(default_factory=dict)
+    raw: CalibrationScores = field(default_factory=CalibrationScores)
+    calibrated: CalibrationScores = field(default_factory=CalibrationScores)
+    reliability: dict[str, dict[str, dict[str, list]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CalibrationResult":
+        d = _known(cls, data)
+        for side in ("raw", "calibrated"):
+            d[side] = CalibrationScores(**_known(CalibrationScores, d.get(side) or {}))
+        return cls(**d)
+
+
+@dataclass
+class SubsetScores:
+    """Test F1 on one kind of document (single-label, multi-label, unlabeled)."""
+
+    documents: int = 0
+    f1_micro: float | None = None
+    f1_macro: float | None = None
+
+
+@dataclass
+class ErrorAnalysis:
+    """Error analysis on test under the micro-chosen rule (`mlbench.evaluation.errors`).
+
+    ``errors``: {"false_negatives": n, "false_positives": n} over all cells;
+    ``confusions``: [{"true", "predicted", "count", "examples": [..]}], most frequent first;
+    ``false_negatives`` / ``false_positives``: example dicts ({"doc", "text", "true",
+    "predicted", "label", "score", "threshold", "explanation", ...}); ``breakdown``: by
+    kind of document; ``overfitted_tokens``: [{"token", ...}]; ``explained``: documents
+    explained, ``explain_note`` why not when none.
+    """
+
+    rule: str = ""
+    errors: dict[str, int] = field(default_factory=dict)
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+    false_negatives: list[dict[str, Any]] = field(default_factory=list)
+    false_positives: list[dict[str, Any]] = field(default_factory=list)
+    breakdown: dict[str, SubsetScores] = field(default_factory=dict)
+    overfitted_tokens: list[dict[str, Any]] = field(default_factory=list)
+    explained: int = 0
+    explain_note: str | None = None
+    explain_top_n: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ErrorAnalysis":
+        d = _known(cls, data)
+        d["breakdown"] = {k: SubsetScores(**_known(SubsetScores, v))
+                          for k, v in (d.get("breakdown") or {}).items()}
+        return cls(**d)
+
+
+@dataclass
+class SearchResult:
+    """What a hyper-parameter search tried and chose (`mlbench.tuning.search`).
+
+    ``grid[i]`` is the i-th point fitted, ``scores[i]`` its validation score (best
+    cross-fitted `metric` over the rules) and ``rules[i]`` the rule reaching it.
+    """
+
+    track: str = ""
+    objective: str = DEFAULT_OBJECTIVE
+    metric: str = ""
+    method: str = ""  # "grid" | "coordinate" | "none" (empty space)
+    evaluation: str = ""  # how points were scored, e.g. "validation (1000 docs)"
+    space: dict[str, list] = field(default_factory=dict)
+    budget: int | None = None
+    full_grid: int = 1
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    rules: list[str | None] = field(default_factory=list)
+    chosen: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    chosen_rule: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return plain_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: "dict[str, Any] | SearchResult") -> "SearchResult":
+        return data if isinstance(data, SearchResult) else cls(**_known(cls, data))
+
+
+@dataclass
 class ModelResult:
     """One trained variant (a track, possibly with a loss): everything the report shows of it."""
 
@@ -126,18 +239,17 @@ class ModelResult:
     examples: list[dict] = field(default_factory=list)
     export_dir: str | None = None
     export_bytes: int | None = None
-    #: the hyper-parameter search (`mlbench.tuning.SearchResult.to_json()`), None when not tuned
-    search: dict[str, Any] | None = None
+    #: the hyper-parameter search, None when not tuned
+    search: SearchResult | None = None
     #: per-seed test metrics under the micro-chosen rule when `--seeds N` > 1
     seeds: list[dict[str, Any]] = field(default_factory=list)
     #: facts about the fit a reader should see (e.g. a solver that did not converge)
     notices: list[str] = field(default_factory=list)
-    #: calibration fitted on validation, judged on test: {"method", "maps": {kind: count},
-    #: "raw"/"calibrated": {brier, log_loss, ece, ece_top5}, "reliability": {"raw"/"calibrated":
-    #: {"all": bins, "top5": bins}}}; None in records written before calibration existed
-    calibration: dict[str, Any] | None = None
-    #: error analysis under the micro-chosen rule (`mlbench.evaluation.errors`); None when absent
-    errors: dict[str, Any] | None = None
+    #: calibration fitted on out-of-sample scores, judged on test; None in records written
+    #: before calibration existed (or when validation was too small to calibrate)
+    calibration: CalibrationResult | None = None
+    #: error analysis under the micro-chosen rule; None when absent
+    errors: ErrorAnalysis | None = None
     #: where its rules, calibration and search were fitted (`mlbench.protocol`): "holdout"
     #: (fit on train, chosen on validation; records before the protocol existed) or "cv"
     #: (cross-fitted on train+val, out-of-fold scores, refit on train+val for test)
@@ -231,6 +343,10 @@ class RunRecord:
             for name, m in d.get("models", {}).items():
                 m = _known(ModelResult, m)
                 m["rules"] = {r: RuleResult(**_known(RuleResult, v)) for r, v in m.get("rules", {}).items()}
+                for key, typed in (("calibration", CalibrationResult), ("errors", ErrorAnalysis),
+                                   ("search", SearchResult)):
+                    if m.get(key) is not None:
+                        m[key] = typed.from_json(m[key])
                 models[name] = ModelResult(**m)
             d["models"] = models
             return cls(**_known(cls, d))
