@@ -106,6 +106,19 @@ class RuleResult:
     test_ci: dict[str, list[float]] = field(default_factory=dict)
     per_label_f1_test: list[float] = field(default_factory=list)
 
+    @property
+    def validation(self) -> dict[str, Any]:
+        """Cross-fitted validation metrics (``val_cv``) when recorded, else the in-sample
+        ones (which flatter rules whose thresholds were fitted on validation)."""
+        return self.val_cv or self.val
+
+    def ci(self, key: str) -> tuple[float, float] | None:
+        """The 95% test interval of metric `key` (None when not recorded or malformed)."""
+        pair = self.test_ci.get(key)
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or None in pair:
+            return None
+        return float(pair[0]), float(pair[1])
+
 
 @dataclass
 class CalibrationScores:
@@ -264,6 +277,25 @@ class ModelResult:
         """The rule chosen for the default objective."""
         return self.chosen_rule.get(DEFAULT_OBJECTIVE) or next(iter(self.rules), "fixed")
 
+    def rule_for(self, objective: str = DEFAULT_OBJECTIVE) -> str | None:
+        """The rule chosen for `objective` on cross-fitted validation (None when not recorded)."""
+        rule = self.chosen_rule.get(objective)
+        return rule if rule in self.rules else None
+
+    def rules_in_order(self) -> dict[str, RuleResult]:
+        """The decision rules, known ones first in `RULES` order."""
+        known = [r for r in RULES if r in self.rules]
+        return {r: self.rules[r] for r in known + [r for r in self.rules if r not in known]}
+
+    @property
+    def has_history(self) -> bool:
+        """Only Keras models log epochs; an SVM's history is {} and gets no curves."""
+        return any(len(v) > 0 for v in self.history.values())
+
+    @property
+    def is_keras(self) -> bool:
+        return self.has_history or self.loss is not None
+
     def test_metrics(self, objective: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
         """Test metrics under the rule chosen for `objective`."""
         rule = self.chosen_rule.get(objective, self.best_rule)
@@ -324,6 +356,33 @@ class RunRecord:
             if value is not None and value > best_value:
                 best, best_value = (variant, rule), value
         return best
+
+    def best_config(self, objective: str = DEFAULT_OBJECTIVE) -> tuple[str, str] | None:
+        """The recorded best (variant, rule) for `objective` (test never picks); None when
+        absent or pointing at a variant or rule the record does not hold."""
+        best = self.best.get(objective) or {}
+        name, rule = best.get("model"), best.get("rule")
+        return (name, rule) if name in self.models and rule in self.models[name].rules else None
+
+    def baseline_config(self) -> tuple[str, str] | None:
+        """The reference point: the first Keras model trained with BCE under the fixed 0.5
+        rule; else the first Keras model, else the first model (with a fixed rule)."""
+        for pick in (lambda m: m.loss == "bce" and m.is_keras, lambda m: m.is_keras, lambda m: True):
+            for name, model in self.models.items():
+                if pick(model) and "fixed" in model.rules:
+                    return name, "fixed"
+        return None
+
+    def near_best(self, objective: str) -> dict[str, bool]:
+        """``variant -> True`` where the paired bootstrap found it not significantly worse
+        than the best for `objective` (absent: not tested)."""
+        return {k: v is True for k, v in (self.not_worse.get(objective) or {}).items()}
+
+    @property
+    def n_seeds(self) -> int:
+        """Training seeds per stochastic variant (``config.seeds``); 1 when not recorded."""
+        n = self.config.get("seeds")
+        return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1 else 1
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
