@@ -151,7 +151,7 @@ class EnsembleTrack(Track):
             rules = fit_decision_rules(y[rest], _blend(self.grid[i], stack[:, rest]), default=0.5)
             pred[fold] = rules[rule].predict(_blend(self.grid[i], stack[:, fold]))
             chosen.append([float(w) for w in self.grid[i]])
-        return {self.key: threshold_metrics(y, pred)[self.key], "fold_weights": chosen}
+        return {self.key: threshold_metrics(y, pred, keys=(self.key,))[self.key], "fold_weights": chosen}
 
     # -- scoring ----------------------------------------------------------------------------------
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:

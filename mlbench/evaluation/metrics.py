@@ -21,6 +21,7 @@ __all__ = [
     "per_label_f1",
     "evaluate",
     "count_metrics",
+    "COUNT_KEYS",
     "safe_div",
     "threshold_metrics",
     "METRIC_KEYS",
@@ -117,8 +118,8 @@ def safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
 def _counts(y: np.ndarray, p: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tp, fp, fn) summed along `axis`, as int64."""
     tp = np.count_nonzero(y & p, axis=axis).astype(np.int64)
-    fp = np.count_nonzero(~y & p, axis=axis).astype(np.int64)
-    fn = np.count_nonzero(y & ~p, axis=axis).astype(np.int64)
+    fp = np.count_nonzero(p, axis=axis).astype(np.int64) - tp  # predicted, not true
+    fn = np.count_nonzero(y, axis=axis).astype(np.int64) - tp  # true, not predicted
     return tp, fp, fn
 
 
@@ -182,53 +183,74 @@ def _precision_at_k(y: np.ndarray, scores: np.ndarray, ks: Sequence[int]) -> dic
     return out
 
 
+#: the keys `count_metrics` computes, in `evaluate`'s order
+COUNT_KEYS: tuple[str, ...] = ("binary_accuracy", "hamming_loss", "f1_micro", "f1_macro", "f1_samples",
+                               "precision_micro", "precision_macro", "recall_micro", "recall_macro",
+                               "subset_accuracy")
+#: ... and those that need per-document sums (`doc_f1`, `doc_wrong`, `doc_exact`)
+DOC_KEYS = frozenset({"binary_accuracy", "hamming_loss", "f1_samples", "subset_accuracy"})
+
+
 def count_metrics(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, n_docs: np.ndarray | float,
-                  doc_f1: np.ndarray | float, doc_wrong: np.ndarray | float,
-                  doc_exact: np.ndarray | float) -> dict[str, np.ndarray]:
+                  doc_f1: np.ndarray | float | None = None, doc_wrong: np.ndarray | float | None = None,
+                  doc_exact: np.ndarray | float | None = None,
+                  keys: Sequence[str] = COUNT_KEYS) -> dict[str, np.ndarray]:
     """The threshold-dependent metrics from confusion counts: the one home of their formulas.
 
     Why one function: `evaluate`, the bootstrap (document-weighted counts), the search
     (`mlbench.tuning.point_score`) and the ensemble's weights must compute the same numbers.
     ``tp``, ``fp``, ``fn``: per-label counts [..., L] (possibly weighted); ``n_docs``,
     ``doc_f1`` (sum of per-document F1), ``doc_wrong`` (sum of wrong cells per document) and
-    ``doc_exact`` (documents without a wrong cell): [...] each.  Returns float64 [...] per key,
-    in `METRIC_KEYS` order (definitions: `evaluate`).
+    ``doc_exact`` (documents without a wrong cell): [...] each, needed only for `DOC_KEYS`.
+    Returns float64 [...] for each of `keys` (definitions: `evaluate`); a search asks for
+    the one key it ranks on, so a grid of thousands of points stays cheap.
     """
     tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
     n_labels = tp.shape[-1]
     n_docs = np.asarray(n_docs, dtype=np.float64)
-    TP, FP, FN = tp.sum(-1), fp.sum(-1), fn.sum(-1)
-    n_cells = n_docs * n_labels
-    hamming = safe_div(doc_wrong, n_cells)
+
+    def total(a: np.ndarray) -> np.ndarray:
+        return a.sum(-1)
 
     def macro(per_label: np.ndarray) -> np.ndarray:
         return per_label.mean(-1) if n_labels else np.zeros(per_label.shape[:-1])
 
-    return {
-        "binary_accuracy": np.where(n_cells > 0, 1.0 - hamming, 0.0),
+    def hamming() -> np.ndarray:
+        return safe_div(doc_wrong, n_docs * n_labels)
+
+    formulas = {
+        "binary_accuracy": lambda: np.where(n_docs * n_labels > 0, 1.0 - hamming(), 0.0),
         "hamming_loss": hamming,
-        "f1_micro": _f1(TP, FP, FN),
-        "f1_macro": macro(_f1(tp, fp, fn)),
-        "f1_samples": safe_div(doc_f1, n_docs),
-        "precision_micro": safe_div(TP, TP + FP),
-        "precision_macro": macro(safe_div(tp, tp + fp)),
-        "recall_micro": safe_div(TP, TP + FN),
-        "recall_macro": macro(safe_div(tp, tp + fn)),
-        "subset_accuracy": safe_div(doc_exact, n_docs),
+        "f1_micro": lambda: _f1(total(tp), total(fp), total(fn)),
+        "f1_macro": lambda: macro(_f1(tp, fp, fn)),
+        "f1_samples": lambda: safe_div(doc_f1, n_docs),
+        "precision_micro": lambda: safe_div(total(tp), total(tp) + total(fp)),
+        "precision_macro": lambda: macro(safe_div(tp, tp + fp)),
+        "recall_micro": lambda: safe_div(total(tp), total(tp) + total(fn)),
+        "recall_macro": lambda: macro(safe_div(tp, tp + fn)),
+        "subset_accuracy": lambda: safe_div(doc_exact, n_docs),
     }
+    unknown = [k for k in keys if k not in formulas]
+    if unknown:
+        raise ValueError(f"count_metrics computes {', '.join(COUNT_KEYS)}; got {', '.join(unknown)}")
+    return {k: formulas[k]() for k in keys}
 
 
-def threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray,
+                      keys: Sequence[str] = COUNT_KEYS) -> dict[str, float]:
     """`count_metrics` of 0/1 predictions [n, L] against 0/1 targets [n, L], as floats:
-    the cheap part of `evaluate` (no ranking metrics), for searches that score many points."""
+    the cheap part of `evaluate` (no ranking metrics), for searches that score many points;
+    per-document sums are only counted when `keys` needs them."""
     y = _as_2d("y_true", y_true) != 0
     p = _as_2d("y_pred", y_pred) != 0
     if y.shape != p.shape:
         raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in shape")
-    tp_d, fp_d, fn_d = _counts(y, p, axis=1)
-    counts = count_metrics(*_counts(y, p, axis=0), n_docs=len(y), doc_f1=_f1(tp_d, fp_d, fn_d).sum(),
-                           doc_wrong=int((fp_d + fn_d).sum()),
-                           doc_exact=int(np.count_nonzero((fp_d + fn_d) == 0)))
+    docs = {}
+    if DOC_KEYS.intersection(keys):
+        tp_d, fp_d, fn_d = _counts(y, p, axis=1)
+        docs = dict(doc_f1=_f1(tp_d, fp_d, fn_d).sum(), doc_wrong=int((fp_d + fn_d).sum()),
+                    doc_exact=int(np.count_nonzero((fp_d + fn_d) == 0)))
+    counts = count_metrics(*_counts(y, p, axis=0), n_docs=len(y), keys=keys, **docs)
     return {k: float(v) for k, v in counts.items()}
 
 

@@ -52,7 +52,7 @@ def cross_fitted_score(y: np.ndarray, scores: np.ndarray, key: str, *, folds: in
     `threshold_metrics` key; ties keep the simpler rule (`fit_decision_rules` order).
     """
     oof = cross_fitted_predictions(y, scores, folds=folds, seed=seed)
-    values = {rule: threshold_metrics(y, pred)[key] for rule, pred in oof.items()}
+    values = {rule: threshold_metrics(y, pred, keys=(key,))[key] for rule, pred in oof.items()}
     best = max(values, key=values.get)  # first of equal maxima: the simpler rule
     return values[best], best
 
