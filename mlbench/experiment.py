@@ -264,9 +264,10 @@ def analyse_errors(track: Track | None, ev: Evaluation, scores: Scores, corpus: 
     from mlbench.evaluation.errors import error_analysis
 
     rule = ev.chosen[DEFAULT_OBJECTIVE]
-    return ErrorAnalysis.from_json(error_analysis(y_test, scores.test, ev.rules[rule].threshold_array(len(labels)),
-                          texts=corpus.test.texts, label_names=labels.names,
-                          train_counts=labels.train_counts, track=track, rule=rule))
+    found = error_analysis(y_test, scores.test, ev.rules[rule].threshold_array(len(labels)),
+                           texts=corpus.test.texts, label_names=labels.names,
+                           train_counts=labels.train_counts, track=track, rule=rule)
+    return ErrorAnalysis.from_json(found)
 
 
 def examples(track_scores: np.ndarray, corpus: Corpus, labels: LabelSpace) -> list[dict]:

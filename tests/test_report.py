@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mlbench.record import (
-    LABEL_GROUPS, OBJECTIVES, RULES, SCHEMA_VERSION, TEST_METRICS, CalibrationResult, DatasetInfo, ErrorAnalysis, Metric,
-    ModelResult, RuleResult, RunRecord, SearchResult, group_of,
+    LABEL_GROUPS, OBJECTIVES, RULES, SCHEMA_VERSION, TEST_METRICS, CalibrationResult, DatasetInfo,
+    ErrorAnalysis, Metric, ModelResult, RuleResult, RunRecord, SearchResult, group_of,
 )
 from reports import render_html, screenshot, write_figures, write_report
 from reports.format import num
