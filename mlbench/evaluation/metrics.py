@@ -183,10 +183,8 @@ def _precision_at_k(y: np.ndarray, scores: np.ndarray, ks: Sequence[int]) -> dic
     return out
 
 
-#: the keys `count_metrics` computes, in `evaluate`'s order
-COUNT_KEYS: tuple[str, ...] = ("binary_accuracy", "hamming_loss", "f1_micro", "f1_macro", "f1_samples",
-                               "precision_micro", "precision_macro", "recall_micro", "recall_macro",
-                               "subset_accuracy")
+#: the keys `count_metrics` computes: every `METRIC_KEYS` entry that depends on the threshold
+COUNT_KEYS: tuple[str, ...] = tuple(k for k in METRIC_KEYS if k != "roc_auc_micro")
 #: ... and those that need per-document sums (`doc_f1`, `doc_wrong`, `doc_exact`)
 DOC_KEYS = frozenset({"binary_accuracy", "hamming_loss", "f1_samples", "subset_accuracy"})
 
