@@ -26,6 +26,8 @@ from typing import ClassVar, Mapping, Sequence
 import numpy as np
 
 from mlbench.data.corpus import Split
+from mlbench.evaluation.metrics import threshold_metrics
+from mlbench.evaluation.scoring import cross_fitted_score
 from mlbench.labels import LabelSpace
 from mlbench.serving.layout import (DECISIONS_SIGNATURE, INPUT_NAME, LABELS_OUTPUT, SAVEDMODEL_FILE,
                                     SAVEDMODEL_FORMAT, SCORES, SERVE_SIGNATURE, decision_labels,
@@ -54,28 +56,6 @@ def simplex_grid(n_members: int, step: float = 0.1) -> np.ndarray:
         raise ValueError(f"step must divide 1 (e.g. 0.1, 0.25), got {step}; n_members={n_members}")
     rows = [c for c in itertools.product(range(parts + 1), repeat=n_members) if sum(c) == parts]
     return np.asarray(rows, dtype=np.float64) / parts
-
-
-def _fold_metric(y: np.ndarray, pred: np.ndarray, key: str) -> float:
-    """micro-F1 or macro-F1 of 0/1 predictions [n, L] (scikit-learn's zero_division=0)."""
-    from mlbench.evaluation.metrics import per_label_f1
-
-    if key == "f1_macro":
-        return float(per_label_f1(y, pred).mean())
-    y, p = y != 0, pred != 0
-    den = int(y.sum() + p.sum())
-    return 2.0 * int((y & p).sum()) / den if den else 0.0
-
-
-def cross_fitted_score(y: np.ndarray, scores: np.ndarray, key: str, *, folds: int,
-                       seed: int) -> tuple[float, str]:
-    """(best rule's pooled out-of-fold `key`, that rule) for scores [n, L] and y [n, L]."""
-    from mlbench.evaluation.scoring import cross_fitted_predictions
-
-    oof = cross_fitted_predictions(y, scores, folds=folds, seed=seed)
-    values = {rule: _fold_metric(y, pred, key) for rule, pred in oof.items()}
-    best = max(values, key=values.get)  # first of equal maxima: the simpler rule
-    return values[best], best
 
 
 def _blend(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
@@ -174,7 +154,7 @@ class EnsembleTrack(Track):
             rules = fit_decision_rules(y[rest], _blend(self.grid[i], stack[:, rest]), default=0.5)
             pred[fold] = rules[rule].predict(_blend(self.grid[i], stack[:, fold]))
             chosen.append([float(w) for w in self.grid[i]])
-        return {self.key: _fold_metric(y, pred, self.key), "fold_weights": chosen}
+        return {self.key: threshold_metrics(y, pred, keys=(self.key,))[self.key], "fold_weights": chosen}
 
     # -- scoring ----------------------------------------------------------------------------------
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:

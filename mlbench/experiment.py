@@ -23,12 +23,13 @@ import numpy as np
 
 from mlbench.config import RunConfig
 from mlbench.data.corpus import Corpus, Split
+from mlbench.evaluation.calibration import Calibration
 from mlbench.evaluation.metrics import FrequencyGroups
 from mlbench.labels import LabelSpace
 from mlbench.naming import dataset_stem, export_dir_name, history_name, slug, variant_name
 from mlbench.progress import phase, say
-from mlbench.record import (DEFAULT_OBJECTIVE, OBJECTIVES, DatasetInfo, ModelResult, RuleResult,
-                            RunRecord, group_of)
+from mlbench.record import (DEFAULT_OBJECTIVE, OBJECTIVES, CalibrationResult, DatasetInfo, ErrorAnalysis,
+                            ModelResult, RuleResult, RunRecord, SearchResult, group_of)
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
 __all__ = ["RunConfig", "run_experiment", "fit_variant", "score_variant", "evaluate_variant",
@@ -137,7 +138,7 @@ class Fitted:
     track: Track
     history: dict[str, list[float]]
     seconds: float
-    search: dict | None = None
+    search: SearchResult | None = None
 
 
 def track_settings(cfg: RunConfig, name: str, *, loss: str | None, workdir: Path | None,
@@ -165,7 +166,7 @@ def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: L
         track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective,
                                progress=say)
         history = getattr(track, "history", None) or {}
-        return Fitted(track, history, time.perf_counter() - start, result.to_json())
+        return Fitted(track, history, time.perf_counter() - start, result)
     track = cls(settings)
     history = track.fit(corpus.train, corpus.val, labels)
     return Fitted(track, history, time.perf_counter() - start)
@@ -200,9 +201,9 @@ class Evaluation:
     chosen: dict[str, str]  # objective -> rule name
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # objective -> 0/1 test [n, L]
     #: the `Calibration` fitted on validation scores (exported beside the model), None if unfitted
-    calibration: object | None = None
+    calibration: Calibration | None = None
     #: `ModelResult.calibration`: test calibration metrics of raw and calibrated scores
-    calibration_summary: dict | None = None
+    calibration_summary: CalibrationResult | None = None
 
 
 def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, labels: LabelSpace,
@@ -210,7 +211,8 @@ def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, l
                      calibrate: bool = True) -> Evaluation:
     """Fit every rule on validation, choose one per objective on cross-fitted validation,
     score all on test; bootstrap CIs for the chosen rules' test metrics; with `calibrate`,
-    a calibration map fitted on validation (`calibrate_variant`)."""
+    a calibration map fitted on validation (`mlbench.evaluation.calibration.calibrate_scores`)."""
+    from mlbench.evaluation.calibration import calibrate_scores
     from mlbench.evaluation.scoring import rule_results
     from mlbench.evaluation.selection import choose_rules
     from mlbench.evaluation.thresholds import fit_decision_rules
@@ -227,44 +229,9 @@ def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, l
             cis = bootstrap_cis(y_test, rules[rule].predict(scores.test), scores.test,
                                 n_resamples=bootstrap, seed=seed)
             results[rule].test_ci = {k: [float(lo), float(hi)] for k, (lo, hi) in cis.items()}
-    cal, summary = (calibrate_variant(scores, y_val=y_val, y_test=y_test, seed=seed)
+    cal, summary = (calibrate_scores(y_val, scores.val, y_test, scores.test, seed=seed)
                     if calibrate else (None, None))
     return Evaluation(rules, results, chosen, predictions, cal, summary)
-
-
-#: calibration metrics kept in the record (the reliability bins are stored separately)
-CALIBRATION_KEYS = ("brier", "log_loss", "ece", "ece_top5")
-
-
-def calibrate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray,
-                      seed: int = 0) -> tuple[object | None, dict | None]:
-    """Choose and fit the calibration on validation scores [n_val, L] only
-    (`select_calibration`: cross-fitted top-5 ECE); judge raw and calibrated test scores
-    [n_test, L] with `calibration_metrics`.  Decision rules stay on raw scores.
-    (None, None) when validation is too small to calibrate."""
-    from mlbench.errors import InputError
-    from mlbench.evaluation.calibration import select_calibration
-    from mlbench.evaluation.metrics import calibration_metrics
-
-    try:
-        cal, oof = select_calibration(y_val, np.clip(scores.val, 0.0, 1.0), seed=seed)
-    except InputError as err:
-        say(f"calibration skipped: {err}")
-        return None, None
-    raw = calibration_metrics(y_test, scores.test)
-    calibrated = calibration_metrics(y_test, cal.apply(np.clip(scores.test, 0.0, 1.0)))
-    maps: dict[str, int] = {}
-    for kind in cal.kinds:
-        maps[kind] = maps.get(kind, 0) + 1
-    summary = {
-        "method": cal.method, "maps": maps, "bins": raw["bins"],
-        "chosen_by": {"criterion": "out-of-fold ECE top-5 on validation", "candidates": oof},
-        "raw": {k: raw[k] for k in CALIBRATION_KEYS},
-        "calibrated": {k: calibrated[k] for k in CALIBRATION_KEYS},
-        "reliability": {name: {"all": m["reliability"], "top5": m["reliability_top5"]}
-                        for name, m in (("raw", raw), ("calibrated", calibrated))},
-    }
-    return cal, summary
 
 
 def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Evaluation,
@@ -291,15 +258,16 @@ def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Eva
 
 
 def analyse_errors(track: Track | None, ev: Evaluation, scores: Scores, corpus: Corpus,
-                   labels: LabelSpace, y_test: np.ndarray) -> dict:
+                   labels: LabelSpace, y_test: np.ndarray) -> ErrorAnalysis:
     """`mlbench.evaluation.errors.error_analysis` on test under the micro-chosen rule,
     explained with `track` (None or an unsupported track: no explanations)."""
     from mlbench.evaluation.errors import error_analysis
 
     rule = ev.chosen[DEFAULT_OBJECTIVE]
-    return error_analysis(y_test, scores.test, ev.rules[rule].threshold_array(len(labels)),
-                          texts=corpus.test.texts, label_names=labels.names,
-                          train_counts=labels.train_counts, track=track, rule=rule)
+    found = error_analysis(y_test, scores.test, ev.rules[rule].threshold_array(len(labels)),
+                           texts=corpus.test.texts, label_names=labels.names,
+                           train_counts=labels.train_counts, track=track, rule=rule)
+    return ErrorAnalysis.from_json(found)
 
 
 def examples(track_scores: np.ndarray, corpus: Corpus, labels: LabelSpace) -> list[dict]:
@@ -504,6 +472,30 @@ def worker_scratch(cfg: RunConfig) -> Path | None:
     return scratch
 
 
+def record_variant(track: Track, scores: Scores, *, name: str, variant: str, y_eval: np.ndarray,
+                   protocol: str, fitted_on: dict, cfg: RunConfig, corpus: Corpus, labels: LabelSpace,
+                   groups: FrequencyGroups, run_dir: Path, y_test: np.ndarray, **export_extra
+                   ) -> tuple[ModelResult, Evaluation]:
+    """evaluate → export → error analysis → `ModelResult`: the step every variant shares
+    (`run_variant` and `run_ensemble`), from its out-of-sample scores `scores.val` [m, L]
+    (targets `y_eval` [m, L]) and test scores.  The caller adds what its fit knows
+    (loss, history, search, sizes, notices)."""
+    with phase(f"{variant}: evaluate"):
+        ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
+                              bootstrap=cfg.bootstrap, seed=cfg.seed)
+    with phase(f"{variant}: export"):
+        export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=variant, evaluation=ev,
+                                                  labels=labels, **export_extra)
+    with phase(f"{variant}: error analysis"):
+        errors = analyse_errors(track, ev, scores, corpus, labels, y_test)
+    model = ModelResult(
+        track=name, family=get_track_class(name).family, rules=ev.results, chosen_rule=ev.chosen,
+        inference_docs_per_s=scores.test_docs_per_s, examples=examples(scores.test, corpus, labels),
+        export_dir=export_dir, export_bytes=export_bytes, calibration=ev.calibration_summary,
+        errors=errors, protocol=protocol, fitted_on=fitted_on)
+    return model, ev
+
+
 def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, corpus: Corpus,
                 labels: LabelSpace, groups: FrequencyGroups, run_dir: Path, y_val: np.ndarray,
                 y_test: np.ndarray, pool: "Pool | None" = None
@@ -523,11 +515,12 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
             fit = cross_fit(name, settings, pool.split, labels, pool.folds, tune=cfg.tuning,
                             objective=cfg.select, cache=run_dir / "folds" / history_name(variant),
                             progress=say)
-            fitted = Fitted(fit.track, fit.track.history, fit.seconds, fit.search)
+            fitted = Fitted(fit.track, fit.track.history, fit.seconds,
+                            None if fit.search is None else SearchResult.from_json(fit.search))
         else:
             fitted = fit_variant(name, settings=settings, corpus=corpus, labels=labels,
                                  tune=cfg.tuning, objective=cfg.select)
-    with phase(f"{variant}: evaluate"):
+    with phase(f"{variant}: score"):
         if cv:
             start = time.perf_counter()
             test = fitted.track.predict_scores(corpus.test.texts)
@@ -538,29 +531,18 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
             scores = score_variant(fitted.track, corpus)
             scores.rows = None if pool is None else pool.val_rows
             y_eval = y_val
-        ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
-                              bootstrap=cfg.bootstrap, seed=cfg.seed)
-    with phase(f"{variant}: export"):
-        export_dir, export_bytes = export_variant(fitted.track, run_dir=run_dir, variant=variant,
-                                                  evaluation=ev, labels=labels)
-    with phase(f"{variant}: error analysis"):
-        errors = analyse_errors(fitted.track, ev, scores, corpus, labels, y_test)
-    describe = fitted.track.describe()
-    model = ModelResult(
-        track=name, family=cls.family, loss=loss, describe=describe,
-        train_seconds=fitted.seconds, size_bytes=fitted.track.size_bytes(),
-        parameters=describe.get("parameters"), history=fitted.history, rules=ev.results,
-        chosen_rule=ev.chosen, inference_docs_per_s=scores.test_docs_per_s,
-        examples=examples(scores.test, corpus, labels), export_dir=export_dir,
-        export_bytes=export_bytes, search=fitted.search,
-        notices=list(getattr(fitted.track, "notices", []) or []),
-        calibration=ev.calibration_summary, errors=errors,
-        protocol="cv" if cv else "holdout",
+    model, ev = record_variant(
+        fitted.track, scores, name=name, variant=variant, y_eval=y_eval, protocol="cv" if cv else "holdout",
         fitted_on=(pool.fitted_on(len(scores.rows), refit=True) if cv
                    else {"split": "validation", "rows": len(y_val), "folds": None, "refit_rows": None}),
-    )
+        cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir, y_test=y_test)
+    describe = fitted.track.describe()
+    model.loss, model.describe, model.train_seconds = loss, describe, fitted.seconds
+    model.size_bytes, model.parameters = fitted.track.size_bytes(), describe.get("parameters")
+    model.history, model.search = fitted.history, fitted.search
+    model.notices = list(getattr(fitted.track, "notices", []) or [])
     if cfg.seeds > 1 and getattr(cls, "stochastic", True):
-        params = (fitted.search or {}).get("chosen")
+        params = fitted.search.chosen if fitted.search is not None else None
         for i in range(1, cfg.seeds):
             with phase(f"{variant}: seed {cfg.seed + i} ({i + 1}/{cfg.seeds})"):
                 extra = seed_metrics(
@@ -639,27 +621,16 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
     rates = [record.models[v].inference_docs_per_s for v in members if track.weights[v] > 0]
     speed = 1.0 / sum(1.0 / r for r in rates) if rates and all(rates) else None  # members run in turn
     scores = Scores(val, test, speed, rows)
-    with phase(f"{name}: evaluate"):
-        ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
-                              bootstrap=cfg.bootstrap, seed=cfg.seed)
-    with phase(f"{name}: export"):
-        member_exports = {v: run_dir / record.models[v].export_dir for v in members}
-        export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=name, evaluation=ev,
-                                                  labels=labels, member_exports=member_exports)
-    with phase(f"{name}: error analysis"):
-        errors = analyse_errors(track, ev, scores, corpus, labels, y_test)
-    describe = track.describe()
-    model = ModelResult(
-        track=name, family=cls.family, describe=describe, train_seconds=timing["seconds"],
-        size_bytes=export_bytes, parameters=None, rules=ev.results, chosen_rule=ev.chosen,
-        inference_docs_per_s=speed, examples=examples(scores.test, corpus, labels),
-        export_dir=export_dir, export_bytes=export_bytes,
-        notices=[f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"],
-        calibration=ev.calibration_summary, errors=errors,
+    member_exports = {v: run_dir / record.models[v].export_dir for v in members}
+    model, ev = record_variant(
+        track, scores, name=name, variant=name, y_eval=y_eval,
         protocol="cv" if all(record.models[v].protocol == "cv" for v in members) else "holdout",
         fitted_on=({"split": "validation", "rows": len(y_eval), "folds": None, "refit_rows": None} if on_val
                    else pool.fitted_on(len(y_eval), refit=False)),
-    )
+        cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir, y_test=y_test,
+        member_exports=member_exports)
+    model.describe, model.train_seconds, model.size_bytes = track.describe(), timing["seconds"], model.export_bytes
+    model.notices = [f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"]
     return model, ev, scores
 
 

@@ -106,6 +106,132 @@ class RuleResult:
     test_ci: dict[str, list[float]] = field(default_factory=dict)
     per_label_f1_test: list[float] = field(default_factory=list)
 
+    @property
+    def validation(self) -> dict[str, Any]:
+        """Cross-fitted validation metrics (``val_cv``) when recorded, else the in-sample
+        ones (which flatter rules whose thresholds were fitted on validation)."""
+        return self.val_cv or self.val
+
+    def ci(self, key: str) -> tuple[float, float] | None:
+        """The 95% test interval of metric `key` (None when not recorded or malformed)."""
+        pair = self.test_ci.get(key)
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or None in pair:
+            return None
+        return float(pair[0]), float(pair[1])
+
+
+@dataclass
+class CalibrationScores:
+    """Calibration metrics of one set of test scores (`mlbench.evaluation.metrics.calibration_metrics`)."""
+
+    brier: float | None = None
+    log_loss: float | None = None
+    ece: float | None = None
+    ece_top5: float | None = None
+
+
+#: calibration metrics kept in the record, in `CalibrationScores` order
+CALIBRATION_KEYS: tuple[str, ...] = ("brier", "log_loss", "ece", "ece_top5")
+
+
+@dataclass
+class CalibrationResult:
+    """The calibration map chosen and fitted on out-of-sample scores, judged on test
+    (`mlbench.evaluation.calibration.calibrate_scores`).
+
+    ``maps``: how many labels got each kind of map, e.g. {"platt": 18}; ``bins``: reliability
+    bins; ``chosen_by``: {"criterion": .., "candidates": {method: out-of-fold ECE top-5}};
+    ``reliability``: {"raw" | "calibrated": {"all" | "top5": {"edges", "mean_score",
+    "frequency", "count"}}} (15 bins each).
+    """
+
+    method: str = ""
+    maps: dict[str, int] = field(default_factory=dict)
+    bins: int | None = None
+    chosen_by: dict[str, Any] = field(default_factory=dict)
+    raw: CalibrationScores = field(default_factory=CalibrationScores)
+    calibrated: CalibrationScores = field(default_factory=CalibrationScores)
+    reliability: dict[str, dict[str, dict[str, list]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CalibrationResult":
+        d = _known(cls, data)
+        for side in ("raw", "calibrated"):
+            d[side] = CalibrationScores(**_known(CalibrationScores, d.get(side) or {}))
+        return cls(**d)
+
+
+@dataclass
+class SubsetScores:
+    """Test F1 on one kind of document (single-label, multi-label, unlabeled)."""
+
+    documents: int = 0
+    f1_micro: float | None = None
+    f1_macro: float | None = None
+
+
+@dataclass
+class ErrorAnalysis:
+    """Error analysis on test under the micro-chosen rule (`mlbench.evaluation.errors`).
+
+    ``errors``: {"false_negatives": n, "false_positives": n} over all cells;
+    ``confusions``: [{"true", "predicted", "count", "examples": [..]}], most frequent first;
+    ``false_negatives`` / ``false_positives``: example dicts ({"doc", "text", "true",
+    "predicted", "label", "score", "threshold", "explanation", ...}); ``breakdown``: by
+    kind of document; ``overfitted_tokens``: [{"token", ...}]; ``explained``: documents
+    explained, ``explain_note`` why not when none.
+    """
+
+    rule: str = ""
+    errors: dict[str, int] = field(default_factory=dict)
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+    false_negatives: list[dict[str, Any]] = field(default_factory=list)
+    false_positives: list[dict[str, Any]] = field(default_factory=list)
+    breakdown: dict[str, SubsetScores] = field(default_factory=dict)
+    overfitted_tokens: list[dict[str, Any]] = field(default_factory=list)
+    explained: int = 0
+    explain_note: str | None = None
+    explain_top_n: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ErrorAnalysis":
+        d = _known(cls, data)
+        d["breakdown"] = {k: SubsetScores(**_known(SubsetScores, v))
+                          for k, v in (d.get("breakdown") or {}).items()}
+        return cls(**d)
+
+
+@dataclass
+class SearchResult:
+    """What a hyper-parameter search tried and chose (`mlbench.tuning.search`).
+
+    ``grid[i]`` is the i-th point fitted, ``scores[i]`` its validation score (best
+    cross-fitted `metric` over the rules) and ``rules[i]`` the rule reaching it.
+    """
+
+    track: str = ""
+    objective: str = DEFAULT_OBJECTIVE
+    metric: str = ""
+    method: str = ""  # "grid" | "coordinate" | "none" (empty space)
+    evaluation: str = ""  # how points were scored, e.g. "validation (1000 docs)"
+    space: dict[str, list] = field(default_factory=dict)
+    budget: int | None = None
+    full_grid: int = 1
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    rules: list[str | None] = field(default_factory=list)
+    chosen: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    chosen_rule: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return plain_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: "dict[str, Any] | SearchResult") -> "SearchResult":
+        return data if isinstance(data, SearchResult) else cls(**_known(cls, data))
+
 
 @dataclass
 class ModelResult:
@@ -126,18 +252,17 @@ class ModelResult:
     examples: list[dict] = field(default_factory=list)
     export_dir: str | None = None
     export_bytes: int | None = None
-    #: the hyper-parameter search (`mlbench.tuning.SearchResult.to_json()`), None when not tuned
-    search: dict[str, Any] | None = None
+    #: the hyper-parameter search, None when not tuned
+    search: SearchResult | None = None
     #: per-seed test metrics under the micro-chosen rule when `--seeds N` > 1
     seeds: list[dict[str, Any]] = field(default_factory=list)
     #: facts about the fit a reader should see (e.g. a solver that did not converge)
     notices: list[str] = field(default_factory=list)
-    #: calibration fitted on validation, judged on test: {"method", "maps": {kind: count},
-    #: "raw"/"calibrated": {brier, log_loss, ece, ece_top5}, "reliability": {"raw"/"calibrated":
-    #: {"all": bins, "top5": bins}}}; None in records written before calibration existed
-    calibration: dict[str, Any] | None = None
-    #: error analysis under the micro-chosen rule (`mlbench.evaluation.errors`); None when absent
-    errors: dict[str, Any] | None = None
+    #: calibration fitted on out-of-sample scores, judged on test; None in records written
+    #: before calibration existed (or when validation was too small to calibrate)
+    calibration: CalibrationResult | None = None
+    #: error analysis under the micro-chosen rule; None when absent
+    errors: ErrorAnalysis | None = None
     #: where its rules, calibration and search were fitted (`mlbench.protocol`): "holdout"
     #: (fit on train, chosen on validation; records before the protocol existed) or "cv"
     #: (cross-fitted on train+val, out-of-fold scores, refit on train+val for test)
@@ -151,6 +276,25 @@ class ModelResult:
     def best_rule(self) -> str:
         """The rule chosen for the default objective."""
         return self.chosen_rule.get(DEFAULT_OBJECTIVE) or next(iter(self.rules), "fixed")
+
+    def rule_for(self, objective: str = DEFAULT_OBJECTIVE) -> str | None:
+        """The rule chosen for `objective` on cross-fitted validation (None when not recorded)."""
+        rule = self.chosen_rule.get(objective)
+        return rule if rule in self.rules else None
+
+    def rules_in_order(self) -> dict[str, RuleResult]:
+        """The decision rules, known ones first in `RULES` order."""
+        known = [r for r in RULES if r in self.rules]
+        return {r: self.rules[r] for r in known + [r for r in self.rules if r not in known]}
+
+    @property
+    def has_history(self) -> bool:
+        """Only Keras models log epochs; an SVM's history is {} and gets no curves."""
+        return any(len(v) > 0 for v in self.history.values())
+
+    @property
+    def is_keras(self) -> bool:
+        return self.has_history or self.loss is not None
 
     def test_metrics(self, objective: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
         """Test metrics under the rule chosen for `objective`."""
@@ -213,6 +357,33 @@ class RunRecord:
                 best, best_value = (variant, rule), value
         return best
 
+    def best_config(self, objective: str = DEFAULT_OBJECTIVE) -> tuple[str, str] | None:
+        """The recorded best (variant, rule) for `objective` (test never picks); None when
+        absent or pointing at a variant or rule the record does not hold."""
+        best = self.best.get(objective) or {}
+        name, rule = best.get("model"), best.get("rule")
+        return (name, rule) if name in self.models and rule in self.models[name].rules else None
+
+    def baseline_config(self) -> tuple[str, str] | None:
+        """The reference point: the first Keras model trained with BCE under the fixed 0.5
+        rule; else the first Keras model, else the first model (with a fixed rule)."""
+        for pick in (lambda m: m.loss == "bce" and m.is_keras, lambda m: m.is_keras, lambda m: True):
+            for name, model in self.models.items():
+                if pick(model) and "fixed" in model.rules:
+                    return name, "fixed"
+        return None
+
+    def near_best(self, objective: str) -> dict[str, bool]:
+        """``variant -> True`` where the paired bootstrap found it not significantly worse
+        than the best for `objective` (absent: not tested)."""
+        return {k: v is True for k, v in (self.not_worse.get(objective) or {}).items()}
+
+    @property
+    def n_seeds(self) -> int:
+        """Training seeds per stochastic variant (``config.seeds``); 1 when not recorded."""
+        n = self.config.get("seeds")
+        return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1 else 1
+
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return plain_json(asdict(self))
@@ -231,6 +402,10 @@ class RunRecord:
             for name, m in d.get("models", {}).items():
                 m = _known(ModelResult, m)
                 m["rules"] = {r: RuleResult(**_known(RuleResult, v)) for r, v in m.get("rules", {}).items()}
+                for key, typed in (("calibration", CalibrationResult), ("errors", ErrorAnalysis),
+                                   ("search", SearchResult)):
+                    if m.get(key) is not None:
+                        m[key] = typed.from_json(m[key])
                 models[name] = ModelResult(**m)
             d["models"] = models
             return cls(**_known(cls, d))

@@ -28,17 +28,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from mlbench.data.corpus import Split
-from mlbench.evaluation.metrics import evaluate
-from mlbench.evaluation.scoring import cross_fitted_predictions
+from mlbench.evaluation.scoring import cross_fitted_score
 from mlbench.labels import LabelSpace
 from mlbench.progress import eta_line
-from mlbench.record import DEFAULT_OBJECTIVE, RULES, objective_key, plain_json
+from mlbench.record import DEFAULT_OBJECTIVE, SearchResult, objective_key
 from mlbench.tracks import Track, TrainSettings, get_track_class
 
 __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_score", "search"]
@@ -47,34 +45,6 @@ __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_
 MIN_VAL_DOCS = 200
 TRAIN_FOLDS = 5
 _RULE_SEED = 0  # the folds of the cross-fitted rules (as in `scoring.rule_results`)
-
-
-@dataclass
-class SearchResult:
-    """What the search tried and chose; `to_json()` goes into results.json.
-
-    ``grid[i]`` is the i-th point fitted, ``scores[i]`` its validation score (best
-    cross-fitted `metric` over the rules) and ``rules[i]`` the rule reaching it.
-    """
-
-    track: str
-    objective: str
-    metric: str
-    method: str  # "grid" | "coordinate" | "none" (empty space)
-    evaluation: str  # how points were scored, e.g. "validation (1000 docs)"
-    space: dict[str, list] = field(default_factory=dict)
-    budget: int | None = None
-    full_grid: int = 1
-    grid: list[dict[str, Any]] = field(default_factory=list)
-    scores: list[float | None] = field(default_factory=list)
-    rules: list[str | None] = field(default_factory=list)
-    chosen: dict[str, Any] = field(default_factory=dict)
-    score: float | None = None
-    chosen_rule: str | None = None
-    seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return plain_json(dataclasses.asdict(self))
 
 
 def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
@@ -87,15 +57,9 @@ def point_score(y_eval: np.ndarray, s_eval: np.ndarray, metric: str) -> tuple[fl
     """(best cross-fitted `metric` over the decision rules, the rule reaching it).
 
     `y_eval` [n, L] 0/1 and `s_eval` [n, L] scores of held-out documents; ties keep
-    the simpler rule (`RULES` order).
+    the simpler rule (`RULES` order); `mlbench.evaluation.scoring.cross_fitted_score`.
     """
-    oof = cross_fitted_predictions(y_eval, s_eval, seed=_RULE_SEED)
-    best, best_rule = -np.inf, RULES[0]
-    for rule in [r for r in RULES if r in oof]:
-        value = evaluate(y_eval, oof[rule].astype(np.float32), threshold=0.5, ks=())[metric] or 0.0
-        if value > best:
-            best, best_rule = float(value), rule
-    return best, best_rule
+    return cross_fitted_score(y_eval, s_eval, metric, seed=_RULE_SEED)
 
 
 def _with_options(settings: TrainSettings, point: dict[str, Any]) -> TrainSettings:

@@ -1,6 +1,6 @@
 """Run reports: figures, one self-contained HTML page, and Chromium screenshots.
 
-Input is a run's RunRecord (the ``results.json`` dict) and its run folder.
+Input is a run's `mlbench.record.RunRecord` (read with `RunRecord.load`) and its run folder.
 """
 
 from .figures import write_figures

@@ -21,26 +21,27 @@ from typing import Any, Sequence
 
 from jinja2 import Environment, FileSystemLoader
 
-from mlbench.record import RunRecord
+from mlbench.record import OBJECTIVES, ModelResult, RunRecord
 
-from . import record as R
+from .format import num
 from .html import DASH, TEMPLATES, ci_text, fmt, public
 from .recommend import total_train_seconds
 
 
 @dataclass
 class Run:
-    """One run folder's record as the report reads it (the JSON dict) and its label."""
+    """One run folder's record and its label."""
 
     label: str
-    record: dict
+    record: RunRecord
 
     @property
     def dataset_key(self) -> tuple[str, int, int | None]:
         """Runs "share a data set" when name, label count and test size agree."""
-        ds = R.as_dict(self.record.get("dataset"))
-        test = R.num(R.as_dict(R.as_dict(ds.get("stats")).get("test")).get("documents"))
-        return (str(ds.get("name") or DASH), len(R.labels(self.record)), None if test is None else int(test))
+        ds = self.record.dataset
+        split = ds.stats.get("test")
+        test = num(split.get("documents")) if isinstance(split, dict) else None
+        return (str(ds.name or DASH), len(ds.labels), None if test is None else int(test))
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -48,7 +49,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     Labels are the folder names, made unique with the parent folder when two clash."""
     runs = []
     for p in paths:
-        record = RunRecord.load(p).to_json()
+        record = RunRecord.load(p)
         runs.append(Run(Path(p).resolve().name if Path(p).is_dir() else Path(p).resolve().parent.name, record))
     names = [r.label for r in runs]
     for r, p in zip(runs, paths):
@@ -57,13 +58,14 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
-def _figures(model: dict, objective: str) -> dict[str, Any]:
-    rule = R.chosen_rule(model, objective)
-    key = R.OBJECTIVES[objective]
-    result = R.as_dict(R.rules(model).get(rule)) if rule else {}
-    ci = R.test_ci(model, rule).get(key) if rule else None
-    return {"rule": rule or DASH, "val": R.num(R.validation(result).get(key)),
-            "test": R.num(R.as_dict(result.get("test")).get(key)), "ci": ci}
+def _figures(model: ModelResult, objective: str) -> dict[str, Any]:
+    rule = model.rule_for(objective)
+    key = OBJECTIVES[objective]
+    if rule is None:
+        return {"rule": DASH, "val": None, "test": None, "ci": None}
+    result = model.rules[rule]
+    return {"rule": rule, "val": num(result.validation.get(key)), "test": num(result.test.get(key)),
+            "ci": result.ci(key)}
 
 
 def rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -77,23 +79,23 @@ def rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         groups.setdefault(run.dataset_key, []).append(run)
     out = []
     for key, members in groups.items():
-        names = list(dict.fromkeys(n for run in members for n in R.models(run.record)))
+        names = list(dict.fromkeys(n for run in members for n in run.record.models))
         for name in names:
             ref = None
             for run in members:
-                model = R.models(run.record).get(name)
+                model = run.record.models.get(name)
                 if model is None:
                     continue
-                size = R.num(model.get("size_bytes"))
+                size = num(model.size_bytes)
                 row = {"dataset": key[0], "dataset_key": key, "model": name, "run": run.label,
-                       "objectives": {o: _figures(model, o) for o in R.OBJECTIVES},
+                       "objectives": {o: _figures(model, o) for o in OBJECTIVES},
                        "train_s": total_train_seconds(run.record, name)[0],
-                       "docs_per_s": R.num(model.get("inference_docs_per_s")),
+                       "docs_per_s": num(model.inference_docs_per_s),
                        "size_mb": None if size is None else size / 1e6, "delta": None}
                 if ref is None:
                     ref = row
                 else:
-                    row["delta"] = {o: _delta(ref["objectives"][o], row["objectives"][o]) for o in R.OBJECTIVES}
+                    row["delta"] = {o: _delta(ref["objectives"][o], row["objectives"][o]) for o in OBJECTIVES}
                 out.append(row)
     return out
 
@@ -124,7 +126,7 @@ def markdown(runs: Sequence[Run]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows(runs):
         cells = [r["dataset"], r["model"], f"`{r['run']}`"]
-        for o in R.OBJECTIVES:
+        for o in OBJECTIVES:
             f = r["objectives"][o]
             d = (r["delta"] or {}).get(o)
             cells += [f"`{f['rule']}`", _cell(f), fmt(f["val"]), "" if d is None else _signed(d["test"])]
@@ -174,7 +176,7 @@ def render(runs: Sequence[Run]) -> str:
     table = []
     for r in rows(runs):
         objs = {}
-        for o in R.OBJECTIVES:
+        for o in OBJECTIVES:
             f, d = r["objectives"][o], (r["delta"] or {}).get(o)
             objs[o] = {"rule": f["rule"], "test": fmt(f["test"]), "ci": ci_text(f["ci"]), "val": fmt(f["val"]),
                        "d_test": "" if d is None else _signed(d["test"]),
@@ -183,12 +185,12 @@ def render(runs: Sequence[Run]) -> str:
         table.append({"dataset": r["dataset"], "model": r["model"], "run": r["run"], "objectives": objs,
                       "first": r["delta"] is None, "train_s": fmt(r["train_s"], 0),
                       "docs_per_s": fmt(r["docs_per_s"], 0), "size_mb": fmt(r["size_mb"], 1)})
-    info = [{"label": run.label, "dataset": run.dataset_key[0], "created": str(run.record.get("created") or DASH),
-             "command": public(run.record.get("command") or DASH),
-             "models": len(R.models(run.record)), "bootstrap": fmt(R.as_dict(run.record.get("config")).get("bootstrap"), 0)}
+    info = [{"label": run.label, "dataset": run.dataset_key[0], "created": str(run.record.created or DASH),
+             "command": public(run.record.command or DASH),
+             "models": len(run.record.models), "bootstrap": fmt(run.record.config.get("bootstrap"), 0)}
             for run in runs]
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("compare.html.j2").render(runs=info, rows=table, objectives=list(R.OBJECTIVES),
+    return env.get_template("compare.html.j2").render(runs=info, rows=table, objectives=list(OBJECTIVES),
                                                       figure=figure_uri(runs))
 
 

@@ -14,7 +14,10 @@ from typing import Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from . import record as R
+from mlbench.naming import slug
+from mlbench.record import LABEL_GROUPS, OBJECTIVES, ModelResult, RunRecord
+
+from .format import num
 
 DPI = 100
 GROUP_COLOURS = {"head": "#2b6cb0", "medium": "#d69e2e", "tail": "#c53030", None: "#718096"}
@@ -89,12 +92,25 @@ def _label_figure(n_labels: int, panel_height: float):
     return fig, list(zip(axes, spans)), max(len(s) for s in spans)
 
 
-def label_frequency(record: dict, path: Path) -> Path | None:
+def label_groups(record: RunRecord) -> list[str | None]:
+    """head / medium / tail per label as the experiment recorded it (None when unknown)."""
+    names, stored = record.dataset.labels, record.dataset.label_groups
+    return ([g if g in LABEL_GROUPS else None for g in stored] if len(stored) == len(names)
+            else [None] * len(names))
+
+
+def label_f1(model: ModelResult, rule: str) -> list[float | None]:
+    """Per-label test F1 [L] of `model` under `rule` (empty when the rule is not recorded)."""
+    result = model.rules.get(rule)
+    return [num(x) for x in result.per_label_f1_test] if result is not None else []
+
+
+def label_frequency(record: RunRecord, path: Path) -> Path | None:
     """Training documents per label in label order (log-y), coloured by group."""
-    names, counts = R.labels(record), R.train_counts(record)
+    names, counts = record.dataset.labels, [num(c) for c in record.dataset.train_counts]
     if not names or len(counts) != len(names):
         return None
-    groups = R.label_groups(record)
+    groups = label_groups(record)
     if len(names) > MANY_LABELS:
         return _frequency_histogram(counts, groups, path)
     fig, panels, per_panel = _label_figure(len(names), 3.2)
@@ -109,7 +125,7 @@ def label_frequency(record: dict, path: Path) -> Path | None:
         ax.set_ylabel("training docs (log)")
         _label_ticks(ax, names, span, per_panel)
         ax.grid(axis="y", alpha=0.3, zorder=1)
-    present = [g for g in R.GROUPS if g in groups]
+    present = [g for g in LABEL_GROUPS if g in groups]
     if present:
         from matplotlib.patches import Patch
 
@@ -127,7 +143,7 @@ def _frequency_histogram(counts: Sequence[int | None], groups: Sequence[str | No
     fig = Figure(figsize=(PAGE_WIDTH * 0.75, 3.6), layout="constrained")
     ax = fig.subplots()
     bottom = [0] * (len(edges) - 1)
-    for g in [*R.GROUPS, None]:
+    for g in [*LABEL_GROUPS, None]:
         vals = [c for c, gg in zip(counts, groups) if gg == g and c and c > 0]
         if not vals:
             continue
@@ -147,17 +163,17 @@ def _frequency_histogram(counts: Sequence[int | None], groups: Sequence[str | No
     return _save(fig, path)
 
 
-def training_curves(name: str, model: dict, path: Path) -> Path | None:
+def training_curves(name: str, model: ModelResult, path: Path) -> Path | None:
     """Loss, binary accuracy and micro-F1 per epoch, train vs validation."""
-    history = R.as_dict(model.get("history"))
-    if not R.has_history(model):
+    history = model.history
+    if not model.has_history:
         return None
     fig = Figure(figsize=(12, 3.4), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, (key, title) in zip(axes, CURVES):
         drawn = False
         for prefix, style, label in (("", "-", "train"), ("val_", "--", "validation")):
-            ys = [R.num(v) for v in R.as_list(history.get(prefix + key))]
+            ys = [num(v) for v in history.get(prefix + key) or []]
             if ys:
                 xs = range(1, len(ys) + 1)
                 ax.plot(xs, [math.nan if y is None else y for y in ys], style, marker="o",
@@ -175,21 +191,21 @@ def training_curves(name: str, model: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def per_label_f1(record: dict, path: Path) -> Path | None:
+def per_label_f1(record: RunRecord, path: Path) -> Path | None:
     """Per-label test F1 of every model under its micro-chosen rule, labels in frequency order.
 
     A dot plot rather than grouped bars: with 90–150 labels and several models,
     bars become slivers while distinct markers stay separable. With many labels a
     running mean per model shows the head-to-tail trend through the scatter.
     """
-    names = R.labels(record)
-    series = [(f"{n} ({rule})", R.per_label_f1(m, rule)) for n, m, rule in _micro_chosen(record)]
+    names = record.dataset.labels
+    series = [(f"{n} ({rule})", label_f1(m, rule)) for n, m, rule in _micro_chosen(record)]
     series = [(n, f) for n, f in series if len(f) == len(names) and any(v is not None for v in f)]
     if not names or not series:
         return None
     if len(names) > MANY_LABELS:
         return _f1_histogram(series, len(names), path)
-    groups = R.label_groups(record)
+    groups = label_groups(record)
     fig, panels, per_panel = _label_figure(len(names), 3.4)
     window = max(5, len(names) // 15) if len(names) >= 40 else 0
     for ax, span in panels:
@@ -230,9 +246,14 @@ def _f1_histogram(series: Sequence[tuple[str, Sequence[float | None]]], n_labels
     return _save(fig, path)
 
 
-def _micro_chosen(record: dict) -> list[tuple[str, dict, str]]:
+def _micro_chosen(record: RunRecord) -> list[tuple[str, ModelResult, str]]:
     """(name, model, rule) with each model's rule chosen for micro-F1 (fixed when none recorded)."""
-    return [(n, m, R.chosen_rule(m, "micro") or "fixed") for n, m in R.models(record).items()]
+    return [(n, m, m.rule_for("micro") or "fixed") for n, m in record.models.items()]
+
+
+def _test(model: ModelResult, rule: str) -> dict:
+    result = model.rules.get(rule)
+    return result.test if result is not None else {}
 
 
 def _running_mean(values: Sequence[float | None], j: int, window: int) -> float:
@@ -242,11 +263,11 @@ def _running_mean(values: Sequence[float | None], j: int, window: int) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def group_f1(record: dict, path: Path) -> Path | None:
+def group_f1(record: RunRecord, path: Path) -> Path | None:
     """Total/head/medium/tail micro- and macro-F1 per model (test, micro-chosen rule)."""
     ms = _micro_chosen(record)
     cats = [("", "total"), ("head_", "head"), ("medium_", "medium"), ("tail_", "tail")]
-    if not any(R.num(R.split_metrics(m, rule).get(f"{p}f1_{a}")) is not None
+    if not any(num(_test(m, rule).get(f"{p}f1_{a}")) is not None
                for _, m, rule in ms for p, _ in cats for a in ("micro", "macro")):
         return None
     fig = Figure(figsize=(12, 3.8), layout="constrained")
@@ -254,10 +275,10 @@ def group_f1(record: dict, path: Path) -> Path | None:
     width = 0.8 / len(ms)
     for ax, avg in zip(axes, ("micro", "macro")):
         for i, (name, model, rule) in enumerate(ms):
-            metrics = R.split_metrics(model, rule)
+            metrics = _test(model, rule)
             name = f"{name} ({rule})"
             for j, (prefix, _) in enumerate(cats):
-                v = R.num(metrics.get(f"{prefix}f1_{avg}"))
+                v = num(metrics.get(f"{prefix}f1_{avg}"))
                 x = j - 0.4 + width * (i + 0.5)
                 if v is None:
                     ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7,
@@ -276,20 +297,20 @@ def group_f1(record: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def f1_vs_frequency(record: dict, path: Path) -> Path | None:
+def f1_vs_frequency(record: RunRecord, path: Path) -> Path | None:
     """Per-label test F1 against training frequency: baseline vs the best per objective.
 
     Why: it shows where a better loss or decision rule actually helps — usually in
     the rare-label tail, which a micro-averaged number hides.
     """
-    names, counts = R.labels(record), R.train_counts(record)
-    ms = R.models(record)
+    names, counts = record.dataset.labels, [num(c) for c in record.dataset.train_counts]
+    ms = record.models
     roles: dict[tuple[str, str], list[str]] = {}  # one series per configuration, all its roles named
-    base = R.baseline_config(record)
+    base = record.baseline_config()
     if base:
         roles[base] = ["baseline"]
-    for obj in R.OBJECTIVES:
-        cfg = R.best_config(record, obj)
+    for obj in OBJECTIVES:
+        cfg = record.best_config(obj)
         if cfg is not None:
             roles.setdefault(cfg, []).append(f"best {obj}")
     configs = [(" = ".join(r), cfg) for cfg, r in roles.items()]
@@ -299,7 +320,7 @@ def f1_vs_frequency(record: dict, path: Path) -> Path | None:
     ax = fig.subplots()
     drawn = False
     for i, (role, (model, rule)) in enumerate(configs):
-        f1 = R.per_label_f1(ms[model], rule)
+        f1 = label_f1(ms[model], rule)
         if len(f1) != len(names):
             continue
         pts = [(c, f) for c, f in zip(counts, f1) if c is not None and c > 0 and f is not None]
@@ -314,9 +335,8 @@ def f1_vs_frequency(record: dict, path: Path) -> Path | None:
         drawn = True
     if not drawn:
         return None
-    groups = R.as_dict(R.as_dict(record.get("dataset")).get("groups"))
     for key, g in (("head_min", "head"), ("tail_max", "tail")):
-        v = R.num(groups.get(key))
+        v = num(record.dataset.groups.get(key))
         if v is not None and v > 0:
             ax.axvline(v, color=GROUP_COLOURS[g], ls=":", lw=1)
             ax.text(v, 1.02, f"{key}={v:g}", color=GROUP_COLOURS[g], fontsize=8,
@@ -349,29 +369,30 @@ def _binned_mean(pts: list[tuple[float, float]], bins: int = 8) -> tuple[list[fl
 
 def _bins_points(bins: dict) -> tuple[list[float], list[float], list[float]]:
     """(mean score, observed frequency, count) of the non-empty bins of one reliability diagram."""
-    ms, fr, ct = (R.as_list(bins.get(k)) for k in ("mean_score", "frequency", "count"))
-    pts = [(R.num(m), R.num(f), R.num(c)) for m, f, c in zip(ms, fr, ct)]
+    ms, fr, ct = (bins.get(k) or [] for k in ("mean_score", "frequency", "count"))
+    pts = [(num(m), num(f), num(c)) for m, f, c in zip(ms, fr, ct)]
     pts = [(m, f, c) for m, f, c in pts if m is not None and f is not None and c]
     return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
 
 
-def reliability(name: str, model: dict, path: Path) -> Path | None:
+def reliability(name: str, model: ModelResult, path: Path) -> Path | None:
     """Reliability diagrams of one model on test, raw vs calibrated scores: every
     (document, label) pair, and each document's five highest-scored labels."""
-    cal = R.as_dict(model.get("calibration"))
-    rel = R.as_dict(cal.get("reliability"))
-    if not rel:
+    cal = model.calibration
+    if cal is None or not cal.reliability:
         return None
+    rel = cal.reliability
     fig = Figure(figsize=(10.5, 4.2))
     axes = fig.subplots(1, 2)
     for ax, (part, title) in zip(axes, (("all", "all (document, label) pairs"),
                                         ("top5", "top-5 labels per document"))):
         ax.plot([0, 1], [0, 1], color="#a0aec0", lw=1, ls="--", label="perfect calibration")
         for kind, colour, marker in (("raw", "#dd6b20", "o"), ("calibrated", "#2b6cb0", "s")):
-            xs, ys, counts = _bins_points(R.as_dict(R.as_dict(rel.get(kind)).get(part)))
+            xs, ys, counts = _bins_points((rel.get(kind) or {}).get(part) or {})
             if not xs:
                 continue
-            ece = R.num(R.as_dict(cal.get(kind)).get("ece" if part == "all" else "ece_top5"))
+            scores = cal.raw if kind == "raw" else cal.calibrated
+            ece = num(scores.ece if part == "all" else scores.ece_top5)
             label = f"{kind} (ECE {ece:.3f})" if ece is not None else kind
             sizes = [12 + 8 * math.log10(c) for c in counts]
             ax.plot(xs, ys, color=colour, lw=1.5, label=label)
@@ -395,13 +416,13 @@ def log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def quality_vs_throughput(record: dict, path: Path) -> Path | None:
+def quality_vs_throughput(record: RunRecord, path: Path) -> Path | None:
     """Per objective: test F1 with its 95% interval (bars) and cross-fitted validation F1
     (hollow) against serving throughput on a log axis; dominated models drawn faded.
     None when fewer than one model has both a throughput and a figure."""
     from .recommend import candidates, mark_dominated
 
-    panels = [(obj, mark_dominated(candidates(record, obj))) for obj in R.OBJECTIVES]
+    panels = [(obj, mark_dominated(candidates(record, obj))) for obj in OBJECTIVES]
     if not any(c.docs_per_s and (c.test is not None or c.val is not None) for _, cs in panels for c in cs):
         return None
     fig = Figure(figsize=(PAGE_WIDTH * 0.8, 4.2))
@@ -432,7 +453,7 @@ def quality_vs_throughput(record: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
+def write_figures(record: RunRecord, run_dir: Path) -> dict[str, Path]:
     """Render every figure the data supports into ``run_dir/figures``; name -> path.
 
     Names: ``label_frequency``, ``per_label_f1``, ``group_f1``, ``f1_vs_frequency``, ``quality_vs_throughput``
@@ -448,8 +469,8 @@ def write_figures(record: dict, run_dir: Path) -> dict[str, Path]:
         if path is not None:
             out[name] = path
     used: set[str] = set()
-    for name, model in R.models(record).items():
-        stem = f"curves_{R.slug(name)}"
+    for name, model in record.models.items():
+        stem = f"curves_{slug(name)}"
         while stem in used:  # two names that slug alike (mlp[a] / mlp(a)) keep separate files
             stem += "_"
         used.add(stem)

@@ -17,26 +17,27 @@ from typing import Any, Sequence
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mlbench.record import RunRecord
+from mlbench.record import (GROUP_METRICS, LABEL_GROUPS, OBJECTIVES, TEST_METRICS, Metric, ModelResult,
+                            RuleResult, RunRecord)
 
-from . import record as R
 from . import recommend
-from .figures import MANY_LABELS, write_figures
+from .figures import MANY_LABELS, label_f1, label_groups, write_figures
+from .format import num
 
 TEMPLATES = Path(__file__).parent / "templates"
 DASH = "—"
 
-RESOURCE_METRICS: tuple[R.Metric, ...] = (
-    R.Metric("train_seconds", "Train s (total)", higher_is_better=False, digits=1),
-    R.Metric("inference_docs_per_s", "Docs/s", digits=0),
-    R.Metric("size_mb", "Size MB", higher_is_better=False, digits=1),
+RESOURCE_METRICS: tuple[Metric, ...] = (
+    Metric("train_seconds", "Train s (total)", higher_is_better=False, digits=1),
+    Metric("inference_docs_per_s", "Docs/s", digits=0),
+    Metric("size_mb", "Size MB", higher_is_better=False, digits=1),
 )
-VAL_METRICS: tuple[R.Metric, ...] = (
-    R.Metric("val_f1_micro", "Val micro"),
-    R.Metric("val_f1_macro", "Val macro"),
+VAL_METRICS: tuple[Metric, ...] = (
+    Metric("val_f1_micro", "Val micro"),
+    Metric("val_f1_macro", "Val macro"),
 )
-TEST_AND_RESOURCES = R.TEST_METRICS + RESOURCE_METRICS
-RULE_METRICS = VAL_METRICS + R.GROUP_METRICS
+TEST_AND_RESOURCES = TEST_METRICS + RESOURCE_METRICS
+RULE_METRICS = VAL_METRICS + GROUP_METRICS
 FALLBACK_NOTE = (
     "The per-label rule tunes one threshold per label on the validation split. A label "
     "with too few positive validation documents to tune on (fewer than min_positives, 2 "
@@ -79,13 +80,13 @@ class Row:
 
 def fmt(value: Any, digits: int = 3) -> str:
     """Numbers to fixed digits with thousands separators; anything missing to a dash."""
-    v = R.num(value)
+    v = num(value)
     if v is None:
         return DASH
     return f"{v:,.{digits}f}"
 
 
-def mark_best(rows: Sequence[Row], metrics: Sequence[R.Metric]) -> None:
+def mark_best(rows: Sequence[Row], metrics: Sequence[Metric]) -> None:
     """Flag the best value of every column (ties all marked; nulls never win).
 
     Values are compared at the precision shown, so two cells that read the same
@@ -109,12 +110,12 @@ def ci_text(ci: tuple[float, float] | None, digits: int = 3) -> str:
     return "" if ci is None else f"{ci[0]:.{digits}f}–{ci[1]:.{digits}f}"
 
 
-def _cells(values: dict, metrics: Sequence[R.Metric],
-           cis: dict[str, tuple[float, float]] | None = None) -> list[Cell]:
+def _cells(values: dict, metrics: Sequence[Metric], result: RuleResult | None = None) -> list[Cell]:
+    """One cell per metric of `values`, with the 95% test interval `result` records for it."""
     out = []
     for m in metrics:
-        v = R.num(values.get(m.key))
-        ci = (cis or {}).get(m.key)
+        v = num(values.get(m.key))
+        ci = result.ci(m.key) if result is not None else None
         title = "" if v is None else repr(v)
         if ci is not None:
             title += f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
@@ -122,66 +123,66 @@ def _cells(values: dict, metrics: Sequence[R.Metric],
     return out
 
 
-def _resources(record: dict, name: str) -> dict[str, float | None]:
+def _resources(record: RunRecord, name: str) -> dict[str, float | None]:
     """Cost columns; ``train_seconds`` is the total (an ensemble's members included)."""
-    model = R.models(record)[name]
-    size = R.num(model.get("size_bytes"))
+    model = record.models[name]
+    size = num(model.size_bytes)
     return {
         "train_seconds": recommend.total_train_seconds(record, name)[0],
-        "inference_docs_per_s": R.num(model.get("inference_docs_per_s")),
+        "inference_docs_per_s": num(model.inference_docs_per_s),
         "size_mb": None if size is None else size / 1e6,
     }
 
 
-def comparison_rows(record: dict, rule: str = "fixed") -> list[Row]:
+def comparison_rows(record: RunRecord, rule: str = "fixed") -> list[Row]:
     """Model × test-metric rows, every model under the same `rule` (the fixed-0.5 table)."""
     metrics = TEST_AND_RESOURCES
     rows = []
-    for name, model in R.models(record).items():
-        values = {**R.split_metrics(model, rule), **_resources(record, name)}
-        rows.append(Row(name, _cells(values, metrics, R.test_ci(model, rule)),
-                        rule=rule if rule in R.rules(model) else DASH))
+    for name, model in record.models.items():
+        result = model.rules.get(rule)
+        values = {**(result.test if result else {}), **_resources(record, name)}
+        rows.append(Row(name, _cells(values, metrics, result), rule=rule if result else DASH))
     mark_best(rows, metrics)
     return rows
 
 
-def seed_summary(record: dict, name: str, objective: str) -> str:
+def seed_summary(record: RunRecord, name: str, objective: str) -> str:
     """Mean ± sample std of the objective's test F1 over seeds (each seed under its own
     rule chosen for `objective`); the primary run is the model's chosen-rule figure."""
-    model = R.models(record).get(name, {})
-    key = R.OBJECTIVES[objective]
-    rule = R.chosen_rule(model, objective)
-    values = [R.num(R.split_metrics(model, rule).get(key))] if rule else []
-    for entry in R.as_list(model.get("seeds")):
-        values.append(R.num(R.as_dict(R.as_dict(entry).get(objective)).get(key)))
+    model = record.models[name]
+    key = OBJECTIVES[objective]
+    rule = model.rule_for(objective)
+    values = [num(model.rules[rule].test.get(key))] if rule else []
+    for entry in model.seeds:
+        values.append(num((entry.get(objective) or {}).get(key)))
     present = [v for v in values if v is not None]
     if len(present) < 2:
         return "single run"
     return f"{statistics.mean(present):.3f} ± {statistics.stdev(present):.3f} (n={len(present)})"
 
 
-def objective_rows(record: dict, objective: str) -> list[Row]:
+def objective_rows(record: RunRecord, objective: str) -> list[Row]:
     """One row per model under the rule it chose for `objective` on cross-fitted validation.
 
     Badges: "best" on ``record.best[objective]``, "≈ best" on models the paired
     bootstrap found not significantly worse (``record.not_worse[objective]``).
     """
     metrics = TEST_AND_RESOURCES
-    best = R.best_config(record, objective)
-    near = R.not_worse(record, objective)
-    seeds = R.n_seeds(record) > 1
+    best = record.best_config(objective)
+    near = record.near_best(objective)
+    seeds = record.n_seeds > 1
     rows = []
-    for name, model in R.models(record).items():
-        rule = R.chosen_rule(model, objective)
-        values = {**(R.split_metrics(model, rule) if rule else {}), **_resources(record, name)}
+    for name, model in record.models.items():
+        rule = model.rule_for(objective)
+        result = model.rules[rule] if rule else None
+        values = {**(result.test if result else {}), **_resources(record, name)}
         badges = []
         if best is not None and best == (name, rule):
             badges.append(Badge("best", "best"))
         elif near.get(name):
             badges.append(Badge("≈ best", "near"))
         extra = {"seeds": seed_summary(record, name, objective)} if seeds else {}
-        rows.append(Row(name, _cells(values, metrics, R.test_ci(model, rule) if rule else None),
-                        rule=rule or DASH, badges=badges, extra=extra))
+        rows.append(Row(name, _cells(values, metrics, result), rule=rule or DASH, badges=badges, extra=extra))
     mark_best(rows, metrics)
     return rows
 
@@ -189,37 +190,35 @@ def objective_rows(record: dict, objective: str) -> list[Row]:
 def threshold_text(threshold: Any) -> str:
     """A scalar threshold as a number; a per-label vector as its median and range."""
     if isinstance(threshold, (list, tuple)):
-        vals = [v for v in (R.num(t) for t in threshold) if v is not None]
+        vals = [v for v in (num(t) for t in threshold) if v is not None]
         if not vals:
             return DASH
         return f"per label: median {statistics.median(vals):.2f} ({min(vals):.2f}–{max(vals):.2f})"
     return fmt(threshold, 2)
 
 
-def rule_rows(record: dict) -> list[Row]:
+def rule_rows(record: RunRecord) -> list[Row]:
     """(variant × rule) rows: validation F1 plus total/head/medium/tail test F1."""
-    names = R.labels(record)
-    base = R.baseline_config(record)
-    best = {obj: R.best_config(record, obj) for obj in R.OBJECTIVES}
-    models = R.models(record)
+    names = record.dataset.labels
+    base = record.baseline_config()
+    best = {obj: record.best_config(obj) for obj in OBJECTIVES}
     rows = []
-    for name, rule, result in R.configurations(record):
-        val = R.validation(result)
-        values = {"val_f1_micro": val.get("f1_micro"), "val_f1_macro": val.get("f1_macro"),
-                  **R.as_dict(result.get("test"))}
-        badges = [Badge(f"chosen ({obj})", "chosen") for obj in R.OBJECTIVES
-                  if R.chosen_rule(models[name], obj) == rule]
+    for name, model, rule, result in ((n, m, r, res) for n, m in record.models.items()
+                                      for r, res in m.rules_in_order().items()):
+        val = result.validation
+        values = {"val_f1_micro": val.get("f1_micro"), "val_f1_macro": val.get("f1_macro"), **result.test}
+        badges = [Badge(f"chosen ({obj})", "chosen") for obj in OBJECTIVES if model.rule_for(obj) == rule]
         if (name, rule) == base:
             badges.append(Badge("baseline", "baseline"))
         badges += [Badge(f"best ({obj})", "best") for obj, cfg in best.items() if cfg == (name, rule)]
-        raw_fb = result.get("fallback_labels")
-        fallback = [_label_name(x, names) for x in R.as_list(raw_fb)]
+        raw_fb = result.fallback_labels
+        fallback = [_label_name(x, names) for x in raw_fb or []]
         if raw_fb is None or (not fallback and rule in ("fixed", "global")):
             fb_text = DASH
         else:
             fb_text = f"{len(fallback)}" + (f" / {len(names)}" if names else "")
         rows.append(Row(name, _cells(values, RULE_METRICS), rule=rule, badges=badges,
-                        extra={"threshold": threshold_text(result.get("threshold")),
+                        extra={"threshold": threshold_text(result.threshold),
                                "fallback": fallback, "fallback_text": fb_text}))
     mark_best(rows, RULE_METRICS)
     return rows
@@ -231,31 +230,30 @@ def _label_name(x: Any, names: Sequence[str]) -> str:
     return str(x)
 
 
-def dataset_context(record: dict) -> dict[str, Any]:
+def dataset_context(record: RunRecord) -> dict[str, Any]:
     """Split statistics (``dataset.stats``), label-group sizes, notes and the health check."""
-    ds = R.as_dict(record.get("dataset"))
-    stats = R.as_dict(ds.get("stats"))
+    ds = record.dataset
+    stats = ds.stats
     splits = []
     for split in ("train", "val", "test"):
-        s = R.as_dict(stats.get(split))
-        if s:
+        s = stats.get(split)
+        if isinstance(s, dict) and s:
             splits.append({"split": split, "documents": fmt(s.get("documents"), 0),
                            "distinct_labels": fmt(s.get("distinct_labels"), 0),
                            "label_cardinality": fmt(s.get("label_cardinality"), 2),
                            "mean_words": fmt(s.get("mean_words"), 1)})
-    groups = R.label_groups(record)
+    groups = label_groups(record)
     known = {"name", "source", "train", "val", "test"}
     notes = {str(k): public(_plain(v)) for k, v in stats.items() if k not in known}
-    thresholds = R.as_dict(ds.get("groups"))
     return {
-        "name": str(ds.get("name") or stats.get("name") or DASH),
+        "name": str(ds.name or stats.get("name") or DASH),
         "source": public(stats.get("source") or ""),
         "splits": splits,
-        "n_labels": len(R.labels(record)),
-        "group_sizes": {g: groups.count(g) for g in R.GROUPS if g in groups},
-        "thresholds": {str(k): _plain(v) for k, v in thresholds.items()},
+        "n_labels": len(ds.labels),
+        "group_sizes": {g: groups.count(g) for g in LABEL_GROUPS if g in groups},
+        "thresholds": {str(k): _plain(v) for k, v in ds.groups.items()},
         "notes": notes,
-        "health": health_context(ds.get("health")),
+        "health": health_context(ds.health),
     }
 
 
@@ -271,7 +269,7 @@ def health_context(health: Any) -> dict[str, Any] | None:
     if not isinstance(health, dict):
         return None
     findings = []
-    for f in R.as_list(health.get("findings")):
+    for f in _list(health.get("findings")):
         if not isinstance(f, dict):
             continue
         sev = str(f.get("severity") or "info")
@@ -281,7 +279,7 @@ def health_context(health: Any) -> dict[str, Any] | None:
             "severity_text": sev,
             "count": fmt(f.get("count"), 0),
             "message": public(f.get("message") or ""),
-            "examples": [public(x) for x in R.as_list(f.get("examples"))],
+            "examples": [public(x) for x in _list(f.get("examples"))],
         })
     findings.sort(key=lambda f: SEVERITIES.index(f["severity"]))
     extra = {str(k): public(json.dumps(v, indent=1, default=str) if isinstance(v, (dict, list)) else v)
@@ -314,103 +312,96 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def model_overview(record: dict) -> list[dict[str, Any]]:
+def _list(value: Any) -> list:
+    """A list read from the health check's JSON (anything else reads as empty)."""
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def model_overview(record: RunRecord) -> list[dict[str, Any]]:
     """One row per variant: what it is, the rule it chose per objective, and its notices."""
     out = []
-    for name, m in R.models(record).items():
-        params = R.num(m.get("parameters"))
+    for name, m in record.models.items():
         out.append({
-            "name": name, "track": str(m.get("track") or DASH), "family": str(m.get("family") or DASH),
-            "loss": str(m.get("loss") or DASH), "parameters": fmt(params, 0),
-            "chosen": {obj: R.chosen_rule(m, obj) or DASH for obj in R.OBJECTIVES},
-            "notices": [str(n) for n in R.as_list(m.get("notices"))],
-            "export_dir": public(m.get("export_dir") or DASH),
-            "describe": public(json.dumps(m.get("describe") or {}, indent=2, default=str)),
+            "name": name, "track": str(m.track or DASH), "family": str(m.family or DASH),
+            "loss": str(m.loss or DASH), "parameters": fmt(m.parameters, 0),
+            "chosen": {obj: m.rule_for(obj) or DASH for obj in OBJECTIVES},
+            "notices": [str(n) for n in m.notices],
+            "export_dir": public(m.export_dir or DASH),
+            "describe": public(json.dumps(m.describe or {}, indent=2, default=str)),
             "protocol": protocol_text(m),
         })
     return out
 
 
-def protocol_text(model: dict) -> str:
+def protocol_text(model: ModelResult) -> str:
     """Where a variant's rules, calibration and search were fitted (`ModelResult.protocol`)."""
-    on = R.as_dict(model.get("fitted_on"))
-    rows, folds, refit = R.num(on.get("rows")), R.num(on.get("folds")), R.num(on.get("refit_rows"))
-    if model.get("protocol") == "cv":
+    on = model.fitted_on
+    rows, folds, refit = num(on.get("rows")), num(on.get("folds")), num(on.get("refit_rows"))
+    if model.protocol == "cv":
         text = f"cv: {fmt(folds, 0)}-fold out-of-fold scores of {fmt(rows, 0)} train+val docs"
         return text + (f", refit on {fmt(refit, 0)}" if refit is not None else "")
     return "holdout: " + (f"validation ({fmt(rows, 0)} docs)" if rows is not None else "validation")
-
-
-#: the `mlbench.tuning.SearchResult.to_json()` keys this page lays out itself; others are listed
-_SEARCH_SHOWN = {"track", "objective", "metric", "method", "evaluation", "space", "budget", "full_grid",
-                 "grid", "scores", "rules", "chosen", "score", "chosen_rule", "seconds"}
 
 
 def _at(values: list, i: int) -> Any:
     return values[i] if i < len(values) else None
 
 
-def search_context(record: dict) -> list[dict[str, Any]]:
-    """Each model's hyper-parameter search (``models[v].search``, a `SearchResult.to_json()`).
+def search_context(record: RunRecord) -> list[dict[str, Any]]:
+    """Each model's hyper-parameter search (``models[v].search``, a `SearchResult`).
 
     ``space`` is option → candidates; ``grid[i]`` the i-th point fitted, ``scores[i]`` its
-    validation score and ``rules[i]`` the rule reaching it. Read defensively: the search
-    record is young, so a missing or odd field reads as a dash and unknown keys are listed.
+    validation score and ``rules[i]`` the rule reaching it; a missing figure reads as a dash.
     """
     out = []
-    for name, m in R.models(record).items():
-        search = m.get("search")
-        if not isinstance(search, dict):
+    for name, m in record.models.items():
+        search = m.search
+        if search is None:
             out.append({"name": name, "tuned": False})
             continue
-        space = R.as_dict(search.get("space"))
-        chosen = R.as_dict(search.get("chosen"))
-        grid = [R.as_dict(p) for p in R.as_list(search.get("grid"))]
-        scores, rules = R.as_list(search.get("scores")), R.as_list(search.get("rules"))
-        params = list(space) or list(dict.fromkeys(k for p in grid for k in p))
-        fitted, full = R.num(search.get("full_grid")), len(grid)
-        budget = R.num(search.get("budget"))
+        grid = search.grid
+        params = list(search.space) or list(dict.fromkeys(k for p in grid for k in p))
+        fitted, full = num(search.full_grid), len(grid)
+        budget = num(search.budget)
         out.append({
             "name": name, "tuned": True,
-            "space": {str(k): ", ".join(_plain(c) for c in R.as_list(v)) or _plain(v) for k, v in space.items()},
-            "chosen": {str(k): _plain(v) for k, v in chosen.items()},
-            "score": fmt(search.get("score"), 4),
-            "chosen_rule": str(search.get("chosen_rule") or DASH),
-            "metric": str(search.get("metric") or DASH),
-            "objective": str(search.get("objective") or DASH),
-            "method": str(search.get("method") or DASH),
-            "evaluation": str(search.get("evaluation") or DASH),
+            "space": {str(k): ", ".join(_plain(c) for c in v) if isinstance(v, list) else _plain(v)
+                      for k, v in search.space.items()},
+            "chosen": {str(k): _plain(v) for k, v in search.chosen.items()},
+            "score": fmt(search.score, 4),
+            "chosen_rule": str(search.chosen_rule or DASH),
+            "metric": str(search.metric or DASH),
+            "objective": str(search.objective or DASH),
+            "method": str(search.method or DASH),
+            "evaluation": str(search.evaluation or DASH),
             "points_text": f"{full} of {fmt(fitted, 0)} grid points fitted" if fitted is not None
                            else f"{full} points fitted",
             "budget": fmt(budget, 0) if budget is not None else "none",
-            "seconds": fmt(search.get("seconds"), 1),
+            "seconds": fmt(search.seconds, 1),
             "params": [str(k) for k in params],
             "points": [{"cells": [_plain(p[k]) if k in p else DASH for k in params],
-                        "score": fmt(_at(scores, i), 4), "rule": str(_at(rules, i) or DASH),
-                        "chosen": bool(chosen) and p == chosen}
+                        "score": fmt(_at(search.scores, i), 4), "rule": str(_at(search.rules, i) or DASH),
+                        "chosen": bool(search.chosen) and p == search.chosen}
                        for i, p in enumerate(grid)],
-            "extra": {str(k): _plain(v) for k, v in search.items() if k not in _SEARCH_SHOWN},
         })
     return out
 
 
-def examples(record: dict) -> list[dict[str, Any]]:
+def examples(record: RunRecord) -> list[dict[str, Any]]:
     """Sample documents grouped by text, one prediction row per model.
 
     Why group: the runner samples the same test documents for every model, so a
     reviewer compares models on one document instead of hunting across lists.
     """
     docs: dict[str, dict[str, Any]] = {}
-    for name, model in R.models(record).items():
-        for ex in R.as_list(model.get("examples")):
-            if not isinstance(ex, dict):
-                continue
+    for name, model in record.models.items():
+        for ex in model.examples:
             text = str(ex.get("text") or "")
-            true = [str(t) for t in R.as_list(ex.get("true"))]
+            true = [str(t) for t in _list(ex.get("true"))]
             doc = docs.setdefault(text, {"text": _excerpt(text), "true": true, "preds": []})
             top = []
-            for pair in R.as_list(ex.get("top")):
-                pair = R.as_list(pair)
+            for pair in _list(ex.get("top")):
+                pair = _list(pair)
                 if pair:
                     label = str(pair[0])
                     score = pair[1] if len(pair) > 1 else None
@@ -445,27 +436,26 @@ CALIBRATION_METHOD = (
 
 def _arrow(before: Any, after: Any, digits: int = 4) -> dict[str, Any]:
     """``raw → calibrated`` text of one metric (lower is better), with the change's sign."""
-    b, a = R.num(before), R.num(after)
+    b, a = num(before), num(after)
     return {"raw": fmt(b, digits), "calibrated": fmt(a, digits),
             "better": a is not None and b is not None and a < b}
 
 
-def calibration_rows(record: dict) -> list[dict[str, Any]]:
+def calibration_rows(record: RunRecord) -> list[dict[str, Any]]:
     """Per model with a calibration record: maps used and test ECE top-5 / ECE / Brier /
     log loss of raw → calibrated scores (``models[v].calibration``)."""
     out = []
-    for name, m in R.models(record).items():
-        cal = R.as_dict(m.get("calibration"))
-        if not cal:
+    for name, m in record.models.items():
+        cal = m.calibration
+        if cal is None:
             continue
-        raw, after = R.as_dict(cal.get("raw")), R.as_dict(cal.get("calibrated"))
-        maps = ", ".join(f"{k} {fmt(v, 0)}" for k, v in R.as_dict(cal.get("maps")).items())
-        chosen = R.as_dict(R.as_dict(cal.get("chosen_by")).get("candidates"))
+        maps = ", ".join(f"{k} {fmt(v, 0)}" for k, v in cal.maps.items())
+        chosen = cal.chosen_by.get("candidates") or {}
         if chosen:  # the out-of-fold validation figures the method was chosen by
             maps = f"{maps or DASH} (out-of-fold ECE top-5: " + ", ".join(
                 f"{k} {fmt(v, 4)}" for k, v in chosen.items()) + ")"
-        out.append({"name": name, "method": str(cal.get("method") or DASH), "maps": maps or DASH,
-                    "metrics": {k: _arrow(raw.get(k), after.get(k))
+        out.append({"name": name, "method": str(cal.method or DASH), "maps": maps or DASH,
+                    "metrics": {k: _arrow(getattr(cal.raw, k), getattr(cal.calibrated, k))
                                 for k in ("ece_top5", "ece", "brier", "log_loss")}})
     return out
 
@@ -473,31 +463,29 @@ def calibration_rows(record: dict) -> list[dict[str, Any]]:
 def _explanation(value: Any) -> list[dict[str, str]]:
     """[[token, weight], ...] → chips (positive weights push the label up)."""
     out = []
-    for pair in R.as_list(value):
-        pair = R.as_list(pair)
-        if len(pair) == 2 and R.num(pair[1]) is not None:
-            out.append({"token": str(pair[0]), "weight": f"{R.num(pair[1]):+.2f}", "up": R.num(pair[1]) > 0})
+    for pair in _list(value):
+        pair = _list(pair)
+        if len(pair) == 2 and num(pair[1]) is not None:
+            out.append({"token": str(pair[0]), "weight": f"{num(pair[1]):+.2f}", "up": num(pair[1]) > 0})
     return out
 
 
-def _error_example(ex: Any) -> dict[str, Any]:
-    ex = R.as_dict(ex)
+def _error_example(ex: dict[str, Any]) -> dict[str, Any]:
     return {"text": _excerpt(str(ex.get("text") or ""), 300), "label": str(ex.get("label") or ""),
             "score": fmt(ex.get("score"), 3), "threshold": fmt(ex.get("threshold"), 3),
             "train_count": fmt(ex.get("train_count"), 0),
-            "true": [str(t) for t in R.as_list(ex.get("true"))],
-            "predicted": [str(t) for t in R.as_list(ex.get("predicted"))],
+            "true": [str(t) for t in _list(ex.get("true"))],
+            "predicted": [str(t) for t in _list(ex.get("predicted"))],
             "explanation": _explanation(ex.get("explanation")),
             "explained": isinstance(ex.get("explanation"), list), "also": []}
 
 
-def _distinct_documents(examples: Any) -> list[dict[str, Any]]:
+def _distinct_documents(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Error examples with each test text once: older records list a document per missed
     label (and test sets hold copies of one text), so one text could be shown three times;
     its first entry (the rarest label) stays and the other labels are listed on it (``also``)."""
     out: dict[Any, dict[str, Any]] = {}
-    for raw in R.as_list(examples):
-        raw = R.as_dict(raw)
+    for raw in examples:
         key = " ".join(str(raw.get("text") or "").split()) or raw.get("doc")  # copies of one text read as one
         if key in out:
             label = str(raw.get("label") or "")
@@ -508,34 +496,33 @@ def _distinct_documents(examples: Any) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def error_context(record: dict) -> list[dict[str, Any]]:
+def error_context(record: RunRecord) -> list[dict[str, Any]]:
     """Per model its error analysis (``models[v].errors``, `mlbench.evaluation.errors`)."""
     out = []
-    for name, m in R.models(record).items():
-        e = R.as_dict(m.get("errors"))
-        if not e:
+    for name, m in record.models.items():
+        e = m.errors
+        if e is None:
             continue
         breakdown = []
         for part, title in (("single", "single-label"), ("multi", "multi-label"), ("unlabeled", "no label")):
-            b = R.as_dict(R.as_dict(e.get("breakdown")).get(part))
-            if b:
-                breakdown.append({"part": part, "title": title, "documents": fmt(b.get("documents"), 0),
-                                  "f1_micro": fmt(b.get("f1_micro")), "f1_macro": fmt(b.get("f1_macro"))})
-        counts = R.as_dict(e.get("errors"))
+            b = e.breakdown.get(part)
+            if b is not None:
+                breakdown.append({"part": part, "title": title, "documents": fmt(b.documents, 0),
+                                  "f1_micro": fmt(b.f1_micro), "f1_macro": fmt(b.f1_macro)})
         out.append({
-            "name": name, "rule": str(e.get("rule") or DASH),
-            "n_fn": fmt(counts.get("false_negatives"), 0), "n_fp": fmt(counts.get("false_positives"), 0),
+            "name": name, "rule": str(e.rule or DASH),
+            "n_fn": fmt(e.errors.get("false_negatives"), 0), "n_fp": fmt(e.errors.get("false_positives"), 0),
             "breakdown": breakdown,
             "confusions": [{"true": str(c.get("true")), "predicted": str(c.get("predicted")),
                             "count": fmt(c.get("count"), 0),
-                            "examples": [_error_example(x) for x in R.as_list(c.get("examples"))]}
-                           for c in map(R.as_dict, R.as_list(e.get("confusions")))],
-            "false_negatives": _distinct_documents(e.get("false_negatives")),
-            "false_positives": _distinct_documents(e.get("false_positives")),
+                            "examples": [_error_example(x) for x in c.get("examples") or []]}
+                           for c in e.confusions],
+            "false_negatives": _distinct_documents(e.false_negatives),
+            "false_positives": _distinct_documents(e.false_positives),
             "tokens": [{"token": str(t[0]), "mass": fmt(t[1], 2), "docs": fmt(t[2], 0)}
-                       for t in (R.as_list(x) for x in R.as_list(e.get("overfitted_tokens"))) if len(t) == 3],
-            "explained": fmt(e.get("explained"), 0),
-            "note": str(e.get("explain_note") or ""),
+                       for t in map(_list, e.overfitted_tokens) if len(t) == 3],
+            "explained": fmt(e.explained, 0),
+            "note": str(e.explain_note or ""),
         })
     return out
 
@@ -549,47 +536,44 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def headline(record: dict) -> list[dict[str, str]]:
+def headline(record: RunRecord) -> list[dict[str, str]]:
     """The best (variant, rule) per objective with that exact configuration's figures:
     cross-fitted validation (what it was chosen on) and test, with 95% CIs when recorded.
 
     Objectives whose best is the same configuration share one sentence (``objective``
     then reads "micro macro"), so the page never names one model twice in identical words."""
     out = []
-    ms = R.models(record)
     configs: dict[tuple[str, str], list[str]] = {}
-    for obj in R.OBJECTIVES:
-        cfg = R.best_config(record, obj)
+    for obj in OBJECTIVES:
+        cfg = record.best_config(obj)
         if cfg is not None:
             configs.setdefault(cfg, []).append(obj)
     for (name, rule), objs in configs.items():
-        obj = objs[0]
-        result = R.rules(ms[name])[rule]
-        val, test = R.as_dict(result.get("val_cv")), R.as_dict(result.get("test"))
-        cis = R.test_ci(ms[name], rule)
-        near_by = {o: ", ".join(n for n, ok in R.not_worse(record, o).items() if ok and n != name) for o in objs}
+        result = record.models[name].rules[rule]
+        val, test = result.val_cv, result.test
+        near_by = {o: ", ".join(n for n, ok in record.near_best(o).items() if ok and n != name) for o in objs}
         near = (next(iter(near_by.values())) if len(set(near_by.values())) == 1
                 else "; ".join(f"on {o}-F1 {v}" for o, v in near_by.items() if v))
         out.append({
             "objective": " ".join(objs), "objectives_text": "- and ".join(objs), "name": name, "rule": rule,
             "val_micro": fmt(val.get("f1_micro")), "val_macro": fmt(val.get("f1_macro")),
             "test_micro": fmt(test.get("f1_micro")), "test_macro": fmt(test.get("f1_macro")),
-            "ci_micro": ci_text(cis.get("f1_micro")), "ci_macro": ci_text(cis.get("f1_macro")),
+            "ci_micro": ci_text(result.ci("f1_micro")), "ci_macro": ci_text(result.ci("f1_macro")),
             "near": near,
         })
     return out
 
 
-def recommendation(record: dict) -> dict[str, Any]:
+def recommendation(record: RunRecord) -> dict[str, Any]:
     """The shipping advice (`reports.recommend`): one paragraph per objective (the run's
     ``--select`` first) and the dominance table, formatted for the template."""
-    select = str(R.as_dict(record.get("config")).get("select") or "micro")
-    order = sorted(R.OBJECTIVES, key=lambda o: o != select)
+    select = str(record.config.get("select") or "micro")
+    order = sorted(OBJECTIVES, key=lambda o: o != select)
     paragraphs = [p for p in (recommend.paragraph(record, o) for o in order) if p is not None]
     rows = []
     for r in recommend.front_rows(record):
         c = r["costs"]
-        own = R.num(R.models(record)[r["name"]].get("train_seconds"))
+        own = num(record.models[r["name"]].train_seconds)
         rows.append({
             "name": r["name"], "front": r["front"],
             "quality": {o: {"rule": q.rule or DASH, "val": fmt(q.val), "test": fmt(q.test),
@@ -607,16 +591,16 @@ EXTREMES = 10
 MAX_CHIPS = 40
 
 
-def label_extremes(record: dict, k: int = EXTREMES) -> list[dict[str, Any]]:
+def label_extremes(record: RunRecord, k: int = EXTREMES) -> list[dict[str, Any]]:
     """With more than `MANY_LABELS` labels: per model (micro-chosen rule) its `k` best and
     `k` worst labels by test F1 among labels with training documents, with their counts."""
-    names, counts = R.labels(record), R.train_counts(record)
+    names, counts = record.dataset.labels, [num(c) for c in record.dataset.train_counts]
     if len(names) <= MANY_LABELS:
         return []
     out = []
-    for name, model in R.models(record).items():
-        rule = R.chosen_rule(model, "micro") or "fixed"
-        f1 = R.per_label_f1(model, rule)
+    for name, model in record.models.items():
+        rule = model.rule_for("micro") or "fixed"
+        f1 = label_f1(model, rule)
         if len(f1) != len(names):
             continue
         ranked = sorted((j for j, v in enumerate(f1) if v is not None and (counts[j] or 0) > 0),
@@ -627,33 +611,33 @@ def label_extremes(record: dict, k: int = EXTREMES) -> list[dict[str, Any]]:
     return out
 
 
-def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
+def build_context(record: RunRecord, figures: dict[str, Path]) -> dict[str, Any]:
     """Everything the template needs, pre-formatted so the template stays logic-light."""
-    ms = R.models(record)
+    ms = record.models
     curves = [{"model": n, "uri": data_uri(figures[f"curves:{n}"])}
               for n in ms if f"curves:{n}" in figures]
     no_curves = [n for n in ms if f"curves:{n}" not in figures]
     rule_table = rule_rows(record)
-    config = R.as_dict(record.get("config"))
+    config = record.config
     return {
-        "run_id": str(record.get("run_id") or DASH),
-        "created": str(record.get("created") or DASH),
-        "total_seconds": fmt(record.get("total_seconds"), 0),
-        "command": public(record.get("command") or ""),
-        "config": public(json.dumps(record.get("config") or {}, indent=2, default=str)),
-        "n_seeds": R.n_seeds(record),
+        "run_id": str(record.run_id or DASH),
+        "created": str(record.created or DASH),
+        "total_seconds": fmt(record.total_seconds, 0),
+        "command": public(record.command or ""),
+        "config": public(json.dumps(config or {}, indent=2, default=str)),
+        "n_seeds": record.n_seeds,
         "seed": str(config.get("seed")) if config.get("seed") is not None else "",
         "bootstrap": fmt(config.get("bootstrap"), 0),
-        "versions": {str(k): str(v) for k, v in R.as_dict(record.get("versions")).items()},
+        "versions": {str(k): str(v) for k, v in record.versions.items()},
         "dataset": dataset_context(record),
         "models": model_overview(record),
         "headline": headline(record),
         "recommendation": recommendation(record),
         "test_metrics": TEST_AND_RESOURCES,
-        "n_quality": len(R.TEST_METRICS),
+        "n_quality": len(TEST_METRICS),
         "objectives": [{"name": obj, "key": key, "label": "Micro F1" if obj == "micro" else "Macro F1",
-                        "rows": objective_rows(record, obj)} for obj, key in R.OBJECTIVES.items()],
-        "significance_method": str(record.get("significance_method") or ""),
+                        "rows": objective_rows(record, obj)} for obj, key in OBJECTIVES.items()],
+        "significance_method": str(record.significance_method or ""),
         "comparison": comparison_rows(record, "fixed"),
         "search": search_context(record),
         "rule_metrics": RULE_METRICS,
@@ -662,7 +646,7 @@ def build_context(record: dict, figures: dict[str, Path]) -> dict[str, Any]:
         "fallback_note": FALLBACK_NOTE,
         "max_chips": MAX_CHIPS,
         "extremes": label_extremes(record),
-        "many_labels": len(R.labels(record)) > MANY_LABELS,
+        "many_labels": len(record.dataset.labels) > MANY_LABELS,
         "figures": {k: data_uri(v) for k, v in figures.items() if ":" not in k},
         "calibration": calibration_rows(record),
         "calibration_method": CALIBRATION_METHOD,
@@ -681,17 +665,12 @@ def _env() -> Environment:
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(record: dict, figures: dict[str, Path]) -> str:
+def render_html(record: RunRecord, figures: dict[str, Path]) -> str:
     return _env().get_template("report.html.j2").render(**build_context(record, figures))
 
 
-def write_report(record: RunRecord | dict[str, Any], run_dir: Path) -> Path:
-    """Write ``run_dir/figures/*.png`` and ``run_dir/report.html``; return the HTML path.
-
-    `record` is a `mlbench.record.RunRecord` (or its JSON dict, as in results.json).
-    """
-    if hasattr(record, "to_json"):
-        record = record.to_json()
+def write_report(record: RunRecord, run_dir: Path) -> Path:
+    """Write ``run_dir/figures/*.png`` and ``run_dir/report.html``; return the HTML path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(record, run_dir)

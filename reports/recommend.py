@@ -14,7 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import record as R
+from mlbench.record import OBJECTIVES, RunRecord
+
+from .format import num
 
 #: the resource axes: record key → (label, unit, higher is better)
 COSTS: dict[str, tuple[str, str, bool]] = {
@@ -44,35 +46,38 @@ class Candidate:
         return getattr(self, key)
 
 
-def total_train_seconds(record: dict, name: str) -> tuple[float | None, list[str]]:
+def total_train_seconds(record: RunRecord, name: str) -> tuple[float | None, list[str]]:
     """A variant's own training seconds plus its members' (an ensemble's ``describe.members``).
 
     Returns (seconds or None when any part is missing, members counted)."""
-    models = R.models(record)
-    model = models.get(name, {})
-    own = R.num(model.get("train_seconds"))
-    members = [str(m) for m in R.as_list(R.as_dict(model.get("describe")).get("members")) if str(m) in models]
+    models = record.models
+    model = models.get(name)
+    if model is None:
+        return None, []
+    own = num(model.train_seconds)
+    listed = model.describe.get("members")
+    members = [str(m) for m in (listed if isinstance(listed, list) else []) if str(m) in models]
     if own is None:
         return None, members
-    parts = [R.num(models[m].get("train_seconds")) for m in members]
+    parts = [num(models[m].train_seconds) for m in members]
     return (None if any(p is None for p in parts) else own + sum(parts)), members  # type: ignore[operator]
 
 
-def candidates(record: dict, objective: str) -> list[Candidate]:
+def candidates(record: RunRecord, objective: str) -> list[Candidate]:
     """Every model under its `objective`-chosen rule (models without that rule keep None figures)."""
-    key = R.OBJECTIVES[objective]
-    near = R.not_worse(record, objective)
+    key = OBJECTIVES[objective]
+    near = record.near_best(objective)
     out = []
-    for name, model in R.models(record).items():
-        rule = R.chosen_rule(model, objective)
-        result = R.as_dict(R.rules(model).get(rule)) if rule else {}
-        size = R.num(model.get("size_bytes"))
+    for name, model in record.models.items():
+        rule = model.rule_for(objective)
+        result = model.rules[rule] if rule else None
+        size = num(model.size_bytes)
         total, members = total_train_seconds(record, name)
         out.append(Candidate(
-            name=name, rule=rule, val=R.num(R.validation(result).get(key)),
-            test=R.num(R.as_dict(result.get("test")).get(key)),
-            ci=R.test_ci(model, rule).get(key) if rule else None,
-            docs_per_s=R.num(model.get("inference_docs_per_s")),
+            name=name, rule=rule, val=num(result.validation.get(key)) if result else None,
+            test=num(result.test.get(key)) if result else None,
+            ci=result.ci(key) if result else None,
+            docs_per_s=num(model.inference_docs_per_s),
             size_mb=None if size is None else size / 1e6, train_total_s=total, members=members,
             near_best=near.get(name, False)))
     return out
@@ -170,7 +175,7 @@ def _quality(c: Candidate, metric: str) -> str:
     return f"validation {metric} {val} (cross-fitted), test {test}{ci}"
 
 
-def paragraph(record: dict, objective: str) -> dict[str, Any] | None:
+def paragraph(record: RunRecord, objective: str) -> dict[str, Any] | None:
     """The generated advice for one objective: ship the best, and what each constraint costs.
 
     Returns {"objective", "best", "text": [sentences]} or None when no model has a figure."""
@@ -181,8 +186,8 @@ def paragraph(record: dict, objective: str) -> dict[str, Any] | None:
     metric = f"{objective}-F1"
     text = [f"For the best {metric} ship {top.name} (rule {top.rule}): {_quality(top, metric)}; "
              f"{describe_costs(top)}."]
-    record_best = R.best_config(record, objective)
-    tested = record_best is not None and record_best[0] == top.name and bool(R.not_worse(record, objective))
+    record_best = record.best_config(objective)
+    tested = record_best is not None and record_best[0] == top.name and bool(record.near_best(objective))
     alternatives: dict[str, list[str]] = {}
     for key in ("docs_per_s", "size_mb"):
         for alt in steps(cands, key, top):
@@ -206,20 +211,20 @@ def paragraph(record: dict, objective: str) -> dict[str, Any] | None:
     return {"objective": objective, "best": top.name, "text": text}
 
 
-def front_rows(record: dict) -> list[dict[str, Any]]:
+def front_rows(record: RunRecord) -> list[dict[str, Any]]:
     """One row per model: per objective its rule, validation and test F1 (CI), whether it is
     dominated (and by whom), and its costs; the front first, in validation order of the
     run's selection objective."""
-    select = str(R.as_dict(record.get("config")).get("select") or "micro")
-    select = select if select in R.OBJECTIVES else "micro"
-    per_obj = {obj: {c.name: c for c in mark_dominated(candidates(record, obj))} for obj in R.OBJECTIVES}
+    select = str(record.config.get("select") or "micro")
+    select = select if select in OBJECTIVES else "micro"
+    per_obj = {obj: {c.name: c for c in mark_dominated(candidates(record, obj))} for obj in OBJECTIVES}
     rows = []
-    for name in R.models(record):
+    for name in record.models:
         first = per_obj[select][name]
         rows.append({
             "name": name,
-            "objectives": {obj: per_obj[obj][name] for obj in R.OBJECTIVES},
-            "front": [obj for obj in R.OBJECTIVES if per_obj[obj][name].dominated_by is None],
+            "objectives": {obj: per_obj[obj][name] for obj in OBJECTIVES},
+            "front": [obj for obj in OBJECTIVES if per_obj[obj][name].dominated_by is None],
             "costs": first, "members": first.members,
         })
     rows.sort(key=lambda r: (not r["front"], -(r["costs"].val if r["costs"].val is not None else -math.inf)))

@@ -182,33 +182,35 @@ def test_explain_signature_survives_calibration(calibrated):
 
 
 def test_run_calibration_summary_fitted_on_validation_only():
-    """`experiment.calibrate_variant`: the map depends on validation alone; the figures are
-    NumPy's Brier / log loss of raw and calibrated test scores."""
-    from mlbench.experiment import Scores, calibrate_variant
-    from mlbench.record import ModelResult, RunRecord
+    """`evaluation.calibration.calibrate_scores`: the map depends on validation alone; the
+    figures are NumPy's Brier / log loss of raw and calibrated test scores."""
+    from mlbench.evaluation.calibration import calibrate_scores
+    from mlbench.record import CalibrationResult, ModelResult, RunRecord
 
     rng = np.random.default_rng(0)
     y_val, y_test = (rng.random((300, 4)) < 0.3).astype(int), (rng.random((200, 4)) < 0.3).astype(int)
     s_val = np.clip(0.5 * y_val + 0.4 * rng.random((300, 4)), 0, 1)
     s_test = np.clip(0.5 * y_test + 0.4 * rng.random((200, 4)), 0, 1)
-    cal, summary = calibrate_variant(Scores(s_val, s_test, None), y_val=y_val, y_test=y_test)
-    cal2, _ = calibrate_variant(Scores(s_val, rng.random((200, 4)), None), y_val=y_val, y_test=1 - y_test)
+    cal, summary = calibrate_scores(y_val, s_val, y_test, s_test)
+    cal2, _ = calibrate_scores(y_val, s_val, 1 - y_test, rng.random((200, 4)))
     np.testing.assert_array_equal(cal.apply(s_test), cal2.apply(s_test))
-    assert summary["raw"]["brier"] == pytest.approx(np.mean((s_test - y_test) ** 2))
+    assert summary.raw.brier == pytest.approx(np.mean((s_test - y_test) ** 2))
     p = cal.apply(s_test)
-    assert summary["calibrated"]["brier"] == pytest.approx(np.mean((p - y_test) ** 2))
+    assert summary.calibrated.brier == pytest.approx(np.mean((p - y_test) ** 2))
     pc = np.clip(p, 1e-7, 1 - 1e-7)
-    assert summary["calibrated"]["log_loss"] == pytest.approx(
+    assert summary.calibrated.log_loss == pytest.approx(
         -np.mean(y_test * np.log(pc) + (1 - y_test) * np.log(1 - pc)))
-    assert sum(summary["maps"].values()) == 4
-    assert summary["calibrated"]["ece_top5"] < summary["raw"]["ece_top5"]
-    assert len(summary["reliability"]["raw"]["top5"]["count"]) == 15
+    assert sum(summary.maps.values()) == 4
+    assert summary.calibrated.ece_top5 < summary.raw.ece_top5
+    assert len(summary.reliability["raw"]["top5"]["count"]) == 15
     from mlbench.record import DatasetInfo
 
     rec = RunRecord("r", "now", "cmd", {}, {}, DatasetInfo("d", ["a"], [1], {}, ["tail"]),
                     models={"svm": ModelResult("svm", "linear", calibration=summary)})
     data = rec.to_json()
-    assert RunRecord.from_json(data).models["svm"].calibration == data["models"]["svm"]["calibration"]
+    back = RunRecord.from_json(data).models["svm"].calibration
+    assert isinstance(back, CalibrationResult) and back == summary
+    assert RunRecord.from_json(data).to_json() == data  # the JSON round trip keeps every key and value
     for key in ("calibration", "errors"):  # a record written before these fields existed
         del data["models"]["svm"][key]
     assert RunRecord.from_json(data).models["svm"].calibration is None

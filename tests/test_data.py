@@ -14,7 +14,7 @@ from urllib.error import URLError
 import pandas as pd
 import pytest
 
-from mlbench.data import Corpus, load_corpus
+from mlbench.data import DATASETS, Corpus, load_corpus
 from mlbench.data import arxiv as arxiv_mod
 from mlbench.data import download as download_mod
 from mlbench.data import reuters as reuters_mod
@@ -363,3 +363,21 @@ def test_download_writes_atomically_with_sha256(tmp_path: Path, monkeypatch) -> 
     with pytest.raises(OSError, match="at least"):
         download_mod.download("http://x/g.csv", tmp_path / "g.csv", min_bytes=10**6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv", "f.csv.sha256"]
+
+
+def test_registry_is_one_table_the_options_read() -> None:
+    """Each built-in dataset is one `REGISTRY` row: its loader, its columns (error messages
+    name them), and file-only options refused with one line naming the dataset."""
+    from mlbench.data.registry import REGISTRY, data_columns
+    from mlbench.errors import InputError
+
+    assert DATASETS == tuple(REGISTRY) == ("arxiv", "reuters")
+    assert data_columns("arxiv") == {"text": "summaries", "labels": "terms"}
+    assert data_columns("ARXIV", labels_col="tags") == {"text": "summaries", "labels": "tags"}
+    assert data_columns("reuters") is None
+    assert data_columns("mine.csv", "body") == {"text": "body", "labels": "labels"}
+    for name in REGISTRY:
+        with pytest.raises(InputError, match=f"^{name}: split_col only apply to user files"):
+            load_corpus(name, split_col="split")
+    with pytest.raises(InputError, match="^reuters: text_col only apply to user files"):
+        load_corpus("reuters", text_col="body")

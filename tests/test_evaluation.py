@@ -41,3 +41,22 @@ def test_in_sample_per_label_looks_better_than_cross_fitted():
     assert res["fixed"]["val_cv"]["f1_micro"] == expected == res["fixed"]["val"]["f1_micro"]
     chosen = best_rule(res)
     assert res[chosen]["val_cv"]["f1_micro"] == max(r["val_cv"]["f1_micro"] for r in res.values())
+
+
+def test_search_and_ensemble_rank_on_one_cross_fitted_score():
+    """`tuning.point_score` and the ensemble's weights both call `cross_fitted_score`: the
+    best rule's pooled out-of-fold metric, as `evaluate` computes it on those decisions."""
+    import baselines.ensemble as ensemble_track
+    from mlbench.evaluation.scoring import cross_fitted_score
+    from mlbench.tuning import point_score
+
+    rng = np.random.default_rng(7)
+    y = (rng.random((120, 6)) < 0.3).astype(np.int8)
+    s = np.clip(0.4 * y + 0.6 * rng.random((120, 6)), 0, 1).astype(np.float32)
+    assert ensemble_track.cross_fitted_score is cross_fitted_score
+    for key in ("f1_micro", "f1_macro"):
+        oof = cross_fitted_predictions(y, s, seed=0)
+        by_rule = {r: evaluate(y, p.astype(np.float32), threshold=0.5)[key] for r, p in oof.items()}
+        best = max(by_rule, key=by_rule.get)
+        assert cross_fitted_score(y, s, key, seed=0) == (by_rule[best], best)
+        assert point_score(y, s, key) == (by_rule[best], best)

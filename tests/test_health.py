@@ -11,14 +11,9 @@ import pytest
 
 from mlbench.data import load_corpus
 from mlbench.data.corpus import Corpus, Split
-from mlbench.data.health import (
-    check_health,
-    dedupe,
-    index_texts,
-    near_duplicate_pairs,
-    normalise_text,
-    raise_for,
-)
+from mlbench.data.dedupe import dedupe
+from mlbench.data.health import check_health, raise_for
+from mlbench.data.minhash import index_texts, near_duplicate_pairs, normalise_text
 from mlbench.errors import InputError
 
 LABELS = [("a",), ("b",), ("c",), ("a", "b")]
@@ -184,11 +179,11 @@ def test_normalisation_matches_the_index() -> None:
 
 
 def test_chunked_threaded_index_equals_one_chunk(monkeypatch) -> None:
-    from mlbench.data import health
+    from mlbench.data import minhash
 
     docs = texts(50, seed=2) + ["", "a b", texts(1, seed=2)[0].upper()]
     whole = index_texts(docs)
-    monkeypatch.setattr(health, "_CHUNK", 7)
+    monkeypatch.setattr(minhash, "_CHUNK", 7)
     parts = index_texts(docs)
     for name in ("words", "key", "fffd", "control", "sig"):
         assert np.array_equal(getattr(whole, name), getattr(parts, name)), name

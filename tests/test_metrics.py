@@ -190,3 +190,23 @@ def test_fast_on_large_arrays() -> None:
     t0 = time.perf_counter()
     evaluate(y, s, threshold=0.5, train_counts=rng.integers(0, 100, 150))
     assert time.perf_counter() - t0 < 10.0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_threshold_metrics_is_evaluate_on_decisions_and_sklearn(seed: int) -> None:
+    """`threshold_metrics` (what searches and the ensemble rank on) gives `evaluate`'s
+    figures for 0/1 decisions, whichever subset of keys is asked for."""
+    from mlbench.evaluation.metrics import COUNT_KEYS, threshold_metrics
+
+    y, scores = _random_case(seed)
+    pred = (scores >= 0.55).astype(np.int8)
+    full = evaluate(y, scores, threshold=0.55)
+    got = threshold_metrics(y, pred)
+    assert list(got) == list(COUNT_KEYS)
+    reference = _sk_all(y, pred, scores)
+    for key in COUNT_KEYS:
+        assert got[key] == full[key], key
+        assert got[key] == pytest.approx(reference[key], abs=TOL), key
+        assert threshold_metrics(y, pred, keys=(key,)) == {key: got[key]}
+    with pytest.raises(ValueError, match="roc_auc_micro"):
+        threshold_metrics(y, pred, keys=("roc_auc_micro",))

@@ -190,12 +190,12 @@ def test_shuffling_test_labels_changes_no_choice(corpus, tmp_path, monkeypatch):
         ma, mb = a.models[v], b.models[v]
         assert ma.protocol == "cv" and ma.fitted_on["rows"] == len(corpus.train) + len(corpus.val)
         assert ma.chosen_rule == mb.chosen_rule
-        assert (ma.search or {}).get("chosen") == (mb.search or {}).get("chosen")
-        assert (ma.search or {}).get("scores") == (mb.search or {}).get("scores")
+        assert getattr(ma.search, "chosen", None) == getattr(mb.search, "chosen", None)
+        assert getattr(ma.search, "scores", None) == getattr(mb.search, "scores", None)
         for rule in ma.rules:
             assert ma.rules[rule].threshold == mb.rules[rule].threshold
             assert ma.rules[rule].val_cv == mb.rules[rule].val_cv  # out-of-fold metrics
-        assert (ma.calibration or {}).get("method") == (mb.calibration or {}).get("method")
+        assert getattr(ma.calibration, "method", None) == getattr(mb.calibration, "method", None)
         assert ma.describe.get("weights") == mb.describe.get("weights")
     assert a.best == b.best
     assert any(a.models[v].rules[r].test != b.models[v].rules[r].test for v in models for r in a.models[v].rules)
@@ -246,13 +246,16 @@ def test_protocol_options_are_checked(tmp_path):
 
 
 def test_the_report_names_each_variants_protocol():
+    from mlbench.record import ModelResult
     from reports.html import protocol_text
 
-    cv = {"protocol": "cv", "fitted_on": {"split": "out-of-fold train+val", "rows": 7770, "folds": 5,
-                                          "refit_rows": 7770}}
+    cv = ModelResult("svm", "linear", protocol="cv", fitted_on={"split": "out-of-fold train+val", "rows": 7770,
+                                                                "folds": 5, "refit_rows": 7770})
     assert protocol_text(cv) == "cv: 5-fold out-of-fold scores of 7,770 train+val docs, refit on 7,770"
-    assert protocol_text({"protocol": "holdout", "fitted_on": {"rows": 1000}}) == "holdout: validation (1,000 docs)"
-    assert protocol_text({}) == "holdout: validation"  # a record from before the protocol existed
+    holdout = ModelResult("svm", "linear", protocol="holdout", fitted_on={"rows": 1000})
+    assert protocol_text(holdout) == "holdout: validation (1,000 docs)"
+    # a record from before the protocol existed
+    assert protocol_text(ModelResult("svm", "linear")) == "holdout: validation"
 
 
 @pytest.mark.slow

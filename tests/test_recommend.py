@@ -47,14 +47,15 @@ def val_of(record: dict, name: str, objective: str) -> float:
 
 
 def test_total_training_includes_ensemble_members():
-    record = with_ensemble().to_json()
+    rec = with_ensemble()
+    record = rec.to_json()
     ms = record["models"]
-    total, members = recommend.total_train_seconds(record, "ensemble")
+    total, members = recommend.total_train_seconds(rec, "ensemble")
     assert members == ["mlp", "svm"]
     assert total == pytest.approx(ms["ensemble"]["train_seconds"] + ms["mlp"]["train_seconds"]
                                   + ms["svm"]["train_seconds"])
-    assert recommend.total_train_seconds(record, "svm") == (ms["svm"]["train_seconds"], [])
-    html = render_html(record, {})
+    assert recommend.total_train_seconds(rec, "svm") == (ms["svm"]["train_seconds"], [])
+    html = render_html(rec, {})
     cell = re.search(r'data-table="test-micro" data-col="train_seconds" data-model="ensemble"[^>]*>([^<]*)<', html)
     assert cell.group(1) == f"{total:,.1f}"
 
@@ -69,14 +70,15 @@ def test_advice_ships_the_validation_best_even_when_test_disagrees(objective):
     record = rec.to_json()
     val_best = max(record["models"], key=lambda n: val_of(record, n, objective))
     assert val_best == "ensemble"
-    advice = recommend.paragraph(record, objective)
+    advice = recommend.paragraph(rec, objective)
     assert advice["best"] == val_best
     assert advice["text"][0].startswith(f"For the best {objective}-F1 ship ensemble")
 
 
 def test_advice_names_the_constraint_and_what_it_costs():
-    record = with_ensemble().to_json()
-    advice = recommend.paragraph(record, "micro")
+    rec = with_ensemble()
+    record = rec.to_json()
+    advice = recommend.paragraph(rec, "micro")
     svm_line = next(t for t in advice["text"] if ", svm (rule" in t)
     # 7,029 docs/s rounds down to a requirement svm meets; 4 MB rounds up to one it meets
     assert "≥ 7,000 docs/s" in svm_line and "≤ 4.0 MB" in svm_line
@@ -94,8 +96,7 @@ def test_dominated_models_are_marked_by_whom():
     for res in slow.rules.values():
         res.val_cv = {k: v - 0.05 if isinstance(v, float) else v for k, v in res.val_cv.items()}
     rec.models["svm_slow"] = slow
-    record = rec.to_json()
-    cands = {c.name: c for c in recommend.mark_dominated(recommend.candidates(record, "micro"))}
+    cands = {c.name: c for c in recommend.mark_dominated(recommend.candidates(rec, "micro"))}
     assert cands["svm_slow"].dominated_by == "svm"
     # by definition nothing beats the validation best on quality, nor svm on every cost
     assert cands["ensemble"].dominated_by is None and cands["svm"].dominated_by is None
@@ -104,15 +105,15 @@ def test_dominated_models_are_marked_by_whom():
             d = cands[c.dominated_by]
             assert d.val >= c.val and d.docs_per_s >= c.docs_per_s
             assert d.size_mb <= c.size_mb and d.train_total_s <= c.train_total_s
-    html = render_html(record, {})
+    html = render_html(rec, {})
     assert re.search(r'data-front-of="svm_slow">.*?data-front="macro"|data-front-of="svm_slow">.*?data-front=""',
                      html, re.S)
     assert "dominated by svm" in html
 
 
 def test_headline_names_a_shared_best_once():
-    record = with_ensemble().to_json()
-    assert record["best"]["micro"] == record["best"]["macro"]
+    record = with_ensemble()
+    assert record.best["micro"] == record.best["macro"]
     html = render_html(record, {})
     blocks = re.findall(r'<div data-headline="([^"]+)">(.*?)</div>', html, re.S)
     assert [b[0] for b in blocks] == ["micro macro"]
@@ -122,9 +123,9 @@ def test_headline_names_a_shared_best_once():
 def test_missed_tail_documents_shown_once_with_their_other_labels():
     rec = make_record()
     errs = rec.models["mlp"].errors
-    first = errs["false_negatives"][0]
-    errs["false_negatives"] = [first, {**first, "label": "lab019"}, {**first, "label": "lab018"}]
-    html = render_html(rec.to_json(), {})
+    first = errs.false_negatives[0]
+    errs.false_negatives = [first, {**first, "label": "lab019"}, {**first, "label": "lab018"}]
+    html = render_html(rec, {})
     section = html[html.index('data-errors-of="mlp"'):html.index('data-errors-of="svm"')]
     missed = section[section.index("Missed tail labels"):section.index("Most confident false positives")]
     assert missed.count('class="example"') == 1
@@ -136,7 +137,7 @@ def test_no_host_paths_in_the_report():
     rec.dataset.stats["source"] = "/work/shared/data/reuters21578"
     rec.command = "python run_all.py --dataset reuters --data-dir /home/alice/corpora/reuters"
     rec.config["data_dir"] = "/home/alice/corpora/reuters"
-    html = render_html(rec.to_json(), {})
+    html = render_html(rec, {})
     assert "/work/" not in html and "/home/alice" not in html
     assert "…/reuters21578" in html and "--data-dir …/reuters" in html
     assert public("runs/x/mlp_savedmodel") == "runs/x/mlp_savedmodel"
@@ -144,7 +145,7 @@ def test_no_host_paths_in_the_report():
 
 
 def test_attribution_units_explained_and_long_sections_collapsed():
-    html = render_html(make_record().to_json(), {})
+    html = render_html(make_record(), {})
     assert "integrated gradients" in html and "logit" in html and "add up to that difference" in html
     assert re.search(r'<details class="doc" data-errors-of="mlp">', html)  # closed by default
     assert '<details class="doc" data-errors-of="mlp" open' not in html

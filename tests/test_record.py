@@ -70,3 +70,35 @@ def test_best_for_uses_cross_fitted_validation_never_test():
 
 def test_label_group_bounds():
     assert [group_of(c, 35, 8) for c in (35, 34, 9, 8, 0)] == ["head", "medium", "medium", "tail", "tail"]
+
+
+def test_typed_parts_read_back_from_a_record_written_as_dicts():
+    """Calibration, error analysis and search come back as dataclasses from a results.json
+    written before they were typed, and go out as the same JSON (key order included)."""
+    from mlbench.record import CalibrationResult, ErrorAnalysis, SearchResult, SubsetScores
+
+    data = fake_record().to_json()
+    svm = data["models"]["svm"]
+    svm["calibration"] = {"method": "auto", "maps": {"platt": 2}, "bins": 15,
+                          "chosen_by": {"criterion": "out-of-fold ECE top-5 on validation",
+                                        "candidates": {"auto": 0.05, "identity": 0.07}},
+                          "raw": {"brier": 0.1, "log_loss": 0.3, "ece": 0.02, "ece_top5": 0.08},
+                          "calibrated": {"brier": 0.09, "log_loss": 0.28, "ece": 0.01, "ece_top5": 0.05},
+                          "reliability": {"raw": {"all": {"count": [3]}, "top5": {"count": [1]}}}}
+    svm["errors"] = {"rule": "fixed", "errors": {"false_negatives": 4, "false_positives": 2},
+                     "confusions": [{"true": "a", "predicted": "b", "count": 1, "examples": []}],
+                     "false_negatives": [], "false_positives": [],
+                     "breakdown": {"single": {"documents": 10, "f1_micro": 0.8, "f1_macro": 0.5}},
+                     "overfitted_tokens": [], "explained": 0, "explain_note": "none", "explain_top_n": 5}
+    svm["search"] = {"track": "svm", "objective": "micro", "metric": "f1_micro", "method": "grid",
+                     "evaluation": "validation (9 docs)", "space": {"C": [0.1, 1.0]}, "budget": None,
+                     "full_grid": 2, "grid": [{"C": 0.1}, {"C": 1.0}], "scores": [0.5, 0.6],
+                     "rules": ["fixed", "global"], "chosen": {"C": 1.0}, "score": 0.6,
+                     "chosen_rule": "global", "seconds": 1.5}
+    model = RunRecord.from_json(data).models["svm"]
+    assert isinstance(model.calibration, CalibrationResult) and model.calibration.raw.ece_top5 == 0.08
+    assert isinstance(model.errors, ErrorAnalysis)
+    assert model.errors.breakdown["single"] == SubsetScores(10, 0.8, 0.5)
+    assert isinstance(model.search, SearchResult) and model.search.chosen == {"C": 1.0}
+    again = RunRecord.from_json(data).to_json()
+    assert json.dumps(again) == json.dumps(data)  # same keys, same order, same values

@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 
 from mlbench.record import (
-    OBJECTIVES, RULES, DatasetInfo, ModelResult, RuleResult, RunRecord, group_of,
+    LABEL_GROUPS, OBJECTIVES, RULES, SCHEMA_VERSION, TEST_METRICS, CalibrationResult, DatasetInfo,
+    ErrorAnalysis, Metric, ModelResult, RuleResult, RunRecord, SearchResult, group_of,
 )
 from reports import render_html, screenshot, write_figures, write_report
-from reports import record as R
+from reports.format import num
 from reports.html import (
     RULE_METRICS, TEST_AND_RESOURCES, Cell, Row, comparison_rows, fmt, mark_best, objective_rows,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
-METRIC_KEYS = [m.key for m in R.TEST_METRICS]
+METRIC_KEYS = [m.key for m in TEST_METRICS]
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 METHOD = "95% intervals: percentile paired bootstrap over test documents (test fixture)."
 
@@ -33,7 +34,7 @@ METHOD = "95% intervals: percentile paired bootstrap over test documents (test f
 def _metrics(rng: random.Random, n_labels: int, quality: float) -> dict:
     m = {k: round(min(1.0, max(0.0, quality + rng.uniform(-0.15, 0.1))), 4) for k in METRIC_KEYS}
     m["hamming_loss"] = round(rng.uniform(0.005, 0.05), 5)
-    for g in R.GROUPS:
+    for g in LABEL_GROUPS:
         m[f"{g}_f1_micro"] = round(quality * rng.uniform(0.4, 1.0), 4)
         m[f"{g}_f1_macro"] = round(quality * rng.uniform(0.2, 0.9), 4)
     m["head_labels"], m["medium_labels"], m["tail_labels"] = 5, n_labels - 11, 6
@@ -50,7 +51,7 @@ def _choose_best(models: dict[str, ModelResult]) -> dict[str, dict[str, str]]:
 
 
 def search_record() -> dict:
-    """A `mlbench.tuning.SearchResult.to_json()`: a coordinate search that fitted 3 of 4 points."""
+    """A `SearchResult.to_json()` as results.json holds it: a coordinate search that fitted 3 of 4 points."""
     grid = [{"hidden": [256], "dropout": 0.2}, {"hidden": [512, 256], "dropout": 0.2},
             {"hidden": [512, 256], "dropout": 0.5}]
     return {"track": "mlp", "objective": "micro", "metric": "f1_micro", "method": "coordinate",
@@ -99,7 +100,7 @@ def make_record(n_labels: int = 20, seed: int = 0, *, n_seeds: int = 3) -> RunRe
                "scutfbr": rule(per_label, 0.74, fallback=[n_labels - 1])},
         chosen_rule={"micro": "per_label", "macro": "scutfbr"},
         examples=examples, export_dir="mlp_savedmodel",
-        search=search_record())
+        search=SearchResult.from_json(search_record()))
     mlp.seeds = seeds()
     focal = ModelResult(
         track="mlp", family="baseline", loss="focal", describe={"hidden": [256]}, train_seconds=14.0,
@@ -115,9 +116,9 @@ def make_record(n_labels: int = 20, seed: int = 0, *, n_seeds: int = 3) -> RunRe
                "scutfbr": rule(per_label, 0.64)},
         chosen_rule={"micro": "fixed", "macro": "per_label"}, examples=examples[:2],
         notices=["LinearSVC did not converge for 3 of 20 labels <max_iter=1000>"])
-    mlp.calibration, svm.calibration = calibration_record(rng), calibration_record(rng)
-    mlp.errors = errors_record(labels, explained=True)
-    svm.errors = errors_record(labels, explained=False)
+    mlp.calibration, svm.calibration = (CalibrationResult.from_json(calibration_record(rng)) for _ in range(2))
+    mlp.errors = ErrorAnalysis.from_json(errors_record(labels, explained=True))
+    svm.errors = ErrorAnalysis.from_json(errors_record(labels, explained=False))
     models = {"mlp": mlp, "mlp[focal]": focal, "svm": svm}
     best = _choose_best(models)
     not_worse = {obj: {n: n == best[obj]["model"] or n == "mlp" for n in models} for obj in OBJECTIVES}
@@ -159,7 +160,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
 
 
 def calibration_record(rng) -> dict:
-    """A `ModelResult.calibration` as `experiment.calibrate_variant` writes it."""
+    """A `ModelResult.calibration` as results.json holds it (`CalibrationResult`)."""
     def bins() -> dict:
         edges = [i / 15 for i in range(16)]
         mean = [round((i + 0.5) / 15, 3) for i in range(15)]
@@ -174,7 +175,7 @@ def calibration_record(rng) -> dict:
 
 
 def errors_record(labels: list[str], explained: bool) -> dict:
-    """A `ModelResult.errors` as `mlbench.evaluation.errors.error_analysis` writes it."""
+    """A `ModelResult.errors` as results.json holds it (`mlbench.evaluation.errors.error_analysis`)."""
     why = [["<b>markets</b>", 1.25], ["prices", -0.5]] if explained else None
     ex = {"doc": 3, "text": "Document about <b>markets</b> & prices", "true": [labels[3]],
           "predicted": [labels[0]], "score": 0.93, "threshold": 0.4, "label": labels[0], "explanation": why}
@@ -280,7 +281,7 @@ def test_objective_table_shows_each_models_chosen_rule_figures(report, objective
     for name, model in record["models"].items():
         rule = model["chosen_rule"][objective]
         result = model["rules"][rule]
-        for metric in R.TEST_METRICS:
+        for metric in TEST_METRICS:
             cell = table[(name, metric.key)]
             assert cell["rule"] == rule
             assert cell["text"] == fmt(result["test"].get(metric.key), metric.digits), (name, metric.key)
@@ -310,14 +311,13 @@ def test_best_and_near_best_badges_follow_the_record(report, objective):
 
 
 def test_near_best_badges_move_with_not_worse(tmp_path):
-    record = make_record().to_json()
-    record["not_worse"]["micro"] = {n: n == "svm" or n == record["best"]["micro"]["model"]
-                                    for n in record["models"]}
-    record["not_worse"].pop("macro")
+    record = make_record()
+    record.not_worse["micro"] = {n: n == "svm" or n == record.best["micro"]["model"] for n in record.models}
+    record.not_worse.pop("macro")
     html = render_html(record, {})
     micro, macro = badges(html, "test-micro"), badges(html, "test-macro")
-    best = record["best"]["micro"]["model"]
-    assert micro == {n: ["best"] if n == best else ["≈ best"] if n == "svm" else [] for n in record["models"]}
+    best = record.best["micro"]["model"]
+    assert micro == {n: ["best"] if n == best else ["≈ best"] if n == "svm" else [] for n in record.models}
     assert all("≈ best" not in b for b in macro.values())  # nothing tested → no claims
 
 
@@ -351,7 +351,7 @@ def test_seed_mean_and_std(report):
 
 
 def test_no_seed_column_for_one_seed():
-    html = render_html(make_record(n_seeds=1).to_json(), {})
+    html = render_html(make_record(n_seeds=1), {})
     assert "data-seeds-of" not in html and "1 seed" in html and "over 1 seeds" not in html
 
 
@@ -360,8 +360,8 @@ def test_fixed_rule_table_in_details_marks_best(report):
     assert re.search(r"<details>\s*<summary>Every model at the fixed 0.5 rule</summary>", html)
     table = cells(html, "test-fixed")
     models = record["models"]
-    for metric in R.TEST_METRICS:
-        values = {n: R.num(m["rules"]["fixed"]["test"].get(metric.key)) for n, m in models.items()}
+    for metric in TEST_METRICS:
+        values = {n: num(m["rules"]["fixed"]["test"].get(metric.key)) for n, m in models.items()}
         for n, v in values.items():
             assert table[(n, metric.key)]["text"] == fmt(v, metric.digits)
         values = {n: None if v is None else round(v, metric.digits) for n, v in values.items()}
@@ -377,11 +377,11 @@ def test_fixed_rule_table_in_details_marks_best(report):
 
 def test_rule_table_marks_badges_and_fallback(report):
     record, _, html = report
-    configs = list(R.configurations(record))
+    configs = [(n, r, res) for n, m in record["models"].items() for r, res in m["rules"].items()]
     assert len(configs) == 10 and {r for _, r, _ in configs} == set(RULES)
     for metric in RULE_METRICS:
         split, key = ("val_cv", metric.key[4:]) if metric.key.startswith("val_") else ("test", metric.key)
-        values = [(n, r, R.num(res[split].get(key))) for n, r, res in configs]
+        values = [(n, r, num(res[split].get(key))) for n, r, res in configs]
         values = [(n, r, None if v is None else round(v, metric.digits)) for n, r, v in values]
         target = max(v for *_, v in values if v is not None)
         expected = {(n, r) for n, r, v in values if v == target}
@@ -424,12 +424,12 @@ def test_health_section(report, tmp_path):
     assert "1 error, 1 warning, 1 note (0.42 s)" in section
     assert "2 test documents also in &lt;train&gt;" in section and "test 7 = train 2" in section
     assert "label_shift_jsd" in section  # other keys are shown, not dropped
-    empty = make_record().to_json()
-    empty["dataset"]["health"] = {"findings": [], "seconds": 0.1}
+    empty = make_record()
+    empty.dataset.health = {"findings": [], "seconds": 0.1}
     assert "No findings" in render_html(empty, {})
-    empty["dataset"]["health"] = None
+    empty.dataset.health = None
     assert "health check was not recorded" in render_html(empty, {})
-    empty["dataset"]["health"] = {"findings": [None, {"severity": "odd", "message": "x"}]}
+    empty.dataset.health = {"findings": [None, {"severity": "odd", "message": "x"}]}
     assert '<span class="badge info">odd</span>' in render_html(empty, {})
 
 
@@ -451,28 +451,32 @@ def test_search_section(report):
     assert re.findall(r'<td class="num">([^<]*)</td>', rows[0][0]) == ["[256]", "0.2"]
 
 
-def test_search_renders_partial_and_unknown_shapes():
-    record = make_record().to_json()
-    record["models"]["svm"]["search"] = {"space": {"C": [0.1, 1]}, "chosen": {"C": 1},
-                                         "grid": [{"C": 0.1}, "junk", {"C": 1}], "scores": [0.5],
-                                         "sampler": "new-key"}
+def test_search_renders_a_partial_record():
+    """A search record missing fields (an older or a partial one) reads back with defaults
+    and renders; a point without a score reads as a dash."""
+    data = make_record().to_json()
+    data["models"]["svm"]["search"] = {"space": {"C": [0.1, 1]}, "chosen": {"C": 1},
+                                       "grid": [{"C": 0.1}, {"C": 0.5}, {"C": 1}], "scores": [0.5],
+                                       "sampler": "new-key"}
+    record = RunRecord.from_json(data)
+    assert record.models["svm"].search == SearchResult(space={"C": [0.1, 1]}, chosen={"C": 1},
+                                                       grid=[{"C": 0.1}, {"C": 0.5}, {"C": 1}], scores=[0.5])
     html = render_html(record, {})
     section = html[html.index('data-search-of="svm"'):html.index('id="rules"')]
     assert "candidates: C</th><td>0.1, 1" in section and "<code>C=1</code>" in section
-    assert "sampler</th><td>new-key" in section and "3 points tried" in section
-    assert "3 points fitted (budget none)" in section
+    assert "3 points tried" in section and "(budget none)" in section
 
 
 def test_search_fixture_matches_the_search_record():
     """The fixture above has exactly SearchResult's fields, so a schema change shows up here."""
-    tuning = pytest.importorskip("mlbench.tuning")
     from dataclasses import fields
 
-    assert set(search_record()) == {f.name for f in fields(tuning.SearchResult)}
+    assert set(search_record()) == {f.name for f in fields(SearchResult)}
+    assert SearchResult.from_json(search_record()).to_json() == search_record()
 
 
 def test_mark_best_at_shown_precision():
-    metrics = [R.Metric("a", "A", digits=4), R.Metric("h", "H", higher_is_better=False, digits=4)]
+    metrics = [Metric("a", "A", digits=4), Metric("h", "H", higher_is_better=False, digits=4)]
     rows = [Row(n, [Cell("", a), Cell("", h)]) for n, a, h in
             (("x", 0.99591, 0.0041), ("y", 0.99589, None), ("z", 0.9, 0.00412))]
     mark_best(rows, metrics)
@@ -480,16 +484,16 @@ def test_mark_best_at_shown_precision():
 
 
 def test_baseline_and_best_config_read_the_record():
-    record = make_record().to_json()
-    assert R.baseline_config(record) == ("mlp", "fixed")
+    record = make_record()
+    assert record.baseline_config() == ("mlp", "fixed")
     for obj in OBJECTIVES:
-        assert R.best_config(record, obj) == (record["best"][obj]["model"], record["best"][obj]["rule"])
-    record["best"]["macro"] = {"model": "svm", "rule": "no_such_rule"}
-    assert R.best_config(record, "macro") is None  # a stale pointer is not shown as the best
+        assert record.best_config(obj) == (record.best[obj]["model"], record.best[obj]["rule"])
+    record.best["macro"] = {"model": "svm", "rule": "no_such_rule"}
+    assert record.best_config("macro") is None  # a stale pointer is not shown as the best
 
 
 def test_objective_rows_chosen_rule():
-    record = make_record().to_json()
+    record = make_record()
     assert [r.rule for r in objective_rows(record, "micro")] == ["per_label", "global", "fixed"]
     assert [r.rule for r in objective_rows(record, "macro")] == ["scutfbr", "fixed", "per_label"]
     assert [r.rule for r in comparison_rows(record)] == ["fixed"] * 3
@@ -497,19 +501,22 @@ def test_objective_rows_chosen_rule():
 
 
 def test_defensive_on_sparse_record(tmp_path):
-    record = {"run_id": "x", "models": {"m": {"rules": {"fixed": {"test": {"f1_micro": None}}},
-                                              "chosen_rule": {"micro": "gone"}, "seeds": "bad",
-                                              "search": [1], "notices": None},
-                                        "broken": None},
-              "best": {"micro": {"model": "nope"}}, "not_worse": {"micro": []},
-              "config": {"seeds": 4}, "dataset": {"stats": None, "health": "not a dict"}}
+    """Missing metrics, a chosen rule or a best pointer the record does not hold, no seeds."""
+    record = RunRecord.from_json({
+        "run_id": "x", "created": "", "command": "", "versions": {}, "schema_version": SCHEMA_VERSION,
+        "models": {"m": {"track": "m", "family": "f", "rules": {"fixed": {"threshold": 0.5,
+                                                                           "test": {"f1_micro": None}}},
+                         "chosen_rule": {"micro": "gone"}}},
+        "best": {"micro": {"model": "nope"}}, "not_worse": {"micro": {}},
+        "config": {"seeds": 4}, "dataset": {"name": "", "labels": [], "train_counts": [], "groups": {},
+                                            "label_groups": [], "health": "not a dict"}})
     html = write_report(record, tmp_path).read_text(encoding="utf-8")
     assert "m" in html and "—" in html and "single run" in html
     assert fmt(float("nan")) == "—" and fmt("x") == "—" and fmt(1234.5, 1) == "1,234.5"
 
 
 def test_empty_record_renders(tmp_path):
-    path = write_report({}, tmp_path / "empty")
+    path = write_report(RunRecord("", "", "", {}, {}, DatasetInfo("", [], [], {}, [])), tmp_path / "empty")
     html = path.read_text(encoding="utf-8")
     assert path.is_file() and "Model comparison" in html and "health check was not recorded" in html
 
@@ -542,7 +549,7 @@ def test_report_imports_only_record_and_naming_from_mlbench():
 
 
 def test_many_labels_figures(tmp_path):
-    figures = write_figures(make_record(n_labels=120, seed=3).to_json(), tmp_path)
+    figures = write_figures(make_record(n_labels=120, seed=3), tmp_path)
     assert {"label_frequency", "per_label_f1", "group_f1", "f1_vs_frequency",
             "curves:mlp", "curves:mlp[focal]"} <= set(figures)
     assert "curves:svm" not in figures
@@ -563,10 +570,10 @@ def test_thousands_of_labels_get_distributions_and_best_worst_tables(tmp_path):
     record = make_record(n_labels=n, seed=5, n_seeds=1)
     data = record.to_json()
     for draw in (F.label_frequency, F.per_label_f1):
-        path = draw(data, tmp_path / f"{draw.__name__}.png")
+        path = draw(record, tmp_path / f"{draw.__name__}.png")
         with Image.open(path) as img:
             assert img.size[1] < 600, (draw.__name__, img.size)  # one panel, whatever the label count
-    rows = label_extremes(data)
+    rows = label_extremes(record)
     names, counts = data["dataset"]["labels"], data["dataset"]["train_counts"]
     for row in rows:
         model = data["models"][row["name"]]
@@ -579,7 +586,7 @@ def test_thousands_of_labels_get_distributions_and_best_worst_tables(tmp_path):
     html = write_report(record, tmp_path).read_text(encoding="utf-8")
     assert html.count('class="extremes"') == len(rows) == len(data["models"])
     assert "best and worst of" in html and "How many labels reach each test F1" in html
-    assert label_extremes(make_record(n_labels=40).to_json()) == []  # few labels: the dot plot
+    assert label_extremes(make_record(n_labels=40)) == []  # few labels: the dot plot
 
 
 def test_per_label_figure_uses_micro_chosen_rule(monkeypatch, tmp_path):
@@ -587,16 +594,16 @@ def test_per_label_figure_uses_micro_chosen_rule(monkeypatch, tmp_path):
     draws the baseline plus the best configuration of each objective."""
     from reports import figures as F
 
-    record = make_record().to_json()
+    record = make_record()
     drawn: list[tuple[str, str]] = []
-    real = R.per_label_f1
-    monkeypatch.setattr(F.R, "per_label_f1", lambda m, rule="fixed": drawn.append(
-        (next(n for n, x in record["models"].items() if x is m), rule)) or real(m, rule))
+    real = F.label_f1
+    monkeypatch.setattr(F, "label_f1", lambda m, rule: drawn.append(
+        (next(n for n, x in record.models.items() if x is m), rule)) or real(m, rule))
     F.per_label_f1(record, tmp_path / "a.png")
-    assert drawn == [(n, m["chosen_rule"]["micro"]) for n, m in record["models"].items()]
+    assert drawn == [(n, m.chosen_rule["micro"]) for n, m in record.models.items()]
     drawn.clear()
     F.f1_vs_frequency(record, tmp_path / "b.png")
-    expected = [("mlp", "fixed")] + [(b["model"], b["rule"]) for b in record["best"].values()]
+    expected = [("mlp", "fixed")] + [(b["model"], b["rule"]) for b in record.best.values()]
     assert drawn == list(dict.fromkeys(expected))
 
 

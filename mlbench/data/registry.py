@@ -6,20 +6,54 @@ how it is cleaned; they ask for "arxiv", "reuters" or a file and get a checked C
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 from typing import Callable
 
+from mlbench.data.arxiv import LABELS_COL as ARXIV_LABELS_COL
+from mlbench.data.arxiv import TEXT_COL as ARXIV_TEXT_COL
 from mlbench.data.arxiv import load_arxiv
 from mlbench.data.corpus import Corpus
 from mlbench.data.reuters import load_reuters
 from mlbench.data.splits import MIN_TRAIN, SPLIT_METHODS, VAL_FRACTION, cap_indices
-from mlbench.data.user_file import SUFFIXES, is_user_data, load_user_file, load_user_files
+from mlbench.data.user_file import (DEFAULT_LABELS_COL, DEFAULT_TEXT_COL, SUFFIXES, is_user_data,
+                                    load_user_file, load_user_files)
 from mlbench.errors import InputError
 
-__all__ = ["DATASETS", "load_corpus", "check_corpus", "data_columns"]
+__all__ = ["DATASETS", "REGISTRY", "Dataset", "load_corpus", "check_corpus", "data_columns"]
 
-DATASETS = ("arxiv", "reuters")
+
+def _load_reuters(data_dir: str | Path | None, *, text_col: str | None, labels_col: str | None,
+                  label_sep: str | None, **common) -> Corpus:
+    """Reuters is SGML with fixed fields: the column options of files do not apply."""
+    given = [n for n, v in (("text_col", text_col), ("labels_col", labels_col),
+                            ("label_sep", label_sep)) if v is not None]
+    if given:
+        raise InputError(f"reuters: {', '.join(given)} only apply to user files")
+    return load_reuters(data_dir, **common)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A built-in dataset: how to load it and which columns its texts and labels come from.
+
+    ``load(data_dir, *, text_col, labels_col, label_sep, verify, seed, split_method, progress)``
+    returns its Corpus; ``columns`` is its (text, labels) column pair, None when it has no
+    columns (error messages name them).
+    """
+
+    name: str
+    load: Callable[..., Corpus]
+    columns: tuple[str, str] | None
+
+
+#: the built-in datasets by name; anything else is a user file or folder (`mlbench.data.user_file`)
+REGISTRY: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("arxiv", load_arxiv, (ARXIV_TEXT_COL, ARXIV_LABELS_COL)),
+    Dataset("reuters", _load_reuters, None),
+)}
+DATASETS: tuple[str, ...] = tuple(REGISTRY)
 
 
 def load_corpus(
@@ -75,26 +109,18 @@ def load_corpus(
                                 ("val_file", val_file), ("val_size", val_size),
                                 ("unlabeled", unlabeled),
                                 ("max_bad_rows", max_bad_rows)) if v is not None]
-    if key in DATASETS and file_only:
-        raise InputError(f"{key}: {', '.join(file_only)} only apply to user files")
-    if key == "arxiv":
-        corpus = load_arxiv(
-            data_dir, text_col=text_col, labels_col=labels_col, label_sep=label_sep,
-            verify=verify, **common
-        )
-    elif key == "reuters":
-        given = [n for n, v in (("text_col", text_col), ("labels_col", labels_col),
-                                ("label_sep", label_sep)) if v is not None]
-        if given:
-            raise InputError(f"reuters: {', '.join(given)} only apply to user files")
-        corpus = load_reuters(data_dir, verify=verify, **common)
+    columns = dict(text_col=text_col, labels_col=labels_col, label_sep=label_sep)
+    entry = REGISTRY.get(key)
+    if entry is not None:
+        if file_only:
+            raise InputError(f"{key}: {', '.join(file_only)} only apply to user files")
+        corpus = entry.load(data_dir, verify=verify, **columns, **common)
     elif is_user_data(dataset):
         if data_dir is not None:
             raise InputError(f"{dataset}: data_dir only applies to {', '.join(DATASETS)}")
-        rows = dict(text_col=text_col, labels_col=labels_col, label_sep=label_sep,
-                    unlabeled=unlabeled or "keep",
+        rows = dict(unlabeled=unlabeled or "keep",
                     max_bad_rows=0.01 if max_bad_rows is None else max_bad_rows,
-                    val_size=VAL_FRACTION if val_size is None else val_size, **common)
+                    val_size=VAL_FRACTION if val_size is None else val_size, **columns, **common)
         if Path(str(dataset)).expanduser().is_dir() or test_file is not None:
             if split_col is not None:
                 raise InputError(f"{dataset}: split_col and split files exclude each other")
@@ -135,16 +161,11 @@ def data_columns(dataset: str, text_col: str | None = None,
                  labels_col: str | None = None) -> dict[str, str] | None:
     """``{"text": …, "labels": …}``: the columns a dataset's texts and labels come from (for
     error messages), None for Reuters (SGML, no columns)."""
-    key = str(dataset).strip().lower()
-    if key == "reuters":
+    entry = REGISTRY.get(str(dataset).strip().lower())
+    default = entry.columns if entry is not None else (DEFAULT_TEXT_COL, DEFAULT_LABELS_COL)
+    if default is None:
         return None
-    if key == "arxiv":
-        from mlbench.data.arxiv import LABELS_COL, TEXT_COL
-
-        return {"text": text_col or TEXT_COL, "labels": labels_col or LABELS_COL}
-    from mlbench.data.user_file import DEFAULT_LABELS_COL, DEFAULT_TEXT_COL
-
-    return {"text": text_col or DEFAULT_TEXT_COL, "labels": labels_col or DEFAULT_LABELS_COL}
+    return {"text": text_col or default[0], "labels": labels_col or default[1]}
 
 
 def check_corpus(corpus: Corpus) -> None:

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mlbench.evaluation.metrics import count_metrics, safe_div
 from mlbench.record import RANKING_KEYS, TEST_METRICS
 
 __all__ = ["METHOD_SENTENCE", "BOOTSTRAP_KEYS", "bootstrap_cis", "not_worse_than_best",
@@ -77,37 +78,19 @@ def _cells(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray | None) ->
     return out
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
-
-
 def weighted_metrics(cells: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
-    """Every `BOOTSTRAP_KEYS` metric under document weights `w` [B, n] → [B] each.
-
-    With ``w`` all ones this is exactly `mlbench.evaluation.metrics.evaluate`.
+    """Every `BOOTSTRAP_KEYS` metric under document weights `w` [B, n] → [B] each: the
+    weighted counts go through `mlbench.evaluation.metrics.count_metrics`, so with ``w`` all
+    ones this is exactly `mlbench.evaluation.metrics.evaluate`.
     """
     n_docs = w.sum(axis=1)  # [B]
-    tp, fp, fn = w @ cells["tp"], w @ cells["fp"], w @ cells["fn"]  # [B, L]
-    n_labels = tp.shape[1]
-    TP, FP, FN = tp.sum(1), fp.sum(1), fn.sum(1)
-    hamming = _ratio(w @ cells["wrong_doc"], n_docs * n_labels)
-    out = {
-        "f1_micro": _ratio(2 * TP, 2 * TP + FP + FN),
-        "f1_macro": _ratio(2 * tp, 2 * tp + fp + fn).mean(axis=1),
-        "f1_samples": _ratio(w @ cells["f1_doc"], n_docs),
-        "precision_micro": _ratio(TP, TP + FP),
-        "precision_macro": _ratio(tp, tp + fp).mean(axis=1),
-        "recall_micro": _ratio(TP, TP + FN),
-        "recall_macro": _ratio(tp, tp + fn).mean(axis=1),
-        "binary_accuracy": 1.0 - hamming,
-        "hamming_loss": hamming,
-        "subset_accuracy": _ratio(w @ cells["exact_doc"], n_docs),
-    }
+    out = count_metrics(w @ cells["tp"], w @ cells["fp"], w @ cells["fn"], n_docs=n_docs,  # [B, L]
+                        doc_f1=w @ cells["f1_doc"], doc_wrong=w @ cells["wrong_doc"],
+                        doc_exact=w @ cells["exact_doc"])
     for k in _KS:
         if f"p_at_{k}_doc" in cells:
-            out[f"p_at_{k}"] = _ratio(w @ cells[f"p_at_{k}_doc"], n_docs)
-    return out
+            out[f"p_at_{k}"] = safe_div(w @ cells[f"p_at_{k}_doc"], n_docs)
+    return {k: out[k] for k in BOOTSTRAP_KEYS if k in out}
 
 
 def _chunks(n: int, n_resamples: int) -> list[int]:

@@ -43,11 +43,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlbench.errors import InputError
+
+if TYPE_CHECKING:
+    from mlbench.record import CalibrationResult
 
 __all__ = [
     "Calibration",
@@ -55,6 +58,7 @@ __all__ = [
     "cross_fitted_calibrated",
     "calibration_layer",
     "select_calibration",
+    "calibrate_scores",
     "METHODS",
     "CANDIDATES",
     "EPS",
@@ -508,3 +512,33 @@ def calibration_layer(cal: Calibration):
             return tf.cast(out, tf.float32)
 
     return CalibrationLayer()
+
+
+def calibrate_scores(y_val: np.ndarray, s_val: np.ndarray, y_test: np.ndarray, s_test: np.ndarray, *,
+                     seed: int = 0) -> tuple[Calibration | None, CalibrationResult | None]:
+    """Choose and fit the calibration on out-of-sample scores s_val [n_val, L] only
+    (`select_calibration`: cross-fitted top-5 ECE); judge raw and calibrated test scores
+    s_test [n_test, L] with `calibration_metrics`.  Decision rules stay on raw scores.
+    (None, None) when there are too few rows to calibrate (said on the console)."""
+    from mlbench.evaluation.metrics import calibration_metrics
+    from mlbench.progress import say
+    from mlbench.record import CALIBRATION_KEYS, CalibrationResult, CalibrationScores
+
+    try:
+        cal, oof = select_calibration(y_val, np.clip(s_val, 0.0, 1.0), seed=seed)
+    except InputError as err:
+        say(f"calibration skipped: {err}")
+        return None, None
+    raw = calibration_metrics(y_test, s_test)
+    calibrated = calibration_metrics(y_test, cal.apply(np.clip(s_test, 0.0, 1.0)))
+    maps: dict[str, int] = {}
+    for kind in cal.kinds:
+        maps[kind] = maps.get(kind, 0) + 1
+    return cal, CalibrationResult(
+        method=cal.method, maps=maps, bins=raw["bins"],
+        chosen_by={"criterion": "out-of-fold ECE top-5 on validation", "candidates": oof},
+        raw=CalibrationScores(**{k: raw[k] for k in CALIBRATION_KEYS}),
+        calibrated=CalibrationScores(**{k: calibrated[k] for k in CALIBRATION_KEYS}),
+        reliability={name: {"all": m["reliability"], "top5": m["reliability_top5"]}
+                     for name, m in (("raw", raw), ("calibrated", calibrated))},
+    )

@@ -20,6 +20,10 @@ __all__ = [
     "predict_labels",
     "per_label_f1",
     "evaluate",
+    "count_metrics",
+    "COUNT_KEYS",
+    "safe_div",
+    "threshold_metrics",
     "METRIC_KEYS",
     "calibration_metrics",
     "reliability_bins",
@@ -102,7 +106,7 @@ def predict_labels(scores: np.ndarray, threshold: float | np.ndarray = 0.5) -> n
     return (s >= _threshold_array(threshold, n_labels)).astype(np.int8)
 
 
-def _safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+def safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
     """num / den with 0 where den == 0 (sklearn's zero_division=0)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -114,14 +118,14 @@ def _safe_div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
 def _counts(y: np.ndarray, p: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tp, fp, fn) summed along `axis`, as int64."""
     tp = np.count_nonzero(y & p, axis=axis).astype(np.int64)
-    fp = np.count_nonzero(~y & p, axis=axis).astype(np.int64)
-    fn = np.count_nonzero(y & ~p, axis=axis).astype(np.int64)
+    fp = np.count_nonzero(p, axis=axis).astype(np.int64) - tp  # predicted, not true
+    fn = np.count_nonzero(y, axis=axis).astype(np.int64) - tp  # true, not predicted
     return tp, fp, fn
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     # 2tp / (2tp + fp + fn) equals 2PR/(P+R) and is 0 (zero_division=0) when tp=fp=fn=0.
-    return _safe_div(2 * tp, 2 * tp + fp + fn)
+    return safe_div(2 * tp, 2 * tp + fp + fn)
 
 
 def per_label_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -179,6 +183,75 @@ def _precision_at_k(y: np.ndarray, scores: np.ndarray, ks: Sequence[int]) -> dic
     return out
 
 
+#: the keys `count_metrics` computes: every `METRIC_KEYS` entry that depends on the threshold
+COUNT_KEYS: tuple[str, ...] = tuple(k for k in METRIC_KEYS if k != "roc_auc_micro")
+#: ... and those that need per-document sums (`doc_f1`, `doc_wrong`, `doc_exact`)
+DOC_KEYS = frozenset({"binary_accuracy", "hamming_loss", "f1_samples", "subset_accuracy"})
+
+
+def count_metrics(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, n_docs: np.ndarray | float,
+                  doc_f1: np.ndarray | float | None = None, doc_wrong: np.ndarray | float | None = None,
+                  doc_exact: np.ndarray | float | None = None,
+                  keys: Sequence[str] = COUNT_KEYS) -> dict[str, np.ndarray]:
+    """The threshold-dependent metrics from confusion counts: the one home of their formulas.
+
+    Why one function: `evaluate`, the bootstrap (document-weighted counts), the search
+    (`mlbench.tuning.point_score`) and the ensemble's weights must compute the same numbers.
+    ``tp``, ``fp``, ``fn``: per-label counts [..., L] (possibly weighted); ``n_docs``,
+    ``doc_f1`` (sum of per-document F1), ``doc_wrong`` (sum of wrong cells per document) and
+    ``doc_exact`` (documents without a wrong cell): [...] each, needed only for `DOC_KEYS`.
+    Returns float64 [...] for each of `keys` (definitions: `evaluate`); a search asks for
+    the one key it ranks on, so a grid of thousands of points stays cheap.
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    n_labels = tp.shape[-1]
+    n_docs = np.asarray(n_docs, dtype=np.float64)
+
+    def total(a: np.ndarray) -> np.ndarray:
+        return a.sum(-1)
+
+    def macro(per_label: np.ndarray) -> np.ndarray:
+        return per_label.mean(-1) if n_labels else np.zeros(per_label.shape[:-1])
+
+    def hamming() -> np.ndarray:
+        return safe_div(doc_wrong, n_docs * n_labels)
+
+    formulas = {
+        "binary_accuracy": lambda: np.where(n_docs * n_labels > 0, 1.0 - hamming(), 0.0),
+        "hamming_loss": hamming,
+        "f1_micro": lambda: _f1(total(tp), total(fp), total(fn)),
+        "f1_macro": lambda: macro(_f1(tp, fp, fn)),
+        "f1_samples": lambda: safe_div(doc_f1, n_docs),
+        "precision_micro": lambda: safe_div(total(tp), total(tp) + total(fp)),
+        "precision_macro": lambda: macro(safe_div(tp, tp + fp)),
+        "recall_micro": lambda: safe_div(total(tp), total(tp) + total(fn)),
+        "recall_macro": lambda: macro(safe_div(tp, tp + fn)),
+        "subset_accuracy": lambda: safe_div(doc_exact, n_docs),
+    }
+    unknown = [k for k in keys if k not in formulas]
+    if unknown:
+        raise ValueError(f"count_metrics computes {', '.join(COUNT_KEYS)}; got {', '.join(unknown)}")
+    return {k: formulas[k]() for k in keys}
+
+
+def threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray,
+                      keys: Sequence[str] = COUNT_KEYS) -> dict[str, float]:
+    """`count_metrics` of 0/1 predictions [n, L] against 0/1 targets [n, L], as floats:
+    the cheap part of `evaluate` (no ranking metrics), for searches that score many points;
+    per-document sums are only counted when `keys` needs them."""
+    y = _as_2d("y_true", y_true) != 0
+    p = _as_2d("y_pred", y_pred) != 0
+    if y.shape != p.shape:
+        raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in shape")
+    docs = {}
+    if DOC_KEYS.intersection(keys):
+        tp_d, fp_d, fn_d = _counts(y, p, axis=1)
+        docs = dict(doc_f1=_f1(tp_d, fp_d, fn_d).sum(), doc_wrong=int((fp_d + fn_d).sum()),
+                    doc_exact=int(np.count_nonzero((fp_d + fn_d) == 0)))
+    counts = count_metrics(*_counts(y, p, axis=0), n_docs=len(y), keys=keys, **docs)
+    return {k: float(v) for k, v in counts.items()}
+
+
 def evaluate(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -220,33 +293,10 @@ def evaluate(
     if y.shape != s.shape:
         raise ValueError(f"y_true {y.shape} and scores {s.shape} differ in shape")
     y = y != 0
-    n_docs, n_labels = y.shape
+    n_labels = y.shape[1]
     p = s >= _threshold_array(threshold, n_labels)
 
-    tp, fp, fn = _counts(y, p, axis=0)
-    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
-    n_cells = y.size
-    wrong = FP + FN
-
-    prec_l = _safe_div(tp, tp + fp)
-    rec_l = _safe_div(tp, tp + fn)
-    f1_l = _f1(tp, fp, fn)
-
-    tp_d, fp_d, fn_d = _counts(y, p, axis=1)
-
-    hamming = wrong / n_cells if n_cells else 0.0
-    out: dict[str, float | int | None] = {
-        "binary_accuracy": float(1.0 - hamming) if n_cells else 0.0,
-        "hamming_loss": float(hamming),
-        "f1_micro": float(_f1(TP, FP, FN)),
-        "f1_macro": float(f1_l.mean()) if n_labels else 0.0,
-        "f1_samples": float(_f1(tp_d, fp_d, fn_d).mean()) if n_docs else 0.0,
-        "precision_micro": float(_safe_div(TP, TP + FP)),
-        "precision_macro": float(prec_l.mean()) if n_labels else 0.0,
-        "recall_micro": float(_safe_div(TP, TP + FN)),
-        "recall_macro": float(rec_l.mean()) if n_labels else 0.0,
-        "subset_accuracy": float(np.mean((fp_d + fn_d) == 0)) if n_docs else 0.0,
-    }
+    out: dict[str, float | int | None] = dict(threshold_metrics(y, p))
     out.update(_precision_at_k(y, s, ks))
     out["roc_auc_micro"] = _roc_auc_micro(y, s)
 
@@ -256,6 +306,7 @@ def evaluate(
             raise ValueError(
                 f"train_counts must have shape [{n_labels}], got shape {counts.shape}"
             )
+        tp, fp, fn = _counts(y, p, axis=0)
         for gname, idx in label_groups(counts, groups).items():
             out[f"{gname}_labels"] = int(idx.size)
             if idx.size == 0:
@@ -265,7 +316,7 @@ def evaluate(
                 out[f"{gname}_f1_micro"] = float(
                     _f1(tp[idx].sum(), fp[idx].sum(), fn[idx].sum())
                 )
-                out[f"{gname}_f1_macro"] = float(f1_l[idx].mean())
+                out[f"{gname}_f1_macro"] = float(_f1(tp[idx], fp[idx], fn[idx]).mean())
     return out
 
 
@@ -290,8 +341,8 @@ def reliability_bins(y: np.ndarray, scores: np.ndarray, bins: int = 15) -> dict[
     s_sum = np.bincount(idx, weights=sv, minlength=bins)
     y_sum = np.bincount(idx, weights=yv.astype(np.float64), minlength=bins)
     filled = count > 0
-    mean_s = _safe_div(s_sum, count)
-    freq = _safe_div(y_sum, count)
+    mean_s = safe_div(s_sum, count)
+    freq = safe_div(y_sum, count)
     ece = float(np.sum(count * np.abs(freq - mean_s)) / sv.size) if sv.size else 0.0
     return {
         "edges": edges.tolist(),

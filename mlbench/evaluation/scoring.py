@@ -17,7 +17,8 @@ import numpy as np
 
 from mlbench.data.corpus import Corpus
 from mlbench.labels import LabelSpace
-from mlbench.evaluation.metrics import FrequencyGroups, evaluate, per_label_f1, predict_labels
+from mlbench.evaluation.metrics import (FrequencyGroups, evaluate, per_label_f1, predict_labels,
+                                        threshold_metrics)
 from mlbench.evaluation.selection import best_rule_for, choose_rules
 from mlbench.evaluation.thresholds import DecisionRule, fit_decision_rules
 from mlbench.record import RANKING_KEYS  # metrics that do not depend on the threshold; not in val_cv
@@ -40,6 +41,20 @@ def cross_fitted_predictions(y_val: np.ndarray, s_val: np.ndarray, *, folds: int
         for name, rule in fit_decision_rules(y_val[rest], s_val[rest], default=default).items():
             preds.setdefault(name, np.zeros(y_val.shape, dtype=np.int8))[fold] = rule.predict(s_val[fold])
     return preds
+
+
+def cross_fitted_score(y: np.ndarray, scores: np.ndarray, key: str, *, folds: int = 5,
+                       seed: int = 0) -> tuple[float, str]:
+    """(best rule's pooled out-of-fold `key`, that rule) for scores [n, L] and 0/1 y [n, L].
+
+    Why one function: the search (`mlbench.tuning.point_score`) and the ensemble's weights
+    judge a candidate the same way as the rules are chosen (`val_cv`).  `key` is a
+    `threshold_metrics` key; ties keep the simpler rule (`fit_decision_rules` order).
+    """
+    oof = cross_fitted_predictions(y, scores, folds=folds, seed=seed)
+    values = {rule: threshold_metrics(y, pred, keys=(key,))[key] for rule, pred in oof.items()}
+    best = max(values, key=values.get)  # first of equal maxima: the simpler rule
+    return values[best], best
 
 
 def rule_results(y_val: np.ndarray, s_val: np.ndarray, y_test: np.ndarray, s_test: np.ndarray,

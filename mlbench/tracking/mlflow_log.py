@@ -82,10 +82,9 @@ def variant_metrics(model: Any) -> dict[str, float]:
 def variant_params(model: Any) -> dict[str, str]:
     params = {"track": model.track, "family": model.family, "loss": model.loss or "",
               **{f"rule.{o}": r for o, r in model.chosen_rule.items()}}
-    search = model.search or {}
-    params.update(flat("search", search.get("chosen") or {}))
-    if search:
-        params["search.method"] = str(search.get("method"))
+    if model.search is not None:
+        params.update(flat("search", model.search.chosen or {}))
+        params["search.method"] = str(model.search.method)
     return {k: str(v)[:MAX_PARAM] for k, v in params.items()}
 
 
