@@ -103,7 +103,7 @@ class EnsembleTrack(Track):
     family = "ensemble"
     stochastic = False  # a deterministic weight search over fitted members
     export_format: ClassVar[str] = SAVEDMODEL
-    #: the driver fits the other tracks first and passes them as `members`
+    #: the driver fits the other tracks first and builds it with `from_members`
     needs_members: ClassVar[bool] = True
 
     def __init__(self, settings: TrainSettings | None = None, members: Mapping[str, Track] | None = None,
@@ -128,6 +128,8 @@ class EnsembleTrack(Track):
         self.grid = simplex_grid(len(self.members), self.step)
         self.weights: dict[str, float] | None = None
         self.tried: list[dict] = []
+        #: {member: its SavedModel folder}, reused by `export` (`from_members`)
+        self.member_exports: dict[str, Path] = {}
         self.nested: dict | None = None
 
     # -- fitting ----------------------------------------------------------------------------------
@@ -182,6 +184,13 @@ class EnsembleTrack(Track):
         stack = np.stack([self.members[n].predict_scores(texts) for n in used])
         return _blend(np.array([self.weights[n] for n in used]), stack)
 
+    @classmethod
+    def from_members(cls, settings: TrainSettings, members: Mapping[str, Track], *, objective: str,
+                     member_exports: Mapping[str, Path] | None = None) -> "EnsembleTrack":
+        track = cls(settings, members, objective=objective)
+        track.member_exports = {n: Path(p) for n, p in (member_exports or {}).items()}
+        return track
+
     # -- export -----------------------------------------------------------------------------------
     def export(self, directory: Path, *, thresholds: np.ndarray | None = None,
                member_exports: Mapping[str, Path] | None = None) -> Path:
@@ -189,8 +198,8 @@ class EnsembleTrack(Track):
         sum of the members' exported graphs' "scores" (members with weight 0 left out),
         plus ``decisions`` with `thresholds` ([L] or scalar; None → 0.5) baked in.
 
-        `member_exports` {name: SavedModel folder} reuses the members' exports (the
-        driver has them); missing ones are exported to a temporary folder first.
+        `member_exports` {name: SavedModel folder} (default: those given to `from_members`)
+        reuses the members' exports; missing ones are exported to a temporary folder first.
         The result is self-contained: it does not read the member folders later.
         """
         from mlbench.serving.artifacts import LABELS_FILE, META_FILE
@@ -204,7 +213,7 @@ class EnsembleTrack(Track):
         used = [n for n, w in self.weights.items() if w > 0]
         names = list(self.labels.names)
         cutoffs = decision_thresholds(thresholds, len(names))
-        given = dict(member_exports or {})
+        given = dict(self.member_exports if member_exports is None else member_exports)
         with tempfile.TemporaryDirectory() as tmp:
             paths: dict[str, Path] = {}
             for n in used:

@@ -159,15 +159,14 @@ def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: L
     """Search the track's declared space on validation (when `tune`), else fit its defaults."""
     cls = get_track_class(name)
     start = time.perf_counter()
-    if tune and getattr(cls, "search_space", None):
+    if tune and cls.search_space:
         from mlbench.tuning import search
 
         track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective,
                                progress=say)
-        history = getattr(track, "history", None) or {}
-        return Fitted(track, history, time.perf_counter() - start, result.to_json())
+        return Fitted(track, track.history, time.perf_counter() - start, result.to_json())
     track = cls(settings)
-    history = track.fit(corpus.train, corpus.val, labels)
+    history = track.history = track.fit(corpus.train, corpus.val, labels)
     return Fitted(track, history, time.perf_counter() - start)
 
 
@@ -268,15 +267,15 @@ def calibrate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray,
 
 
 def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Evaluation,
-                   labels: LabelSpace, **extra) -> tuple[str | None, int | None]:
+                   labels: LabelSpace) -> tuple[str | None, int | None]:
     """Write the track's artifact with its decision rules; (folder name, bytes) or (None, None)."""
     from mlbench.evaluation.thresholds import save_thresholds
     from mlbench.sizes import directory_size
 
     best = evaluation.chosen[DEFAULT_OBJECTIVE]
     thresholds = evaluation.rules[best].threshold_array(len(labels))
-    folder = export_dir_name(variant, getattr(track, "export_format", "savedmodel"))
-    exported = track.export(run_dir / folder, thresholds=thresholds, **extra)
+    folder = export_dir_name(variant, track.export_format)
+    exported = track.export(run_dir / folder, thresholds=thresholds)
     if exported is None:
         return None, None
     save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
@@ -453,7 +452,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
                   y_val=y_val, y_test=y_test, pool=pool)
     for name in models:
         cls = get_track_class(name)
-        if getattr(cls, "needs_members", False):
+        if cls.needs_members:
             continue  # built from the others below
         for loss in (cfg.losses if cls.uses_loss else [None]):
             variant = variant_name(name, loss, len(cfg.losses))
@@ -464,7 +463,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
             keep(variant, model, ev, scores)
     for name in models:
         cls = get_track_class(name)
-        if getattr(cls, "needs_members", False) and name not in record.models:
+        if cls.needs_members and name not in record.models:
             built = run_ensemble(name, record=record, scored=scored, fitted=fitted, **common)
             if built is not None:
                 keep(name, *built)
@@ -553,13 +552,13 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
         chosen_rule=ev.chosen, inference_docs_per_s=scores.test_docs_per_s,
         examples=examples(scores.test, corpus, labels), export_dir=export_dir,
         export_bytes=export_bytes, search=fitted.search,
-        notices=list(getattr(fitted.track, "notices", []) or []),
+        notices=list(fitted.track.notices),
         calibration=ev.calibration_summary, errors=errors,
         protocol="cv" if cv else "holdout",
         fitted_on=(pool.fitted_on(len(scores.rows), refit=True) if cv
                    else {"split": "validation", "rows": len(y_val), "folds": None, "refit_rows": None}),
     )
-    if cfg.seeds > 1 and getattr(cls, "stochastic", True):
+    if cfg.seeds > 1 and cls.stochastic:
         params = (fitted.search or {}).get("chosen")
         for i in range(1, cfg.seeds):
             with phase(f"{variant}: seed {cfg.seed + i} ({i + 1}/{cfg.seeds})"):
@@ -613,8 +612,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
 
     key = OBJECTIVES[cfg.select]
     candidates = [v for v, m in record.models.items() if m.export_dir and v in scored
-                  and getattr(track_class(m.track), "export_format", "savedmodel") == "savedmodel"
-                  and not getattr(track_class(m.track), "needs_members", False)]
+                  and track_class(m.track).export_format == "savedmodel"
+                  and not track_class(m.track).needs_members]
     candidates.sort(key=lambda v: -(record.models[v].rules[record.models[v].chosen_rule[cfg.select]]
                                     .val_cv.get(key) or 0.0))
     members = candidates[:MAX_ENSEMBLE_MEMBERS]
@@ -630,7 +629,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
     on_val = pool is None or rows is None or np.array_equal(rows, pool.val_rows)
     y_eval = y_val if on_val else pool.y[rows]
     with phase(f"{name}: weights over {', '.join(members)} on {len(y_eval)} out-of-sample rows") as timing:
-        track = cls(settings, tracks, objective=cfg.select)
+        member_exports = {v: run_dir / record.models[v].export_dir for v in members}
+        track = cls.from_members(settings, tracks, objective=cfg.select, member_exports=member_exports)
         track.labels = labels
         track.fit_from_scores(member_val, y_eval)
     weights = np.array([track.weights[v] for v in members])
@@ -643,9 +643,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
         ev = evaluate_variant(scores, y_val=y_eval, y_test=y_test, labels=labels, groups=groups,
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     with phase(f"{name}: export"):
-        member_exports = {v: run_dir / record.models[v].export_dir for v in members}
         export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=name, evaluation=ev,
-                                                  labels=labels, member_exports=member_exports)
+                                                  labels=labels)
     with phase(f"{name}: error analysis"):
         errors = analyse_errors(track, ev, scores, corpus, labels, y_test)
     describe = track.describe()

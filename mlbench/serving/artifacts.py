@@ -190,9 +190,11 @@ def explanations(artifact: Artifact, texts: Sequence[str],
     if not getattr(artifact, "has_explanations", False):
         directory = getattr(artifact, "directory", "this model")
         track = getattr(artifact, "meta", {}).get("track", "?")
+        from mlbench.tracks import explainable_tracks
+
         raise InputError(f"{directory}: this export has no explanations (track {track!r}, format "
                          f"{getattr(artifact, 'meta', {}).get('format', '?')!r}); SavedModel exports "
-                         "of svm, mlp and encoder have them")
+                         f"of {', '.join(explainable_tracks())} have them")
     return artifact.explain(texts, labels)
 
 
