@@ -189,6 +189,14 @@ class Track(abc.ABC):
         return [m for m in cls.requires if find_spec(m) is None]
 
     @classmethod
+    def check_requirements(cls) -> None:
+        """ImportError saying which extra to install when this track cannot run here (the
+        registry then leaves it out); by default, `missing_requirements`."""
+        missing = cls.missing_requirements()
+        if missing:
+            raise ImportError(f"{cls.name} needs {', '.join(missing)}: pip install -e '.[{cls.extra}]'")
+
+    @classmethod
     def from_members(cls, settings: TrainSettings, members: Mapping[str, "Track"], *, objective: str,
                      member_exports: Mapping[str, Path] | None = None) -> "Track":
         """A `needs_members` track over fitted `members` {variant: Track}, choosing for
@@ -367,11 +375,10 @@ def check_track_names(names: Sequence[str]) -> None:
 
 
 def get_track_class(name: str) -> type[Track]:
-    """The registered class; ImportError (saying which extra) when its `requires` are missing."""
+    """The registered class; ImportError (saying which extra) when it cannot run here
+    (`Track.check_requirements`)."""
     if name not in _REGISTRY:
         raise _unknown(name)
     cls = track_class(name)
-    missing = cls.missing_requirements()
-    if missing:
-        raise ImportError(f"{name} needs {', '.join(missing)}: pip install -e '.[{cls.extra}]'")
+    cls.check_requirements()
     return cls

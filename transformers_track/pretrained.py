@@ -16,9 +16,10 @@ the fresh head ``head_learning_rate``; optional layer-wise decay multiplies laye
 i's rate by ``layer_decay ** (num_layers - i)``.  On a GPU the backbone runs in
 ``mixed_bfloat16`` (``mixed_precision`` option) while pooling, head and loss stay float32.
 
-KerasHub is optional: this module imports without it, and the registry's
-`PretrainedTrack` name resolves only when keras-hub and tensorflow-text import
-(else ImportError → `available_tracks()` drops the track).  The exported SavedModel
+KerasHub is optional: this module imports without it (its declarations stay
+readable), and the registry resolves the track only when keras-hub and
+tensorflow-text import (`check_requirements`; else ImportError →
+`available_tracks()` drops the track).  The exported SavedModel
 keeps tokenization in the graph; loading it needs ``import tensorflow_text`` first
 (recorded as ``requires`` in mlbench.json, which `ExportedModel` honours).  Options,
 fit, prediction and export follow `transformers_track.base.TokenizedTrack`, as for
@@ -219,6 +220,10 @@ class PretrainedEncoderTrack(TokenizedTrack):
         self.encoder = resolve_encoder(self.config["encoder"])
         self.backbone = None
         self.preprocessor = None
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        require_keras_hub()  # imports them: a broken install drops the track too
 
     def _validate(self) -> None:
         c = self.config
