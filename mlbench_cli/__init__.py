@@ -41,20 +41,17 @@ def _flag_dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def _add_track_options(p: argparse.ArgumentParser) -> None:
+def _add_track_options(p: argparse.ArgumentParser, tracks: dict) -> None:
     """The flags the tracks declare (`mlbench.tracks.Param.flag`): one per flag, whichever
     tracks read it; checked by `RunConfig.validate` against the same declarations."""
     from mlbench.tracks import track_flags
 
-    for flag, targets in track_flags().items():
+    for flag, targets in (track_flags() if tracks else {}).items():
         param = targets[0][2]
         p.add_argument(flag, dest=_flag_dest(flag), type=param.convert or str, help=param.help)
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from mlbench.tracks import track_classes
-
-    tracks = track_classes()
+def _add_run_options(p: argparse.ArgumentParser, tracks: dict) -> None:
     p.add_argument("--dataset", help="arxiv | reuters | path to a .csv/.jsonl file (required unless --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", type=Path,
                    help="continue an interrupted run in its own folder, with its recorded configuration")
@@ -101,7 +98,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="remove duplicate texts (default none: a published split stays as given)")
     p.add_argument("--min-label-docs", type=int, default=2,
                    help="health check: report labels with fewer training documents")
-    _add_track_options(p)
+    _add_track_options(p, tracks)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                    help="log the finished run to MLflow (parent run + one child per variant, exports as pyfunc "
@@ -120,13 +117,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    f"({_names(tracks, lambda c: not c.cheap_fit and not c.needs_members)})")
 
 
-def parser() -> argparse.ArgumentParser:
+#: commands that never read a track's declarations: their parser skips importing the
+#: track modules (scikit-learn alone costs ~1.5 s of CPU)
+_TRACKLESS = ("report", "compare")
+
+
+def parser(tracks: bool = True) -> argparse.ArgumentParser:
+    """The command line; `tracks` False leaves out what the tracks declare (their flags,
+    the names in help texts) for a command in `_TRACKLESS`."""
     from mlbench.tracks import track_classes
 
-    tracks = track_classes()
+    classes = track_classes() if tracks else {}
     p = _Parser(prog="mlbench", description="Multi-label text classification benchmark suite.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_run_options(sub.add_parser("run", help="train and evaluate every track on one dataset"))
+    _add_run_options(sub.add_parser("run", help="train and evaluate every track on one dataset"), classes)
     pred = sub.add_parser("predict", help="score texts with an exported model")
     pred.add_argument("--model", required=True, help="an exported model folder (e.g. RUN/mlp_savedmodel)")
     pred.add_argument("--top-k", type=int, default=5)
@@ -136,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
                       help="print raw scores instead of calibrated probabilities")
     pred.add_argument("--explain", action="store_true",
                       help="for each predicted label, the n-grams/tokens that pushed its score most "
-                           f"(signed, logit units; exports of {_names(tracks, lambda c: c.explains)})")
+                           f"(signed, logit units; exports of {_names(classes, lambda c: c.explains)})")
     pred.add_argument("texts", nargs="*", help="texts to classify")
     sc = sub.add_parser("score", help="calibrated soft labels for every row of a file (resumable)")
     sc.add_argument("--model", required=True, help="an exported model folder")
@@ -172,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--openapi", action="store_true", help="serve /openapi.json (no /docs page)")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
     onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder "
-                     f"({_names(tracks, lambda c: c.onnx_core)}; calibrated or not)")
+                     f"({_names(classes, lambda c: c.onnx_core)}; calibrated or not)")
     onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
     onx.add_argument("--int8", action="store_true", help="quantise the weights to int8")
     onx.add_argument("--python-frontend", action="store_true",
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlbench.errors import InputError
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
+    args = parser(tracks=not argv or argv[0] not in _TRACKLESS).parse_args(argv)
     try:
         if args.command == "run":
             return run(args, argv[1:])
