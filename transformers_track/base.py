@@ -55,7 +55,7 @@ def default_preset(settings: TrainSettings) -> str:
     return "gpu" if gpu_visible() else "cpu"
 
 
-def _coerce(default: Any):
+def coerce_like(default: Any):
     """Options may arrive as text (command line, JSON): coerce to the default's type."""
     if default is None or isinstance(default, str):
         return None
@@ -71,7 +71,7 @@ def preset_params(presets: dict[str, dict], extras: dict[str, Param]) -> dict[st
     params = {"preset": Param(None, lambda v: v is None or v in presets, f"one of {sorted(presets)}")}
     for key, value in next(iter(presets.values())).items():
         params[key] = Param(lambda s, r, key=key: presets[r["preset"] or default_preset(s)][key],
-                            expected=type(value).__name__, convert=_coerce(value))
+                            expected=type(value).__name__, convert=coerce_like(value))
     return {**params, **extras}
 
 

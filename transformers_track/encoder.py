@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from mlbench.tracks import Param, TrainSettings
-from transformers_track.base import MAX_LENGTH_FLAG, TokenizedTrack, preset_params
+from transformers_track.base import MAX_LENGTH_FLAG, TokenizedTrack, coerce_like, preset_params
 
 #: Presets.  "cpu": ~60 s per Reuters epoch on 2 cores (length buckets, ~110 ex/s),
 #: val micro-F1 ~0.88 by epoch 3-5 then overfitting, so 8 epochs let the learning rate
@@ -61,7 +61,7 @@ PRESETS: dict[str, dict] = {
 PARAMS: dict[str, Param] = preset_params(PRESETS, {
     "max_length": Param(None, convert=int, **MAX_LENGTH_FLAG),
     "n_buckets": Param(6, convert=int, expected="int"),
-    "norm_first": Param(True, convert=lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")),
+    "norm_first": Param(True, convert=coerce_like(True)),
     "max_train_seconds": Param(None),
 })
 OPTION_NAMES = frozenset(PARAMS)
