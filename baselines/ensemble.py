@@ -28,7 +28,7 @@ import numpy as np
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import UNSET, Param, Track, TrainSettings
 
 SAVEDMODEL = "savedmodel"
 MAX_MEMBERS = 4
@@ -105,13 +105,21 @@ class EnsembleTrack(Track):
     export_format: ClassVar[str] = SAVEDMODEL
     #: the driver fits the other tracks first and builds it with `from_members`
     needs_members: ClassVar[bool] = True
+    params: ClassVar[dict[str, Param]] = {
+        "step": Param(0.1, lambda v: 0 < v <= 1 and np.isclose(round(1 / v) * v, 1.0), "in (0, 1], dividing 1",
+                      convert=float),  # the weight grid's spacing
+        "folds": Param(5, lambda v: v >= 2, ">= 2", convert=int),  # cross-fitting of the rule per vector
+        "top": Param(5, lambda v: v >= 1, ">= 1", convert=int),  # best weight vectors recorded (`tried`)
+        "nested_estimate": Param(True, convert=bool),  # an outer cross-fit of the whole choice
+    }
 
     def __init__(self, settings: TrainSettings | None = None, members: Mapping[str, Track] | None = None,
-                 *, step: float = 0.1, folds: int = 5, objective: str = "micro", top: int = 5,
-                 nested_estimate: bool = True):
+                 *, step: float = UNSET, folds: int = UNSET, objective: str = "micro", top: int = UNSET,
+                 nested_estimate: bool = UNSET):
         from mlbench.record import objective_key
 
         super().__init__(settings)
+        p = self.resolve_params(dict(step=step, folds=folds, top=top, nested_estimate=nested_estimate))
         if not members:
             raise ValueError("EnsembleTrack needs members={name: fitted Track, ...} (at least one)")
         if len(members) > MAX_MEMBERS:
@@ -120,11 +128,9 @@ class EnsembleTrack(Track):
         if refused:
             raise ValueError(f"members must export a SavedModel; {', '.join(refused)} do not "
                              f"(export_format {[getattr(members[n], 'export_format', None) for n in refused]})")
-        if folds < 2:
-            raise ValueError(f"folds must be >= 2, got {folds}")
         self.members: dict[str, Track] = dict(members)
         self.objective, self.key = objective, objective_key(objective)
-        self.step, self.folds, self.top, self.nested_estimate = float(step), int(folds), int(top), nested_estimate
+        self.step, self.folds, self.top, self.nested_estimate = p["step"], p["folds"], p["top"], p["nested_estimate"]
         self.grid = simplex_grid(len(self.members), self.step)
         self.weights: dict[str, float] | None = None
         self.tried: list[dict] = []
