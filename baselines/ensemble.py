@@ -33,7 +33,7 @@ from mlbench.serving.layout import (DECISIONS_SIGNATURE, INPUT_NAME, LABELS_OUTP
                                     SAVEDMODEL_FORMAT, SCORES, SERVE_SIGNATURE, decision_labels,
                                     decision_thresholds, import_requirements, read_labels,
                                     text_input_spec, write_side_files)
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import UNSET, Param, Track, TrainSettings
 
 SAVEDMODEL = SAVEDMODEL_FORMAT
 MAX_MEMBERS = 4
@@ -86,15 +86,23 @@ class EnsembleTrack(Track):
     family = "ensemble"
     stochastic = False  # a deterministic weight search over fitted members
     export_format: ClassVar[str] = SAVEDMODEL
-    #: the driver fits the other tracks first and passes them as `members`
+    #: the driver fits the other tracks first and builds it with `from_members`
     needs_members: ClassVar[bool] = True
+    params: ClassVar[dict[str, Param]] = {
+        "step": Param(0.1, lambda v: 0 < v <= 1 and np.isclose(round(1 / v) * v, 1.0), "in (0, 1], dividing 1",
+                      convert=float),  # the weight grid's spacing
+        "folds": Param(5, lambda v: v >= 2, ">= 2", convert=int),  # cross-fitting of the rule per vector
+        "top": Param(5, lambda v: v >= 1, ">= 1", convert=int),  # best weight vectors recorded (`tried`)
+        "nested_estimate": Param(True, convert=bool),  # an outer cross-fit of the whole choice
+    }
 
     def __init__(self, settings: TrainSettings | None = None, members: Mapping[str, Track] | None = None,
-                 *, step: float = 0.1, folds: int = 5, objective: str = "micro", top: int = 5,
-                 nested_estimate: bool = True):
+                 *, step: float = UNSET, folds: int = UNSET, objective: str = "micro", top: int = UNSET,
+                 nested_estimate: bool = UNSET):
         from mlbench.record import objective_key
 
         super().__init__(settings)
+        p = self.resolve_params(dict(step=step, folds=folds, top=top, nested_estimate=nested_estimate))
         if not members:
             raise ValueError("EnsembleTrack needs members={name: fitted Track, ...} (at least one)")
         if len(members) > MAX_MEMBERS:
@@ -103,14 +111,14 @@ class EnsembleTrack(Track):
         if refused:
             raise ValueError(f"members must export a SavedModel; {', '.join(refused)} do not "
                              f"(export_format {[getattr(members[n], 'export_format', None) for n in refused]})")
-        if folds < 2:
-            raise ValueError(f"folds must be >= 2, got {folds}")
         self.members: dict[str, Track] = dict(members)
         self.objective, self.key = objective, objective_key(objective)
-        self.step, self.folds, self.top, self.nested_estimate = float(step), int(folds), int(top), nested_estimate
+        self.step, self.folds, self.top, self.nested_estimate = p["step"], p["folds"], p["top"], p["nested_estimate"]
         self.grid = simplex_grid(len(self.members), self.step)
         self.weights: dict[str, float] | None = None
         self.tried: list[dict] = []
+        #: {member: its SavedModel folder}, reused by `export` (`from_members`)
+        self.member_exports: dict[str, Path] = {}
         self.nested: dict | None = None
 
     # -- fitting ----------------------------------------------------------------------------------
@@ -165,6 +173,13 @@ class EnsembleTrack(Track):
         stack = np.stack([self.members[n].predict_scores(texts) for n in used])
         return _blend(np.array([self.weights[n] for n in used]), stack)
 
+    @classmethod
+    def from_members(cls, settings: TrainSettings, members: Mapping[str, Track], *, objective: str,
+                     member_exports: Mapping[str, Path] | None = None) -> "EnsembleTrack":
+        track = cls(settings, members, objective=objective)
+        track.member_exports = {n: Path(p) for n, p in (member_exports or {}).items()}
+        return track
+
     # -- export -----------------------------------------------------------------------------------
     def export(self, directory: Path, *, thresholds: np.ndarray | None = None,
                member_exports: Mapping[str, Path] | None = None) -> Path:
@@ -172,8 +187,8 @@ class EnsembleTrack(Track):
         sum of the members' exported graphs' "scores" (members with weight 0 left out),
         plus ``decisions`` with `thresholds` ([L] or scalar; None → 0.5) baked in.
 
-        `member_exports` {name: SavedModel folder} reuses the members' exports (the
-        driver has them); missing ones are exported to a temporary folder first.
+        `member_exports` {name: SavedModel folder} (default: those given to `from_members`)
+        reuses the members' exports; missing ones are exported to a temporary folder first.
         The result is self-contained: it does not read the member folders later.
         """
         if self.weights is None:
@@ -184,7 +199,7 @@ class EnsembleTrack(Track):
         used = [n for n, w in self.weights.items() if w > 0]
         names = list(self.labels.names)
         cutoffs = decision_thresholds(thresholds, len(names))
-        given = dict(member_exports or {})
+        given = dict(self.member_exports if member_exports is None else member_exports)
         with tempfile.TemporaryDirectory() as tmp:
             paths: dict[str, Path] = {}
             for n in used:

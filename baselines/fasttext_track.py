@@ -13,7 +13,8 @@ Documents: each becomes one line (`mlbench.serving.artifacts.fasttext_line`:
 newlines removed, punctuation split off, lowercased); label column i is the token
 ``__label__i`` so names with spaces are safe.  fastText skips training lines with no
 label, so unlabelled documents do not train it.  Needs ``fasttext-wheel==0.9.2``
-(`fasttext` 0.9.3 is source-only); without it the registry skips this track.
+(`fasttext` 0.9.3 is source-only, the `fasttext` extra); without it the registry
+skips this track (`requires`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-import fasttext  # ImportError here makes the registry skip the track
-
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
 from mlbench.serving.fasttext_artifact import fasttext_label, fasttext_line, fasttext_scores
 from mlbench.serving.layout import FASTTEXT_FORMAT, FASTTEXT_MODEL_FILE, decision_thresholds, write_side_files
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import UNSET, Param, Track, TrainSettings
+
+
+def _at_least_one(v: int) -> bool:
+    return v >= 1
 
 
 class FastTextTrack(Track):
@@ -46,27 +49,27 @@ class FastTextTrack(Track):
     search_budget: ClassVar[int | None] = 4
     #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
     cheap_fit: ClassVar[bool] = True
+    extra = "fasttext"
+    requires = ("fasttext",)
+    #: fastText's multi-label tutorial: lr 0.5, 25 epochs (5 under --quick; --epochs wins), dim 50
+    params: ClassVar[dict[str, Param]] = {
+        "epoch": Param(lambda s, _: s.epochs or (5 if s.quick else 25), _at_least_one, ">= 1", convert=int),
+        "lr": Param(0.5, lambda v: v > 0, "> 0", convert=float),
+        "dim": Param(50, _at_least_one, ">= 1", convert=int),
+        "word_ngrams": Param(2, _at_least_one, ">= 1", convert=int),
+        "bucket": Param(200_000, lambda v: v >= 0, ">= 0", convert=int),
+        "min_count": Param(1, _at_least_one, ">= 1", convert=int),
+        "lowercase": Param(True, convert=bool),
+    }
 
-    def __init__(self, settings: TrainSettings | None = None, *, epoch: int | None = None,
-                 lr: float | None = None, dim: int | None = None, word_ngrams: int = 2,
-                 bucket: int | None = None, min_count: int = 1, lowercase: bool = True):
+    def __init__(self, settings: TrainSettings | None = None, *, epoch: int = UNSET, lr: float = UNSET,
+                 dim: int = UNSET, word_ngrams: int = UNSET, bucket: int = UNSET, min_count: int = UNSET,
+                 lowercase: bool = UNSET):
         super().__init__(settings)
-        opts = self.settings.options
-        quick = self.settings.quick
-        self.epoch = int(epoch if epoch is not None else opts.get(
-            "epoch", self.settings.epochs or (5 if quick else 25)))
-        self.lr = float(lr if lr is not None else opts.get("lr", 0.5))
-        self.dim = int(dim if dim is not None else opts.get("dim", 50))
-        self.bucket = int(bucket if bucket is not None else opts.get("bucket", 200_000))
-        self.word_ngrams, self.min_count, self.lowercase = int(word_ngrams), int(min_count), bool(lowercase)
-        for key, value in (("epoch", self.epoch), ("dim", self.dim), ("word_ngrams", self.word_ngrams),
-                           ("min_count", self.min_count)):
-            if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.bucket < 0:
-            raise ValueError(f"bucket must be >= 0, got {self.bucket}")
+        p = self.resolve_params(dict(epoch=epoch, lr=lr, dim=dim, word_ngrams=word_ngrams, bucket=bucket,
+                                     min_count=min_count, lowercase=lowercase))
+        self.epoch, self.lr, self.dim, self.bucket = p["epoch"], p["lr"], p["dim"], p["bucket"]
+        self.word_ngrams, self.min_count, self.lowercase = p["word_ngrams"], p["min_count"], p["lowercase"]
         self.model = None
 
     def _lines(self, texts: Sequence[str]) -> list[str]:
@@ -86,6 +89,8 @@ class FastTextTrack(Track):
         workdir = self.settings.workdir
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
+        import fasttext
+
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:  # the training file, one doc a line
             path = Path(tmp) / "train.txt"
             path.write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -2,7 +2,7 @@
 
 What a linear track is: a `TfidfVectorizer`, then one binary linear classifier per
 label fitted one-vs-rest, scores ``sigmoid(score_scale · margin)``. A subclass names
-its estimator (`make_estimator`), its defaults and its search space; fitting, the
+its estimator (`make_estimator`), its defaults (`with_defaults`) and its search space; fitting, the
 tuner's fast path (`fit_features` on a shared vectorizer), the raw-string SavedModel
 export and the exact explanations are the same for all (`baselines/svm.py`,
 `baselines/logreg.py`).
@@ -14,6 +14,7 @@ Labels with no training positives (possible on small user files) get a constant
 from __future__ import annotations
 
 import abc
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -23,17 +24,25 @@ from sklearn.exceptions import ConvergenceWarning
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import UNSET, Param, SharedFeatures, Track, TrainSettings
 
 
-class _Unset:
-    """Marks a constructor argument left out: `settings.options`, then `defaults`, decide."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
+def _ngram_range(value: Any) -> tuple[int, int]:
+    return tuple(int(n) for n in value)
 
 
-UNSET: Any = _Unset()
+#: the linear tracks' hyper-parameters: defaults beside their constraints
+LINEAR_PARAMS: dict[str, Param] = {
+    "ngram_range": Param((1, 2), lambda v: len(v) == 2 and 1 <= v[0] <= v[1], "(lo, hi) with 1 <= lo <= hi",
+                         convert=_ngram_range),
+    "sublinear_tf": Param(True, convert=bool),
+    "min_df": Param(1, lambda v: isinstance(v, numbers.Real) and v > 0, "> 0"),
+    "max_features": Param(None, lambda v: v is None or (isinstance(v, numbers.Integral) and v > 0),
+                          "None or a positive integer"),
+    "C": Param(1.0, lambda v: v > 0, "> 0", convert=float),
+    "class_weight": Param(None, lambda v: v in (None, "balanced"), "None or 'balanced'"),
+    "score_scale": Param(1.0, lambda v: v > 0, "> 0", convert=float),
+}
 
 
 class QuietFit:
@@ -114,21 +123,19 @@ def fit_one_vs_rest(estimator: Any, x: Any, y: Any, *, n_jobs: int):
     return model
 
 
-class LinearTextTrack(Track):
+class LinearTextTrack(SharedFeatures, Track):
     """TfidfVectorizer + one-vs-rest linear classifier; subclasses give `make_estimator`.
 
     Each parameter comes from the constructor, else ``settings.options`` (how the
-    tuner and ``--option`` set it), else `defaults`.
+    tuner sets it), else its declared default (`Track.resolve_params`).
     """
 
     family = "baseline"
     onnx_core = "linear"  # `mlbench export-onnx`: one graph from raw strings to scores
     #: liblinear's coordinate descent converges to the same optimum: no seed repeats
     stochastic = False
-    defaults: ClassVar[dict[str, Any]] = {
-        "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1, "max_features": None,
-        "C": 1.0, "class_weight": None, "score_scale": 1.0,
-    }
+    params: ClassVar[dict[str, Param]] = LINEAR_PARAMS
+    explains = "exact attributions tfidf_j · W[j, l] (logit units)"
     #: under --protocol cv: fitted on K folds of train+val, then refit (`mlbench.protocol`)
     cheap_fit: ClassVar[bool] = True
     #: under --dask: folds and search points are sent to the cluster as tasks (`mlbench.cluster`)
@@ -144,23 +151,14 @@ class LinearTextTrack(Track):
                  sublinear_tf: bool = UNSET, min_df: int = UNSET, max_features: int | None = UNSET,
                  C: float = UNSET, class_weight: str | None = UNSET, score_scale: float = UNSET):
         super().__init__(settings)
-        given = dict(ngram_range=ngram_range, sublinear_tf=sublinear_tf, min_df=min_df,
-                     max_features=max_features, C=C, class_weight=class_weight, score_scale=score_scale)
-        options = self.settings.options or {}
-        p = {k: (v if v is not UNSET else options.get(k, self.defaults[k])) for k, v in given.items()}
-        C, class_weight, score_scale = float(p["C"]), p["class_weight"], float(p["score_scale"])
-        if C <= 0:
-            raise ValueError(f"C must be > 0, got {C}")
-        if class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
-        if score_scale <= 0:
-            raise ValueError(f"score_scale must be > 0, got {score_scale}")
-        self.ngram_range, self.sublinear_tf = tuple(int(n) for n in p["ngram_range"]), bool(p["sublinear_tf"])
+        p = self.resolve_params(dict(ngram_range=ngram_range, sublinear_tf=sublinear_tf, min_df=min_df,
+                                     max_features=max_features, C=C, class_weight=class_weight,
+                                     score_scale=score_scale))
+        self.ngram_range, self.sublinear_tf = p["ngram_range"], p["sublinear_tf"]
         self.min_df, self.max_features = p["min_df"], p["max_features"]
-        self.C, self.class_weight, self.score_scale = C, class_weight, score_scale
+        self.C, self.class_weight, self.score_scale = p["C"], p["class_weight"], p["score_scale"]
         self.vectorizer = None
         self.model = None
-        self.notices: list[str] = []
 
     @abc.abstractmethod
     def make_estimator(self) -> Any:

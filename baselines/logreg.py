@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from baselines.linear_track import LinearTextTrack, QuietFit
+from mlbench.tracks import Param, with_defaults
 
 
 class _QuietLogisticRegression(QuietFit, LogisticRegression):
@@ -24,8 +25,8 @@ class LogisticRegressionTrack(LinearTextTrack):
 
     name = "logreg"
     estimator_name = "LogisticRegression"
-    defaults: ClassVar[dict[str, Any]] = {**LinearTextTrack.defaults, "C": 30.0, "min_df": 2,
-                                          "ngram_range": (1, 1)}
+    params: ClassVar[dict[str, Param]] = with_defaults(LinearTextTrack.params, C=30.0, min_df=2,
+                                                       ngram_range=(1, 1))
     #: log loss needs a weaker penalty than the hinge on unit-norm TF-IDF rows: C from 30.
     #: Unigrams only: on Reuters validation bigrams cost 4x the fit time for no gain
     search_space: ClassVar[dict[str, list]] = {

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from sklearn.svm import LinearSVC
 
 from baselines.linear_track import LinearTextTrack, QuietFit
+from mlbench.tracks import Param, with_defaults
 
 
 class _QuietLinearSVC(QuietFit, LinearSVC):
@@ -56,6 +57,6 @@ class BalancedLinearSVMTrack(LinearSVMTrack):
     #: the `svm` search already tries class_weight="balanced": not a default track of its own
     cpu_default = False
 
-    defaults: ClassVar[dict[str, Any]] = {**LinearSVMTrack.defaults, "class_weight": "balanced"}
+    params: ClassVar[dict[str, Param]] = with_defaults(LinearSVMTrack.params, class_weight="balanced")
     #: the class_weight="balanced" sub-grid of the `svm` search
     search_space: ClassVar[dict[str, list]] = {**LinearSVMTrack.search_space, "class_weight": ["balanced"]}

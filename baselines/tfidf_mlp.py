@@ -42,7 +42,7 @@ import numpy as np
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
 from mlbench.keras.device import resolve_precision
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import UNSET, Param, Track, TrainSettings
 
 
 def _policy_or_none(policy: str) -> str | None:
@@ -188,11 +188,21 @@ class TfidfMLPTrack(Track):
     cheap_fit: ClassVar[bool] = True
     #: early stopping reads validation: fold fits validate on an inner slice of their rows
     fits_on_validation: ClassVar[bool] = True
+    #: what ``settings.options`` (the search's points, the speed options above) may set
+    params: ClassVar[dict[str, Param]] = {
+        "drop_oov": Param(False, convert=bool),
+        "dropout": Param(0.0, lambda v: 0.0 <= v < 1.0, "in [0, 1)", convert=float),
+        "jit_compile": Param("auto"),
+        "mixed_precision": Param(False),
+        #: None: 32 on the fast path, Keras's 1 for the faithful ``sparse=False, cache=False``
+        "steps_per_execution": Param(None, lambda v: v is None or v >= 1, ">= 1", convert=int),
+    }
+    explains = "integrated gradients over its TF-IDF input, from the all-zero vector"
 
     def __init__(self, settings: TrainSettings | None = None, *, ngrams: int = 2,
                  max_tokens: int | None = None, hidden: Sequence[int] = (512, 256),
                  learning_rate: float = 1e-3, patience: int = 2, sparse: bool = True,
-                 cache: bool = True, drop_oov: bool | None = None, dropout: float | None = None,
+                 cache: bool = True, drop_oov: bool = UNSET, dropout: float = UNSET,
                  callbacks: Sequence = ()):
         """`sparse`/`cache` False give the faithful keras-io pipeline; `drop_oov` (sparse
         path only; default from ``settings.options["drop_oov"]``, else False) leaves out
@@ -212,22 +222,15 @@ class TfidfMLPTrack(Track):
         self.learning_rate, self.patience = learning_rate, patience
         self.sparse, self.cache = sparse, cache
         self.callbacks = list(callbacks)
-        options = self.settings.options or {}
-        self.drop_oov = bool(options.get("drop_oov", False) if drop_oov is None else drop_oov)
-        self.dropout = float(options.get("dropout", 0.0) if dropout is None else dropout)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        p = self.resolve_params(dict(drop_oov=drop_oov, dropout=dropout))
+        self.drop_oov, self.dropout = p["drop_oov"], p["dropout"]
         if self.drop_oov and not sparse:
             raise ValueError("drop_oov needs the sparse path (sparse=True); the dense path is "
                              "the faithful keras-io reference")
-        self.jit_compile = options.get("jit_compile", "auto")
-        self.precision = options.get("mixed_precision", False)
+        self.jit_compile, self.precision = p["jit_compile"], p["mixed_precision"]
         # several train steps per tf.function call: ~15% less CPU per Reuters epoch for
         # the fast path; the faithful keras-io configuration keeps Keras's default 1
-        fast = sparse or cache
-        self.steps_per_execution = int(options.get("steps_per_execution", 32 if fast else 1))
-        if self.steps_per_execution < 1:
-            raise ValueError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+        self.steps_per_execution = p["steps_per_execution"] or (32 if sparse or cache else 1)
         self.dense_vectorizer = None  # the adapted keras-io layer
         self.vectorizer = None  # what the classifier reads: sparse or dense layer
         self.classifier = None

@@ -81,7 +81,7 @@ class RunConfig:
     protocol: str = "cv"
     #: folds of train+val under --protocol cv (None: 5, or 2 under --quick; see `cv_folds`)
     folds: int | None = None
-    #: expensive tracks cross-fitted too under --protocol cv (e.g. ["encoder"])
+    #: expensive tracks (not `cheap_fit`) cross-fitted too under --protocol cv
     cv_tracks: list[str] = field(default_factory=list)
     #: linear tracks' independent fits on a Dask cluster: a scheduler address, or "local" (a
     #: LocalCluster of --n-jobs processes); where fits run, not what they give (`mlbench.cluster`)
@@ -181,16 +181,19 @@ def _check_out(out: Path) -> None:
 
 
 def _check_track_options(options: dict) -> None:
-    """Options only a track reads, checked here so they fail before data loads."""
+    """Each track option against the track's declared `Param` (`mlbench.tracks`), so a bad
+    one fails before data loads; named by the flag that sets it, else track and name."""
+    from mlbench.tracks import track_class
+
     for track, opts in options.items():
-        max_length = opts.get("max_length")
-        if max_length is not None and not (_is_int(max_length) and 8 <= max_length <= 4096):
-            raise InputError(f"--max-length: expected an integer from 8 to 4096, got {max_length!r}")
-        encoder = opts.get("encoder")
-        if encoder is not None:
-            looks_like_path = os.sep in encoder or encoder.startswith(".")
-            if looks_like_path and not Path(encoder).is_dir():
-                raise InputError(f"--encoder {encoder}: no such folder (expected a Hugging Face model "
-                                 "folder or a KerasHub preset name)")
-            if not looks_like_path and not encoder.replace("_", "").replace("-", "").isalnum():
-                raise InputError(f"--encoder: expected a folder or a KerasHub preset name, got {encoder!r}")
+        params = track_class(track).params
+        for key, value in opts.items():
+            param = params.get(key)
+            if param is None:
+                raise InputError(f"track option {track}.{key}: {track} has no such option "
+                                 f"(expected one of {', '.join(params) or 'none'})")
+            try:
+                param.value(key, value)
+            except ValueError:
+                where = param.flag or f"track option {track}.{key}"
+                raise InputError(f"{where}: expected {param.expected}, got {value!r}") from None

@@ -160,15 +160,14 @@ def fit_variant(name: str, *, settings: TrainSettings, corpus: Corpus, labels: L
     """Search the track's declared space on validation (when `tune`), else fit its defaults."""
     cls = get_track_class(name)
     start = time.perf_counter()
-    if tune and getattr(cls, "search_space", None):
+    if tune and cls.search_space:
         from mlbench.tuning import search
 
         track, result = search(name, settings, corpus.train, corpus.val, labels, objective=objective,
                                progress=say)
-        history = getattr(track, "history", None) or {}
-        return Fitted(track, history, time.perf_counter() - start, result)
+        return Fitted(track, track.history, time.perf_counter() - start, result)
     track = cls(settings)
-    history = track.fit(corpus.train, corpus.val, labels)
+    history = track.history = track.fit(corpus.train, corpus.val, labels)
     return Fitted(track, history, time.perf_counter() - start)
 
 
@@ -235,15 +234,15 @@ def evaluate_variant(scores: Scores, *, y_val: np.ndarray, y_test: np.ndarray, l
 
 
 def export_variant(track: Track, *, run_dir: Path, variant: str, evaluation: Evaluation,
-                   labels: LabelSpace, **extra) -> tuple[str | None, int | None]:
+                   labels: LabelSpace) -> tuple[str | None, int | None]:
     """Write the track's artifact with its decision rules; (folder name, bytes) or (None, None)."""
     from mlbench.evaluation.thresholds import save_thresholds
     from mlbench.sizes import directory_size
 
     best = evaluation.chosen[DEFAULT_OBJECTIVE]
     thresholds = evaluation.rules[best].threshold_array(len(labels))
-    folder = export_dir_name(variant, getattr(track, "export_format", "savedmodel"))
-    exported = track.export(run_dir / folder, thresholds=thresholds, **extra)
+    folder = export_dir_name(variant, track.export_format)
+    exported = track.export(run_dir / folder, thresholds=thresholds)
     if exported is None:
         return None, None
     save_thresholds(exported / "thresholds.json", evaluation.rules, labels.names, best_rule=best)
@@ -421,7 +420,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
                   y_val=y_val, y_test=y_test, pool=pool)
     for name in models:
         cls = get_track_class(name)
-        if getattr(cls, "needs_members", False):
+        if cls.needs_members:
             continue  # built from the others below
         for loss in (cfg.losses if cls.uses_loss else [None]):
             variant = variant_name(name, loss, len(cfg.losses))
@@ -432,7 +431,7 @@ def run_experiment(cfg: RunConfig, *, resume: Path | None = None) -> tuple[Path,
             keep(variant, model, ev, scores)
     for name in models:
         cls = get_track_class(name)
-        if getattr(cls, "needs_members", False) and name not in record.models:
+        if cls.needs_members and name not in record.models:
             built = run_ensemble(name, record=record, scored=scored, fitted=fitted, **common)
             if built is not None:
                 keep(name, *built)
@@ -474,7 +473,7 @@ def worker_scratch(cfg: RunConfig) -> Path | None:
 
 def record_variant(track: Track, scores: Scores, *, name: str, variant: str, y_eval: np.ndarray,
                    protocol: str, fitted_on: dict, cfg: RunConfig, corpus: Corpus, labels: LabelSpace,
-                   groups: FrequencyGroups, run_dir: Path, y_test: np.ndarray, **export_extra
+                   groups: FrequencyGroups, run_dir: Path, y_test: np.ndarray
                    ) -> tuple[ModelResult, Evaluation]:
     """evaluate → export → error analysis → `ModelResult`: the step every variant shares
     (`run_variant` and `run_ensemble`), from its out-of-sample scores `scores.val` [m, L]
@@ -485,7 +484,7 @@ def record_variant(track: Track, scores: Scores, *, name: str, variant: str, y_e
                               bootstrap=cfg.bootstrap, seed=cfg.seed)
     with phase(f"{variant}: export"):
         export_dir, export_bytes = export_variant(track, run_dir=run_dir, variant=variant, evaluation=ev,
-                                                  labels=labels, **export_extra)
+                                                  labels=labels)
     with phase(f"{variant}: error analysis"):
         errors = analyse_errors(track, ev, scores, corpus, labels, y_test)
     model = ModelResult(
@@ -540,8 +539,8 @@ def run_variant(name: str, *, loss: str | None, variant: str, cfg: RunConfig, co
     model.loss, model.describe, model.train_seconds = loss, describe, fitted.seconds
     model.size_bytes, model.parameters = fitted.track.size_bytes(), describe.get("parameters")
     model.history, model.search = fitted.history, fitted.search
-    model.notices = list(getattr(fitted.track, "notices", []) or [])
-    if cfg.seeds > 1 and getattr(cls, "stochastic", True):
+    model.notices = list(fitted.track.notices)
+    if cfg.seeds > 1 and cls.stochastic:
         params = fitted.search.chosen if fitted.search is not None else None
         for i in range(1, cfg.seeds):
             with phase(f"{variant}: seed {cfg.seed + i} ({i + 1}/{cfg.seeds})"):
@@ -595,8 +594,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
 
     key = OBJECTIVES[cfg.select]
     candidates = [v for v, m in record.models.items() if m.export_dir and v in scored
-                  and getattr(track_class(m.track), "export_format", "savedmodel") == "savedmodel"
-                  and not getattr(track_class(m.track), "needs_members", False)]
+                  and track_class(m.track).export_format == "savedmodel"
+                  and not track_class(m.track).needs_members]
     candidates.sort(key=lambda v: -(record.models[v].rules[record.models[v].chosen_rule[cfg.select]]
                                     .val_cv.get(key) or 0.0))
     members = candidates[:MAX_ENSEMBLE_MEMBERS]
@@ -612,7 +611,8 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
     on_val = pool is None or rows is None or np.array_equal(rows, pool.val_rows)
     y_eval = y_val if on_val else pool.y[rows]
     with phase(f"{name}: weights over {', '.join(members)} on {len(y_eval)} out-of-sample rows") as timing:
-        track = cls(settings, tracks, objective=cfg.select)
+        member_exports = {v: run_dir / record.models[v].export_dir for v in members}
+        track = cls.from_members(settings, tracks, objective=cfg.select, member_exports=member_exports)
         track.labels = labels
         track.fit_from_scores(member_val, y_eval)
     weights = np.array([track.weights[v] for v in members])
@@ -621,14 +621,12 @@ def run_ensemble(name: str, *, record: RunRecord, scored: dict[str, Scores], fit
     rates = [record.models[v].inference_docs_per_s for v in members if track.weights[v] > 0]
     speed = 1.0 / sum(1.0 / r for r in rates) if rates and all(rates) else None  # members run in turn
     scores = Scores(val, test, speed, rows)
-    member_exports = {v: run_dir / record.models[v].export_dir for v in members}
     model, ev = record_variant(
         track, scores, name=name, variant=name, y_eval=y_eval,
         protocol="cv" if all(record.models[v].protocol == "cv" for v in members) else "holdout",
         fitted_on=({"split": "validation", "rows": len(y_eval), "folds": None, "refit_rows": None} if on_val
                    else pool.fitted_on(len(y_eval), refit=False)),
-        cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir, y_test=y_test,
-        member_exports=member_exports)
+        cfg=cfg, corpus=corpus, labels=labels, groups=groups, run_dir=run_dir, y_test=y_test)
     model.describe, model.train_seconds, model.size_bytes = track.describe(), timing["seconds"], model.export_bytes
     model.notices = [f"members: {', '.join(f'{v} × {track.weights[v]:.2f}' for v in members)}"]
     return model, ev, scores

@@ -37,7 +37,7 @@ import numpy as np
 from mlbench.data.corpus import Corpus, Split
 from mlbench.labels import LabelSpace
 from mlbench.record import PROTOCOLS
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import SharedFeatures, Track, TrainSettings
 
 __all__ = ["PROTOCOLS", "DEFAULT_FOLDS", "SCREEN_DOCS", "INNER_VAL_SHARE", "pool_split", "make_folds",
            "uses_cv", "screen_folds", "CrossFitter", "CrossFit", "cross_fit"]
@@ -71,7 +71,7 @@ def make_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
 
 def uses_cv(cls: type, name: str, protocol: str, cv_tracks: list[str] | tuple[str, ...] = ()) -> bool:
     """Whether track `name` (class `cls`) is cross-fitted under `protocol`."""
-    return protocol == "cv" and (bool(getattr(cls, "cheap_fit", False)) or name in cv_tracks)
+    return protocol == "cv" and (cls.cheap_fit or name in cv_tracks)
 
 
 def screen_folds(folds: list[np.ndarray]) -> int:
@@ -106,7 +106,7 @@ def _fold_task(cls: type, settings: TrainSettings, labels: LabelSpace, vec: Any,
     t0 = time.perf_counter()
     track = _fit_track(cls, settings, labels, vec, x, y, splits)
     scores = np.asarray(track.predict_scores(held_texts), dtype=np.float32)
-    history = {k: [float(v) for v in vals] for k, vals in (getattr(track, "history", None) or {}).items()}
+    history = {k: [float(v) for v in vals] for k, vals in track.history.items()}
     return scores, history, time.perf_counter() - t0
 
 
@@ -125,7 +125,7 @@ class CrossFitter:
         self.cache = None if cache is None else Path(cache)
         self.say = progress or (lambda _msg: None)
         self.n = len(pool)
-        self.fast = hasattr(cls, "fit_features") and hasattr(cls, "vectorizer_keys")
+        self.fast = issubclass(cls, SharedFeatures)
         self._y_sparse = None
         self._features: dict[tuple, Any] = {}  # (vectorizer config, fold) → (vec, x, y)
         self._targets: dict[tuple, Any] = {}  # fold → its training rows' targets (CSR)
@@ -167,7 +167,7 @@ class CrossFitter:
 
     def _inner(self, rows: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows to train on, rows to validate on) for a track that reads validation."""
-        if not getattr(self.cls, "fits_on_validation", False):
+        if not self.cls.fits_on_validation:
             return rows, rows[:0]
         order = np.random.default_rng(self.settings.seed + 1000 + i).permutation(rows)
         n_val = max(1, int(round(INNER_VAL_SHARE * len(rows))))
@@ -252,7 +252,7 @@ class CrossFitter:
         without a cluster or for a track that is not a `cluster_fit` one."""
         from mlbench.cluster import active_client, map_tasks
 
-        if active_client() is None or not (self.fast and getattr(self.cls, "cluster_fit", False)):
+        if active_client() is None or not (self.fast and self.cls.cluster_fit):
             return
         todo: dict[tuple[str, int], tuple[dict[str, Any], int]] = {}
         for point, i in pairs:
@@ -318,7 +318,7 @@ def cross_fit(name: str, settings: TrainSettings, pool: Split, labels: LabelSpac
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     fitter = fitter or CrossFitter(cls, settings, pool, labels, folds, cache=cache, progress=say)
-    space = dict(getattr(cls, "search_space", None) or {}) if tune else {}
+    space = dict(cls.search_space) if tune else {}
     point: dict[str, Any] = {}
     search = None
     if space:
@@ -330,7 +330,7 @@ def cross_fit(name: str, settings: TrainSettings, pool: Split, labels: LabelSpac
             track=name, objective=objective, metric=metric, method="none",
             evaluation=(f"out-of-fold on {screen} of {len(folds)} folds of train+val ({held} docs); "
                         f"the chosen point on all {len(folds)} folds"),
-            space=space, budget=getattr(cls, "search_budget", None), full_grid=len(grid_points(space)))
+            space=space, budget=cls.search_budget, full_grid=len(grid_points(space)))
 
         def score(p: dict[str, Any]) -> tuple[float, str]:
             rows, s, _ = fitter.oof(p, range(screen))

@@ -37,7 +37,7 @@ from mlbench.evaluation.scoring import cross_fitted_score
 from mlbench.labels import LabelSpace
 from mlbench.progress import eta_line
 from mlbench.record import DEFAULT_OBJECTIVE, SearchResult, objective_key
-from mlbench.tracks import Track, TrainSettings, get_track_class
+from mlbench.tracks import SharedFeatures, Track, TrainSettings, get_track_class
 
 __all__ = ["MIN_VAL_DOCS", "TRAIN_FOLDS", "SearchResult", "grid_points", "point_score", "search"]
 
@@ -99,7 +99,7 @@ class _Scorer:
         self._features: dict[tuple, Any] = {}
         self._targets: dict[int | None, np.ndarray] = {}  # fold → its training rows' targets
         self._prefetched: dict[tuple, tuple[Track | None, np.ndarray]] = {}  # (point, fold) → `_unit`
-        self.fast = hasattr(cls, "fit_features") and hasattr(cls, "vectorizer_keys")
+        self.fast = issubclass(cls, SharedFeatures)
 
     @property
     def y_train(self) -> np.ndarray:
@@ -130,7 +130,7 @@ class _Scorer:
         nothing without a cluster or for a track that is not a `cluster_fit` one."""
         from mlbench.cluster import active_client, map_tasks
 
-        if active_client() is None or not (self.fast and getattr(self.cls, "cluster_fit", False)):
+        if active_client() is None or not (self.fast and self.cls.cluster_fit):
             return
         units = [(p, f) for p in points for f in ([None] if self.folds is None else range(len(self.folds)))
                  if (_key(p), f) not in self._prefetched]
@@ -219,7 +219,7 @@ def search(
     metric = objective_key(objective)
     cls = get_track_class(track_name)
     space = dict(cls.search_space if space is None else space)
-    budget = getattr(cls, "search_budget", None) if budget == -1 else budget
+    budget = cls.search_budget if budget == -1 else budget
     say = progress or (lambda _msg: None)
     start_time = time.perf_counter()
     for k, cands in space.items():

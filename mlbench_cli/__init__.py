@@ -32,13 +32,32 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _names(tracks: dict, declared) -> str:
+    """The registered tracks whose class satisfies `declared`, comma-joined (for help texts)."""
+    return ", ".join(n for n, cls in tracks.items() if declared(cls)) or "none"
+
+
+def _flag_dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _add_track_options(p: argparse.ArgumentParser, tracks: dict) -> None:
+    """The flags the tracks declare (`mlbench.tracks.Param.flag`): one per flag, whichever
+    tracks read it; checked by `RunConfig.validate` against the same declarations."""
+    from mlbench.tracks import track_flags
+
+    for flag, targets in (track_flags() if tracks else {}).items():
+        param = targets[0][2]
+        p.add_argument(flag, dest=_flag_dest(flag), type=param.convert or str, help=param.help)
+
+
+def _add_run_options(p: argparse.ArgumentParser, tracks: dict) -> None:
     p.add_argument("--dataset", help="arxiv | reuters | path to a .csv/.jsonl file (required unless --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", type=Path,
                    help="continue an interrupted run in its own folder, with its recorded configuration")
     p.add_argument("--data-dir", help="folder (or file) holding the dataset; overrides env vars and the cache")
-    p.add_argument("--models", help="comma list of tracks (default: all available; "
-                   "'pretrained' joins the default only when a GPU is present)")
+    p.add_argument("--models", help=f"comma list of tracks: {', '.join(tracks)} (default: all available; "
+                   f"{_names(tracks, lambda c: not c.cpu_default)} join the default only when a GPU is present)")
     p.add_argument("--loss", default="bce", help="Keras loss name or comma list to compare "
                    "(bce, wbce, focal, cb, rfl, ntr, db, cbntr)")
     p.add_argument("--epochs", type=int, help="max epochs for Keras tracks (early stopping still applies)")
@@ -79,8 +98,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="remove duplicate texts (default none: a published split stays as given)")
     p.add_argument("--min-label-docs", type=int, default=2,
                    help="health check: report labels with fewer training documents")
-    p.add_argument("--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset")
-    p.add_argument("--max-length", type=int, help="transformer tracks: tokens per document")
+    _add_track_options(p, tracks)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                    help="log the finished run to MLflow (parent run + one child per variant, exports as pyfunc "
@@ -91,21 +109,31 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (mirrored without GPUs)")
     p.add_argument("--n-jobs", type=int, help="linear tracks: parallel jobs over labels (default: all cores; 1: serial)")
     p.add_argument("--protocol", default="cv", choices=["cv", "holdout"],
-                   help="cv (default): cheap tracks (svm, fasttext, mlp) cross-fitted on K folds of train+val, "
-                        "choices fitted on out-of-fold scores, then refit on train+val; holdout: fit on train, "
-                        "choose on validation")
+                   help=f"cv (default): cheap tracks ({_names(tracks, lambda c: c.cheap_fit)}) cross-fitted on "
+                        "K folds of train+val, choices fitted on out-of-fold scores, then refit on train+val; "
+                        "holdout: fit on train, choose on validation")
     p.add_argument("--folds", type=int, help="--protocol cv: folds of train+val (default 5; 2 under --quick)")
     p.add_argument("--cv-tracks", help="--protocol cv: comma list of expensive tracks to cross-fit too "
-                   "(e.g. encoder)")
+                   f"({_names(tracks, lambda c: not c.cheap_fit and not c.needs_members)})")
     p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="linear tracks: send the per-label fits, "
                    "cross-fitting folds and search points to a Dask cluster (tcp://HOST:8786; 'local': a "
                    "LocalCluster of --n-jobs processes); the results equal a local run's")
 
 
-def parser() -> argparse.ArgumentParser:
+#: commands that never read a track's declarations: their parser skips importing the
+#: track modules (scikit-learn alone costs ~1.5 s of CPU)
+_TRACKLESS = ("report", "compare")
+
+
+def parser(tracks: bool = True) -> argparse.ArgumentParser:
+    """The command line; `tracks` False leaves out what the tracks declare (their flags,
+    the names in help texts) for a command in `_TRACKLESS`."""
+    from mlbench.tracks import track_classes
+
+    classes = track_classes() if tracks else {}
     p = _Parser(prog="mlbench", description="Multi-label text classification benchmark suite.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_run_options(sub.add_parser("run", help="train and evaluate every track on one dataset"))
+    _add_run_options(sub.add_parser("run", help="train and evaluate every track on one dataset"), classes)
     pred = sub.add_parser("predict", help="score texts with an exported model")
     pred.add_argument("--model", required=True, help="an exported model folder (e.g. RUN/mlp_savedmodel)")
     pred.add_argument("--top-k", type=int, default=5)
@@ -115,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
                       help="print raw scores instead of calibrated probabilities")
     pred.add_argument("--explain", action="store_true",
                       help="for each predicted label, the n-grams/tokens that pushed its score most "
-                           "(signed, logit units; svm, mlp and encoder exports)")
+                           f"(signed, logit units; exports of {_names(classes, lambda c: c.explains)})")
     pred.add_argument("texts", nargs="*", help="texts to classify")
     sc = sub.add_parser("score", help="calibrated soft labels for every row of a file (resumable)")
     sc.add_argument("--model", required=True, help="an exported model folder")
@@ -150,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
                           "127.0.0.1, [::1] and --host)")
     srv.add_argument("--openapi", action="store_true", help="serve /openapi.json (no /docs page)")
     onx = sub.add_parser("export-onnx", help="convert an exported SavedModel folder to ONNX (+ its text front end)")
-    onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder (mlp, svm, encoder; calibrated or not)")
+    onx.add_argument("--model", required=True, type=Path, help="an exported *_savedmodel folder "
+                     f"({_names(classes, lambda c: c.onnx_core)}; calibrated or not)")
     onx.add_argument("--out", required=True, type=Path, help="new folder for the ONNX model")
     onx.add_argument("--int8", action="store_true", help="quantise the weights to int8")
     onx.add_argument("--python-frontend", action="store_true",
@@ -169,15 +198,14 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     from mlbench.config import RunConfig
 
     split_list = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None  # noqa: E731
+    from mlbench.tracks import track_flags
+
     options: dict = {}
-    for track in ("encoder", "pretrained"):
-        opts = {}
-        if args.max_length is not None:
-            opts["max_length"] = args.max_length
-        if args.encoder and track == "pretrained":
-            opts["encoder"] = args.encoder
-        if opts:
-            options[track] = opts
+    for flag, targets in track_flags().items():
+        value = getattr(args, _flag_dest(flag))
+        if value is not None:
+            for track, key, _ in targets:
+                options.setdefault(track, {})[key] = value
     return RunConfig(
         dataset=args.dataset, models=split_list(args.models), losses=split_list(args.loss) or [],
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quick=args.quick,
@@ -342,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlbench.errors import InputError
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
+    args = parser(tracks=not argv or argv[0] not in _TRACKLESS).parse_args(argv)
     try:
         if args.command == "run":
             return run(args, argv[1:])

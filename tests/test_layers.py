@@ -77,6 +77,77 @@ def test_tracks_never_import_the_experiment_or_the_command_line():
     assert _hits(files("baselines") + files("transformers_track"), forbidden) == []
 
 
+#: string constants under ``mlbench/`` that spell a track's name but mean something else
+#: (path, text) → why
+NOT_A_TRACK = {
+    ("mlbench/serving/artifacts.py", "fasttext"): "the fastText file format's name (`FASTTEXT_FORMAT`)",
+}
+#: modules still naming a track, each with the change that removes it (drop the entry then)
+PENDING = {
+    "mlbench/serving/onnx_export.py": "issue 19 (layout): the ONNX cores move onto the tracks",
+}
+
+
+def _strings(tree: ast.AST, skip: set[int]) -> list[ast.Constant]:
+    """The string constants of a module, docstrings and the nodes under `skip` left out."""
+    docs, skipped = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docs.add(id(first.value))
+        if id(node) in skip:
+            skipped.update(id(n) for n in ast.walk(node))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs and id(n) not in skipped]
+
+
+def _registry_table(tree: ast.AST) -> set[int]:
+    """The one registry table (``_REGISTRY = {name: "module:Class"}`` in mlbench/tracks.py)."""
+    return {id(node.value) for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+            and "_REGISTRY" in [getattr(t, "id", None) for t in getattr(node, "targets", [getattr(node, "target", None)])]}
+
+
+def track_name_hits(paths: list[Path], names: list[str], root: Path = REPO) -> list[str]:
+    """``path:line: 'name' in '...'`` for every string constant (messages, dict keys,
+    comparisons; not docstrings) that spells a registered track's name as a word."""
+    import re
+
+    word = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+                      + r")(?![\w-])")
+    hits = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        if rel in PENDING:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _registry_table(tree) if rel == "mlbench/tracks.py" else set()
+        for node in _strings(tree, skip):
+            if (rel, node.value) in NOT_A_TRACK:
+                continue
+            hits += [f"{rel}:{node.lineno}: {m.group(1)!r} in {node.value[:60]!r}" for m in word.finditer(node.value)]
+    return hits
+
+
+def test_core_and_command_line_name_no_concrete_track():
+    # what is special about a track is declared on it (`mlbench.tracks.Track`): the command
+    # line, config, serving and explain code read the declarations; only the registry
+    # table maps names to classes
+    from mlbench.tracks import track_names
+
+    assert track_name_hits(files("mlbench") + files(CLI), track_names()) == []
+
+
+def test_the_track_name_check_sees_messages_keys_and_comparisons(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text('"""The svm docstring is fine."""\nX = {"fasttext": 1, "tfidf_mlp": 2, "fasttext-wheel": 3}\n'
+                    'def f(n):\n    return n == "svm" or "svm, mlp and encoder have one"\n', encoding="utf-8")
+    hits = track_name_hits([path], ["svm", "mlp", "encoder", "fasttext"], root=tmp_path)
+    assert sorted(h.split(": ", 1)[1] for h in hits) == sorted([
+        "'fasttext' in 'fasttext'", "'svm' in 'svm'", "'svm' in 'svm, mlp and encoder have one'",
+        "'mlp' in 'svm, mlp and encoder have one'", "'encoder' in 'svm, mlp and encoder have one'"])
+
+
 def test_report_reads_only_the_record():
     allowed = {"mlbench.record", "mlbench.naming"}
     bad = [f"{p.relative_to(REPO)} imports {m}" for p in files("reports") if p.name != "__main__.py"

@@ -246,7 +246,9 @@ def test_export_explains_like_the_fitted_track(name, labels, reloaded):
     meta = json.loads((case["dir"] / "mlbench.json").read_text(encoding="utf-8"))
     if "explain" not in case:
         assert "explain" not in meta.get("signatures", []) and "explain" not in meta
+        assert get_track_class(name).explains is None  # what it declares is what it does
         pytest.skip(f"{name} has no explainer")
+    assert get_track_class(name).explains, f"{name} has an explainer: declare what it computes (explains)"
     assert "explain" in meta["signatures"] and meta["explain"]["units"] == "logit"
     with np.load(case["out"]) as data:
         got = {k: data[k] for k in data.files}

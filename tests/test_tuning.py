@@ -141,7 +141,7 @@ def test_tiny_validation_is_replaced_by_kfold_on_train(corpus, labels) -> None:
 def test_empty_space_fits_the_defaults_once(corpus, labels) -> None:
     track, result = _search(corpus, labels, space={})
     assert result.method == "none" and result.chosen == {} and result.grid == []
-    assert track.C == LinearSVMTrack.defaults["C"]
+    assert track.C == LinearSVMTrack.params["C"].default
     assert track.predict_scores(corpus.val.texts[:2]).shape == (2, len(labels))
 
 

@@ -5,9 +5,10 @@ head* (pooled logits).  What differs between the from-scratch encoder and the
 pretrained one is only how those three are made; everything around them is the
 same and lives here:
 
-* options: a preset (``preset`` option, else "quick" under --quick, "gpu" when a GPU
-  is visible, "cpu" otherwise) overridden by the options one by one, then by
-  ``settings.epochs`` / ``settings.batch_size``;
+* options: declared `params` (`preset_params`): a preset (``preset`` option, else
+  "quick" under --quick, "gpu" when a GPU is visible, "cpu" otherwise) gives each
+  key's default, the options override them one by one, then ``settings.epochs`` /
+  ``settings.batch_size``; an undeclared option is an error;
 * fit: seed, dtype policy, each split tokenized once, length-bucketed cached
   batches, AdamW under a warm-up + linear-decay schedule sized from the real batch
   count, an optional wall-clock budget (``max_train_seconds``), and
@@ -15,8 +16,8 @@ same and lives here:
 * prediction in length order, a raw-string SavedModel export, size and the shared
   part of `describe()`.
 
-A subclass sets `name`, `presets`, `extra_options` (and `export_requires` if the
-exported graph needs an extra import) and implements the hooks:
+A subclass sets `name`, `params` (`preset_params(presets, extras)`) (and
+`export_requires` if the exported graph needs an extra import) and implements the hooks:
 
 * `_validate()`: range checks on the merged ``self.config``;
 * `_fit_preprocessor(train_texts)`: build or load the tokenizer (and, for a
@@ -38,7 +39,40 @@ import numpy as np
 
 from mlbench.data.corpus import Split
 from mlbench.labels import LabelSpace
-from mlbench.tracks import Track, TrainSettings
+from mlbench.tracks import Param, Track, TrainSettings
+
+#: ``--max-length``: the one command-line flag both transformer tracks read
+MAX_LENGTH_FLAG = dict(check=lambda v: v is None or 8 <= v <= 4096, expected="an integer from 8 to 4096",
+                       flag="--max-length", help="transformer tracks: tokens per document")
+
+
+def default_preset(settings: TrainSettings) -> str:
+    """"quick" under --quick, else "gpu" when a GPU is visible, else "cpu"."""
+    from mlbench.keras.device import gpu_visible
+
+    if settings.quick:
+        return "quick"
+    return "gpu" if gpu_visible() else "cpu"
+
+
+def coerce_like(default: Any):
+    """Options may arrive as text (command line, JSON): coerce to the default's type."""
+    if default is None or isinstance(default, str):
+        return None
+    if isinstance(default, bool):
+        return lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+    return type(default)
+
+
+def preset_params(presets: dict[str, dict], extras: dict[str, Param]) -> dict[str, Param]:
+    """`params` of a preset-configured track: ``preset`` first (None: `default_preset`),
+    then each preset key, its default taken from the chosen preset and given values
+    coerced to that default's type, then `extras` (which may redeclare a preset key)."""
+    params = {"preset": Param(None, lambda v: v is None or v in presets, f"one of {sorted(presets)}")}
+    for key, value in next(iter(presets.values())).items():
+        params[key] = Param(lambda s, r, key=key: presets[r["preset"] or default_preset(s)][key],
+                            expected=type(value).__name__, convert=coerce_like(value))
+    return {**params, **extras}
 
 
 class TokenizedTrack(Track):
@@ -48,9 +82,8 @@ class TokenizedTrack(Track):
     uses_loss = True
     #: preset name → option defaults; every preset has the same keys
     presets: ClassVar[dict[str, dict]]
-    #: options outside the presets, with their defaults (must include "preset",
-    #: "n_buckets", "max_train_seconds")
-    extra_options: ClassVar[dict]
+    #: `preset_params(presets, extras)`; extras must include "n_buckets", "max_train_seconds"
+    params: ClassVar[dict[str, Param]]
     #: modules the process loading the exported SavedModel must import first
     export_requires: ClassVar[tuple[str, ...]] = ()
     #: nothing tuned: one CPU fit already takes minutes (README), a grid would multiply it
@@ -61,13 +94,8 @@ class TokenizedTrack(Track):
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
         super().__init__(settings)
-        from transformers_track.training import merge_options
-
-        opts = {**self.settings.options, **options}
-        self.preset = opts.pop("preset", None) or self._default_preset()
-        self.config: dict = merge_options(self.presets, self.extra_options, self.preset, opts,
-                                          self.name)
-        self.config.pop("preset", None)
+        self.config: dict = self.resolve_params(options, unknown="error")
+        self.preset = self.config.pop("preset") or default_preset(self.settings)
         if self.settings.epochs is not None:
             self.config["epochs"] = self.settings.epochs
         if self.settings.batch_size is not None:
@@ -78,13 +106,6 @@ class TokenizedTrack(Track):
         self.boundaries: list[int] | None = None
         self.dtype: str | None = None
         self.stopped_by_time = False
-
-    def _default_preset(self) -> str:
-        from mlbench.keras.device import gpu_visible
-
-        if self.settings.quick:
-            return "quick"
-        return "gpu" if gpu_visible() else "cpu"
 
     # -- hooks ----------------------------------------------------------------------------
     def _validate(self) -> None:

@@ -37,8 +37,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mlbench.tracks import TrainSettings
-from transformers_track.base import TokenizedTrack
+from mlbench.tracks import Param, TrainSettings
+from transformers_track.base import MAX_LENGTH_FLAG, TokenizedTrack, coerce_like, preset_params
 
 #: Presets.  "cpu": ~60 s per Reuters epoch on 2 cores (length buckets, ~110 ex/s),
 #: val micro-F1 ~0.88 by epoch 3-5 then overfitting, so 8 epochs let the learning rate
@@ -58,9 +58,13 @@ PRESETS: dict[str, dict] = {
                   learning_rate=2e-3, weight_decay=0.01, warmup_fraction=0.1,
                   batch_size=32, epochs=2, patience=2, mixed_precision="auto"),
 }
-_EXTRA_OPTIONS = {"preset": None, "max_length": None, "n_buckets": 6, "norm_first": True,
-                  "max_train_seconds": None}
-OPTION_NAMES = frozenset(PRESETS["cpu"]) | frozenset(_EXTRA_OPTIONS)
+PARAMS: dict[str, Param] = preset_params(PRESETS, {
+    "max_length": Param(None, convert=int, **MAX_LENGTH_FLAG),
+    "n_buckets": Param(6, convert=int, expected="int"),
+    "norm_first": Param(True, convert=coerce_like(True)),
+    "max_train_seconds": Param(None),
+})
+OPTION_NAMES = frozenset(PARAMS)
 
 
 # --------------------------------------------------------------------------- preprocessor
@@ -220,7 +224,8 @@ class EncoderTrack(TokenizedTrack):
     name = "encoder"
     onnx_core = "token_ids"  # `mlbench export-onnx`: token-id core (`onnx_keras_model`) + Python front end
     presets = PRESETS
-    extra_options = _EXTRA_OPTIONS
+    params = PARAMS
+    explains = "integrated gradients over its token embeddings, from the padding token's embedding"
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):

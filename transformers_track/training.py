@@ -122,36 +122,6 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-# --------------------------------------------------------------------------- options
-def merge_options(presets: dict[str, dict], extras: dict, preset: str, given: dict,
-                  track: str) -> dict:
-    """Preset values overridden by `given`, each coerced to the type of its default.
-
-    Why coerce: options may arrive as strings from a command line or JSON.  Unknown
-    names are errors that list the valid ones (a typo must not be silently ignored).
-    """
-    if preset not in presets:
-        raise ValueError(f"unknown {track} preset {preset!r}; choose from {sorted(presets)}")
-    defaults = {**presets[preset], **extras}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {track} option(s) {unknown}; valid: {sorted(defaults)}")
-    out = dict(defaults)
-    for key, value in given.items():
-        default = defaults[key]
-        try:
-            if value is None or default is None or isinstance(default, str):
-                out[key] = value
-            elif isinstance(default, bool):
-                out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-            else:
-                out[key] = type(default)(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{track} option {key}: expected {type(default).__name__}, "
-                             f"got {value!r}") from None
-    return out
-
-
 # --------------------------------------------------------------------------- devices
 # --------------------------------------------------------------------------- data
 def bucket_boundaries(lengths: np.ndarray, max_length: int, n_buckets: int = 6,

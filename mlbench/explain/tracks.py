@@ -2,13 +2,10 @@
 
 Every explainable track hands out its in-graph explainer (`Track.explainer()`, see
 `mlbench.explain.graph`): the same code its SavedModel export runs as the ``explain``
-signature, so a fitted track and a deployed export explain alike:
-
-* the SVM (``svm``): exact attributions ``tfidf_j · W[j, l]``;
-* the TF-IDF MLP (``mlp``): integrated gradients over its TF-IDF input from the
-  all-zero vector;
-* the from-scratch encoder (``encoder``): integrated gradients over its token
-  embeddings from the padding token's embedding.
+signature, so a fitted track and a deployed export explain alike.  What each one
+computes is declared on the track (`Track.explains`): exact attributions
+``tfidf_j · W[j, l]`` for the linear tracks, integrated gradients over the input
+(TF-IDF vector or token embeddings) for the Keras ones.
 
 Weights are in logit units: positive pushes the label up.
 """
@@ -37,11 +34,14 @@ def predicted_labels(scores: np.ndarray, threshold: float | np.ndarray = 0.5) ->
 
 
 def explainer_of(track: Any, top_n: int | None = None) -> GraphExplainer:
-    """The track's explainer; TypeError naming the track when it has none."""
+    """The track's explainer; TypeError naming the track (and those that have one) when it has none."""
+    from mlbench.tracks import explainable_tracks
+
     make = getattr(track, "explainer", None)
     explainer = make(top_n) if callable(make) else None
     if explainer is None:
-        raise TypeError(f"no explainer for a {type(track).__name__} track (svm, mlp and encoder have one)")
+        raise TypeError(f"no explainer for a {type(track).__name__} track "
+                        f"({', '.join(explainable_tracks())} have one)")
     return explainer
 
 
