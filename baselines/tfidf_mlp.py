@@ -327,7 +327,7 @@ class TfidfMLPTrack(Track):
         n_features = self.dense_vectorizer.vocabulary_size()
         # several steps per call fail under tf.distribute strategies (Keras 3.15's
         # multi-step loop feeds no value to a placeholder in its has-next check): one there
-        steps = int(__import__("os").environ.get("XSTEPS", 1)) if distributed else self.steps_per_execution
+        steps = 1 if distributed else self.steps_per_execution
         compile_options = {"jit_compile": self.jit_compile, "steps_per_execution": steps}
         from mlbench.keras.resume import EpochCounter
 
