@@ -8,7 +8,8 @@ its kernel gradient is a `tf.IndexedSlices` over the batch's distinct features;
 `baselines.lazy_adam.LazyAdam` updates only those rows — the classic "lazy Adam" used for embeddings:
 moments of rows not seen in a batch are left as they are instead of decaying.
 The weights have the Dense layer's shapes, so they load into the dense keras-io
-model as is.
+model as is.  `PaddedSparseDense` is the same layer over padded rows (ids + values,
+`padded_to_sparse`): the input form a `tf.distribute` strategy can split over replicas.
 
 Where the time went (Reuters, batch 128: ~18k non-zeros and ~9k distinct
 features per batch, so ~9k × 512 kernel rows per step; 2 shared CPU cores):

@@ -13,7 +13,12 @@ Dense(n_labels, sigmoid), Adam, binary cross-entropy, batch 128.  Two changes:
   only the kernel rows of the batch's features, trained with a lazy Adam that
   updates only those rows (`baselines/sparse_layers.py`, `baselines/lazy_adam.py`).
   ``sparse=False, cache=False`` gives back the faithful dense pipeline (the
-  reference in ``benchmarks/mlp_speed.py``).
+  reference in ``benchmarks/mlp_speed.py``);
+* under a ``tf.distribute`` strategy (``--strategy mirrored|multiworker``), which cannot
+  split SparseTensor batches over replicas, the same sparse model trains on padded rows
+  (feature ids + TF-IDF values, [B, K] with K the batch's longest document) into
+  `PaddedSparseDense`: the same CSR matmul, row gradient and LazyAdam, so the cost stays
+  in the non-zeros; prediction and export then use the SparseTensor model (same weights).
 
 Speed options (``settings.options``):
 
