@@ -25,11 +25,16 @@ import tensorflow as tf
 
 # -- the fused row update (a tiny C++ kernel, compiled once per machine) -----------------
 _FUSED_SOURCE = r"""
-// MlbenchLazyAdamRows: Keras's Adam step, in place, on rows `indices` of var, m, v.
+// MlbenchLazyAdamRows: Keras's Adam step, in place, on rows `indices` [k] (distinct) of
+// var, m, v; gradient row i of `grad` [n, width] belongs to indices[positions[i]], and
+// the rows of one id are summed first (in row order, as unsorted_segment_sum does): the
+// gradient of a replicated model arrives as each replica's rows concatenated.
 // Arithmetic in Keras's order and without FMA contraction, so the touched rows
 // match keras.optimizers.Adam's update (tests/test_mlp.py checks it).
 #define EIGEN_USE_THREADS
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_var.h"
@@ -72,27 +77,55 @@ class LazyAdamRowsOp : public tensorflow::OpKernel {
     const float eps = ctx->input(6).scalar<float>()();
     const Tensor& grad = ctx->input(7);
     const Tensor& indices = ctx->input(8);
+    const Tensor& positions = ctx->input(9);
     OP_REQUIRES(ctx, var.dims() == 2 && m.shape() == var.shape() && v.shape() == var.shape(),
                 errors::InvalidArgument("var, m and v must be matrices of one shape"));
-    const int64_t rows = var.dim_size(0), width = var.dim_size(1), n = indices.NumElements();
+    const int64_t rows = var.dim_size(0), width = var.dim_size(1), k = indices.NumElements();
+    const int64_t n = positions.NumElements();
     OP_REQUIRES(ctx, grad.dims() == 2 && grad.dim_size(0) == n && grad.dim_size(1) == width,
-                errors::InvalidArgument("grad must be [len(indices), var.shape[1]]"));
+                errors::InvalidArgument("grad must be [len(positions), var.shape[1]]"));
     const int64_t* ids = indices.flat<int64_t>().data();
+    const int64_t* pos = positions.flat<int64_t>().data();
+    for (int64_t j = 0; j < k; ++j) {
+      OP_REQUIRES(ctx, ids[j] >= 0 && ids[j] < rows, errors::InvalidArgument("row index out of range"));
+    }
+    // the gradient rows of each id, in row order (a stable counting sort)
+    std::vector<int64_t> start(k + 1, 0), order(n);
     for (int64_t i = 0; i < n; ++i) {
-      OP_REQUIRES(ctx, ids[i] >= 0 && ids[i] < rows, errors::InvalidArgument("row index out of range"));
+      OP_REQUIRES(ctx, pos[i] >= 0 && pos[i] < k, errors::InvalidArgument("position out of range"));
+      ++start[pos[i] + 1];
+    }
+    for (int64_t j = 0; j < k; ++j) start[j + 1] += start[j];
+    {
+      std::vector<int64_t> next(start.begin(), start.end() - 1);
+      for (int64_t i = 0; i < n; ++i) order[next[pos[i]]++] = i;
     }
     float* w = var.flat<float>().data();
     float* mm = m.flat<float>().data();
     float* vv = v.flat<float>().data();
     const float* g = grad.flat<float>().data();
-    auto work = [=](int64_t begin, int64_t end) {  // rows are distinct: no two shards share one
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t at = ids[i] * width;
-        UpdateRow(g + i * width, w + at, mm + at, vv + at, width, alpha, one_b1, one_b2, eps);
+    const int64_t* first = start.data();
+    const int64_t* rows_of = order.data();
+    auto work = [=](int64_t begin, int64_t end) {  // ids are distinct: no two shards share a row
+      std::vector<float> sum(width);
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t a = first[j], b = first[j + 1];
+        if (a == b) continue;  // no gradient row: left as it is
+        const float* gj = g + rows_of[a] * width;
+        if (b - a > 1) {
+          std::fill(sum.begin(), sum.end(), 0.0f);
+          for (int64_t r = a; r < b; ++r) {
+            const float* row = g + rows_of[r] * width;
+            for (int64_t c = 0; c < width; ++c) sum[c] += row[c];
+          }
+          gj = sum.data();
+        }
+        const int64_t at = ids[j] * width;
+        UpdateRow(gj, w + at, mm + at, vv + at, width, alpha, one_b1, one_b2, eps);
       }
     };
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads();
-    Shard(pool->num_threads, pool->workers, n, 10 * width, work);
+    Shard(pool->num_threads, pool->workers, k, 10 * width, work);
   }
 };
 }  // namespace
@@ -100,7 +133,7 @@ class LazyAdamRowsOp : public tensorflow::OpKernel {
 REGISTER_OP("MlbenchLazyAdamRows")
     .Input("var: resource").Input("m: resource").Input("v: resource")
     .Input("alpha: float").Input("one_minus_beta1: float").Input("one_minus_beta2: float")
-    .Input("epsilon: float").Input("grad: float").Input("indices: int64")
+    .Input("epsilon: float").Input("grad: float").Input("indices: int64").Input("positions: int64")
     .SetIsStateful()
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext*) { return absl::OkStatus(); });
 REGISTER_KERNEL_BUILDER(Name("MlbenchLazyAdamRows").Device(tensorflow::DEVICE_CPU), LazyAdamRowsOp);

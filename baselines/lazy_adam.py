@@ -80,7 +80,6 @@ class LazyAdam(keras.optimizers.Adam):
             return super().update_step(gradient, variable, learning_rate)
         variable = tf_variable(variable)
         dtype = variable.dtype
-        ids, grad = merge_duplicate_rows(gradient, dtype)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         lr = tf.cast(learning_rate, dtype)
@@ -88,14 +87,19 @@ class LazyAdam(keras.optimizers.Adam):
         m = tf_variable(self._momentums[index])
         v = tf_variable(self._velocities[index])
         if self._use_fused(variable):
+            # repeated ids (each replica's rows, concatenated by the all-reduce) are summed
+            # inside the kernel: no [rows, units] segment-sum copy
+            ids, positions = tf.unique(tf.cast(gradient.indices, tf.int64), out_idx=tf.int64)
             # the same scalars keras Adam computes
             alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
             fused_row_adam_op().mlbench_lazy_adam_rows(
                 var=variable.handle, m=m.handle, v=v.handle, alpha=alpha,
                 one_minus_beta1=tf.cast(1 - self.beta_1, dtype), one_minus_beta2=tf.cast(1 - self.beta_2, dtype),
-                epsilon=tf.cast(self.epsilon, dtype), grad=grad, indices=ids,
+                epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient.values, dtype), indices=ids,
+                positions=positions,
             )
             return
+        ids, grad = merge_duplicate_rows(gradient, dtype)
         var_rows, m_rows, v_rows = self._scratch.get(self._var_key(variable))
         var_rows.assign(tf.gather(variable, ids))
         m_rows.assign(tf.gather(m, ids))

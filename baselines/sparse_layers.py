@@ -8,7 +8,8 @@ its kernel gradient is a `tf.IndexedSlices` over the batch's distinct features;
 `baselines.lazy_adam.LazyAdam` updates only those rows — the classic "lazy Adam" used for embeddings:
 moments of rows not seen in a batch are left as they are instead of decaying.
 The weights have the Dense layer's shapes, so they load into the dense keras-io
-model as is.
+model as is.  `PaddedSparseDense` is the same layer over padded rows (ids + values,
+`padded_to_sparse`): the input form a `tf.distribute` strategy can split over replicas.
 
 Where the time went (Reuters, batch 128: ~18k non-zeros and ~9k distinct
 features per batch, so ~9k × 512 kernel rows per step; 2 shared CPU cores):
@@ -39,6 +40,45 @@ def tf_variable(variable) -> tf.Variable:
     cast) the whole [V, 512] matrix.
     """
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def local_variable(variable) -> tf.Variable:
+    """The copy of `variable` that this replica reads (the variable itself without a strategy).
+
+    Why: under a `tf.distribute` strategy a Keras variable holds a `MirroredVariable`
+    (one component per device); in a graph its cross-replica reads are ``identity``
+    tensors, not variables, so ``read_value_no_copy`` and row ops need the component of
+    the current replica (or device, inside the optimizer's per-device update).  Writes
+    that must reach every copy (initialisation) go through the mirrored variable itself.
+    """
+    variable = tf_variable(variable)
+    if isinstance(variable, tf.distribute.DistributedValues):
+        return variable._get_on_device_or_primary()  # TF's own lookup: replica id, else device
+    return variable
+
+
+def padded_to_sparse(ids: tf.Tensor, values: tf.Tensor, n_features: int) -> tf.SparseTensor:
+    """Padded rows → the row-ordered SparseTensor [B, n_features] they stand for.
+
+    ids: int [B, K], a document's feature ids left-aligned and padded with -1;
+    values: float [B, K], their TF-IDF values (padding: any value, dropped with its id).
+    Why this form: `tf.distribute` splits dense [B, K] batches over replicas (it cannot
+    split a SparseTensor), and K is the batch's longest document, so the cost stays in
+    the non-zeros.  ``tf.where`` lists the kept entries row-major, as CSR needs.
+    """
+    keep = tf.where(ids >= 0)  # [nnz, 2] (row, position), rows in order
+    cols = tf.cast(tf.gather_nd(ids, keep), tf.int64)
+    shape = tf.stack([tf.shape(ids, out_type=tf.int64)[0], tf.constant(n_features, tf.int64)])
+    return tf.SparseTensor(tf.stack([keep[:, 0], cols], axis=1), tf.gather_nd(values, keep), shape)
+
+
+def sparse_to_padded(x: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A row-ordered SparseTensor [B, V] → (ids int32 [B, K] padded with -1, values [B, K]
+    padded with 0), K its longest row: the inverse of `padded_to_sparse`."""
+    rows, nrows = x.indices[:, 0], x.dense_shape[0]
+    ids = tf.RaggedTensor.from_value_rowids(tf.cast(x.indices[:, 1], tf.int32), rows, nrows=nrows)
+    values = tf.RaggedTensor.from_value_rowids(x.values, rows, nrows=nrows)
+    return ids.to_tensor(default_value=-1), values.to_tensor(default_value=0)
 
 
 def _glorot_uniform_in_blocks(kernel, block_rows: int = 4096) -> None:
@@ -146,15 +186,18 @@ class SparseDense(keras.layers.Layer):
 
     def call(self, inputs):
         dtype = self.compute_dtype
-        bias = tf.cast(self.bias, dtype)
         if not isinstance(inputs, tf.SparseTensor):
             kernel = tf.cast(self.kernel.value, dtype)
-            return self.activation(tf.matmul(tf.cast(inputs, dtype), kernel) + bias)
-        kernel = tf_variable(self.kernel)
-        x = _rows_in_order(inputs)
+            return self.activation(tf.matmul(tf.cast(inputs, dtype), kernel) + tf.cast(self.bias, dtype))
+        return self._sparse_call(_rows_in_order(inputs))
+
+    def _sparse_call(self, x: tf.SparseTensor) -> tf.Tensor:
+        """``activation(x @ kernel + bias)`` for a row-ordered SparseTensor x [B, V] → [B, units]."""
+        dtype = self.compute_dtype
+        kernel = local_variable(self.kernel)  # this replica's copy under a strategy
         x = tf.SparseTensor(x.indices, tf.cast(x.values, kernel.dtype), x.dense_shape)
         out = sparse_kernel_matmul(x, kernel)
-        return self.activation(tf.cast(out, dtype) + bias)
+        return self.activation(tf.cast(out, dtype) + tf.cast(self.bias, dtype))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
@@ -162,3 +205,38 @@ class SparseDense(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units,
                 "activation": keras.activations.serialize(self.activation)}
+
+
+@keras.saving.register_keras_serializable(package="mlbench")
+class PaddedSparseDense(SparseDense):
+    """`SparseDense` over padded rows ``[ids, values]`` (`padded_to_sparse`): the form that
+    runs under a `tf.distribute` strategy.
+
+    ids: int32 [B, K] (-1 pads), values: float32 [B, K] → [B, units].  The same weights,
+    forward (CSR matmul) and row (`tf.IndexedSlices`) kernel gradient as `SparseDense`
+    on the SparseTensor the rows stand for, so `LazyAdam` trains it the same way, and
+    its weights load into a `SparseDense` model (prediction and export take raw strings
+    through the sparse vectorizer).  The vocabulary size cannot be read from [B, K]
+    inputs, hence `n_features`.
+    """
+
+    def __init__(self, units: int, n_features: int, activation: str | None = None, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        if int(n_features) < 1:
+            raise ValueError(f"n_features must be >= 1, got {n_features}")
+        self.n_features = int(n_features)
+
+    def build(self, input_shape):
+        super().build((None, self.n_features))
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"PaddedSparseDense expects [ids, values] (two [B, K] tensors), got {inputs!r}")
+        ids, values = inputs
+        return self._sparse_call(padded_to_sparse(ids, values, self.n_features))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_features": self.n_features}

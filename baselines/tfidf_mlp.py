@@ -13,7 +13,12 @@ Dense(n_labels, sigmoid), Adam, binary cross-entropy, batch 128.  Two changes:
   only the kernel rows of the batch's features, trained with a lazy Adam that
   updates only those rows (`baselines/sparse_layers.py`, `baselines/lazy_adam.py`).
   ``sparse=False, cache=False`` gives back the faithful dense pipeline (the
-  reference in ``benchmarks/mlp_speed.py``).
+  reference in ``benchmarks/mlp_speed.py``);
+* under a ``tf.distribute`` strategy (``--strategy mirrored|multiworker``), which cannot
+  split SparseTensor batches over replicas, the same sparse model trains on padded rows
+  (feature ids + TF-IDF values, [B, K] with K the batch's longest document) into
+  `PaddedSparseDense`: the same CSR matmul, row gradient and LazyAdam, so the cost stays
+  in the non-zeros; prediction and export then use the SparseTensor model (same weights).
 
 Speed options (``settings.options``):
 
@@ -70,22 +75,35 @@ def _model_class():
 def build_classifier(n_features: int, n_labels: int, *, hidden: Sequence[int] = (512, 256),
                      sparse: bool = True, output_bias: np.ndarray | None = None,
                      dtype_policy: str | None = None, compile_options: dict | None = None,
-                     dropout: float = 0.0):
+                     dropout: float = 0.0, padded: bool = False):
     """Dense 512 relu → Dense 256 relu → Dense(n_labels) logits, over TF-IDF input.
 
     The first layer is a `SparseDense` when `sparse` (same weight shapes as Dense,
-    so the weights of one model load into the other).  `dropout` > 0 adds a Dropout
-    after each hidden layer (0, the default, is the keras-io model unchanged).
+    so the weights of one model load into the other).  `padded` (with `sparse`) takes the
+    TF-IDF rows as two inputs, ids int32 [B, K] (-1 pads) and values float32 [B, K], into
+    a `PaddedSparseDense`: the form `tf.distribute` can split over replicas, same weights
+    and same numbers.  `dropout` > 0 adds a Dropout after each hidden layer (0, the
+    default, is the keras-io model unchanged).
     """
     import keras
 
-    from baselines.sparse_layers import SparseDense
+    from baselines.sparse_layers import PaddedSparseDense, SparseDense
 
-    inputs = keras.Input(shape=(n_features,), sparse=sparse, name="tfidf")
+    if padded and not sparse:
+        raise ValueError("padded=True is an input form of the sparse first layer; it needs sparse=True")
+    if padded:
+        inputs = [keras.Input(shape=(None,), dtype="int32", name="tfidf_ids"),
+                  keras.Input(shape=(None,), dtype="float32", name="tfidf_values")]
+    else:
+        inputs = keras.Input(shape=(n_features,), sparse=sparse, name="tfidf")
     x = inputs
     for i, units in enumerate(hidden):
-        layer = SparseDense if (sparse and i == 0) else keras.layers.Dense
-        x = layer(units, activation="relu", name=f"dense_{i}", dtype=dtype_policy)(x)
+        if padded and i == 0:
+            layer = PaddedSparseDense(units, n_features, activation="relu", name="dense_0", dtype=dtype_policy)
+        else:
+            layer_cls = SparseDense if (sparse and i == 0) else keras.layers.Dense
+            layer = layer_cls(units, activation="relu", name=f"dense_{i}", dtype=dtype_policy)
+        x = layer(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     bias = "zeros" if output_bias is None else keras.initializers.Constant(output_bias)
@@ -140,10 +158,13 @@ def attribution_parts(vectorizer, vocabulary: Sequence[str], classifier):
 
 
 def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bool, seed: int,
-                epoch_counter: Any = None):
+                epoch_counter: Any = None, padded: bool = False):
     """tf.data batches of cached rows: shuffled document ids → one gather per batch.
 
-    `rows` is a `SparseRows` (sparse TF-IDF) or a dense [n, V] tensor.  Only ids are
+    `rows` is a `SparseRows` (sparse TF-IDF) or a dense [n, V] tensor; `padded` (SparseRows
+    only) gives each batch as (ids int32 [B, K] padded with -1, values float32 [B, K]
+    padded with 0), K the batch's longest row: `build_classifier(padded=True)`'s input,
+    dense tensors that `tf.distribute` can split over replicas.  Only ids are
     shuffled; with an `EpochCounter` (`mlbench.keras.resume`) epoch e's order is a
     function of (seed, e), so a resumed fit sees the batches an uninterrupted one
     would; without one, a seeded ``Dataset.shuffle`` reshuffles each epoch.  The
@@ -154,11 +175,17 @@ def row_batches(rows: Any, y: np.ndarray | None, batch_size: int, *, shuffle: bo
     from baselines.tfidf_vectorizer import SparseRows
 
     sparse = isinstance(rows, SparseRows)
+    if padded and not sparse:
+        raise ValueError(f"padded batches need SparseRows, got {type(rows).__name__}")
     n = len(rows) if sparse else int(rows.shape[0])
     y_t = None if y is None else tf.constant(y)
 
     def take(ids):
-        x = rows.take(ids) if sparse else tf.gather(rows, ids)
+        if padded:
+            x = (tf.gather(rows.cols, ids).to_tensor(default_value=-1),
+                 tf.gather(rows.values, ids).to_tensor(default_value=0.0))
+        else:
+            x = rows.take(ids) if sparse else tf.gather(rows, ids)
         # targets may be stored as uint8 (a quarter of float32 at thousands of labels)
         return x if y_t is None else (x, tf.cast(tf.gather(y_t, ids), tf.float32))
 
@@ -264,24 +291,25 @@ class TfidfMLPTrack(Track):
         """tf.data over a split: vectorized once and cached (fast) or per batch (keras-io)."""
         import tensorflow as tf
 
+        from baselines.sparse_layers import sparse_to_padded
+
         seed = self.settings.seed
         if self.cache:
-            ds = row_batches(self.vectorize(texts), y, self.global_batch_size, shuffle=shuffle, seed=seed,
-                             epoch_counter=epoch_counter)
-            if getattr(self, "_densify", False):  # tf.distribute cannot split SparseTensor batches
-                ds = ds.map(lambda x, *rest: (tf.sparse.to_dense(x), *rest) if rest else tf.sparse.to_dense(x),
-                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-            return ds
+            # padded rows under a strategy: tf.distribute cannot split SparseTensor batches
+            return row_batches(self.vectorize(texts), y, self.global_batch_size, shuffle=shuffle, seed=seed,
+                               epoch_counter=epoch_counter, padded=getattr(self, "_padded", False))
         # keras-io: strings in tf.data, vectorized batch by batch every epoch
         ds = tf.data.Dataset.from_tensor_slices(list(texts) if y is None else (list(texts), y))
         if shuffle:
             ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-        vectorizer = self.vectorizer
+        vectorizer, padded = self.vectorizer, getattr(self, "_padded", False)
 
         def vectorize(*batch):  # (texts,) or (texts, labels)
-            return vectorizer(batch[0]) if len(batch) == 1 else (vectorizer(batch[0]), batch[1])
+            x = vectorizer(batch[0])
+            x = sparse_to_padded(x) if padded else x
+            return x if len(batch) == 1 else (x, batch[1])
 
-        ds = ds.batch(self.batch_size).map(vectorize, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(self.global_batch_size).map(vectorize, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     # -- Track API ----------------------------------------------------------------------
@@ -291,17 +319,13 @@ class TfidfMLPTrack(Track):
         from mlbench.keras.training import fit_keras_model, seed_everything
 
         seed_everything(self.settings.seed)
-        # Under a tf.distribute strategy the sparse path cannot run (Keras cannot split a
-        # SparseTensor batch over replicas, and LazyAdam's in-place row update is not
-        # replica-aware): train the same network with a dense first layer over densified
-        # batches and Keras Adam, then copy the weights into the sparse model for
-        # prediction and export (same weight shapes).
+        # Under a tf.distribute strategy Keras cannot split a SparseTensor batch over
+        # replicas: the same network (same first layer, CSR matmul, LazyAdam row updates)
+        # is trained on padded rows (ids + values, `PaddedSparseDense`), then its weights
+        # are copied into the sparse model for prediction and export (same weight shapes).
         distributed = (self.settings.strategy or "default") != "default"
-        self._densify = distributed and self.sparse
-        self.notices = ([f"--strategy {self.settings.strategy}: the sparse first layer and LazyAdam do not "
-                         "run under tf.distribute; trained with a dense first layer on densified batches "
-                         "and Keras Adam (slower; the exported model is the sparse one)"]
-                        if self._densify else [])
+        self._padded = distributed and self.sparse
+        self.notices = []
         self.labels = labels
         self.dense_vectorizer = adapt_tfidf_fast(train.texts, ngrams=self.ngrams, max_tokens=self.max_tokens)
         self.vectorizer = (
@@ -318,7 +342,7 @@ class TfidfMLPTrack(Track):
         with fit_scope(self.settings) as strategy:  # model, optimizer, metrics on every replica
             self._replicas = replicas(strategy)
             self.classifier = build_classifier(
-                n_features, len(labels), hidden=self.hidden, sparse=self.sparse and not self._densify,
+                n_features, len(labels), hidden=self.hidden, sparse=self.sparse, padded=self._padded,
                 dtype_policy=_policy_or_none(resolve_precision(self.precision)),
                 compile_options=compile_options, dropout=self.dropout,
             )
@@ -338,13 +362,13 @@ class TfidfMLPTrack(Track):
                 n_train_docs=len(train), optimizer=optimizer,
                 epochs=self.epochs, patience=self.patience, callbacks=[counter, *self.callbacks],
             )
-        if self._densify:  # predict and export on this device with the sparse model
+        if self._padded:  # predict and export on this device with the sparse model
             sparse_model = build_classifier(
                 n_features, len(labels), hidden=self.hidden, sparse=True,
                 dtype_policy=_policy_or_none(resolve_precision(self.precision)),
                 compile_options=compile_options, dropout=self.dropout)
             sparse_model.set_weights([np.asarray(w) for w in self.classifier.get_weights()])
-            self.classifier, self._densify, self._replicas = sparse_model, False, 1
+            self.classifier, self._padded, self._replicas = sparse_model, False, 1
         return history
 
     def _optimizer(self):
@@ -357,7 +381,7 @@ class TfidfMLPTrack(Track):
 
         from baselines.lazy_adam import LazyAdam, SparseLossScaleOptimizer
 
-        lazy = self.sparse and not getattr(self, "_densify", False)
+        lazy = self.sparse
         opt = LazyAdam(self.learning_rate) if lazy else keras.optimizers.Adam(self.learning_rate)
         if resolve_precision(self.precision) == "mixed_float16":
             opt = SparseLossScaleOptimizer(opt) if lazy else keras.optimizers.LossScaleOptimizer(opt)

@@ -124,7 +124,8 @@ def child(spec: dict) -> dict:
     out["rss_before_fit_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     settings = TrainSettings(epochs=spec["epochs"], seed=0, strategy=spec["strategy"], verbose=0,
-                             quick=spec["track"] == "encoder", n_jobs=spec.get("n_jobs"))
+                             quick=spec["track"] == "encoder", n_jobs=spec.get("n_jobs"),
+                             batch_size=spec.get("batch_size"))
     timer = None
     if spec["track"] == "svm":
         from baselines.svm import LinearSVMTrack
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-devices", type=int, default=2, help="logical CPU devices for --mirrored")
     p.add_argument("--mirrored-max-docs", type=int, default=50_000,
                    help="largest corpus run under mirrored (the MLP's dense fallback costs V × 512 per row)")
+    p.add_argument("--mirrored-batch-size", type=int, default=None,
+                   help="per-replica batch of the mirrored rows (default: the track's own, so the global "
+                        "batch grows with the devices; 64 on 2 devices keeps the MLP's global 128)")
     p.add_argument("--encoder-max-docs", type=int, default=50_000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=200_000, help="MLP vocabulary cap (uni+bigrams)")
@@ -235,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 spec = dict(docs=docs, labels=args.labels, track=track, strategy=strategy,
                             cpu_devices=args.cpu_devices, epochs=1 if track == "encoder" else args.epochs,
                             max_tokens=args.max_tokens, n_jobs=args.n_jobs,
-                            svm_max_features=args.svm_max_features)
+                            svm_max_features=args.svm_max_features,
+                            batch_size=args.mirrored_batch_size if strategy == "mirrored" else None)
                 row = run_child(spec, args.timeout)
                 print(_row(row), flush=True)
                 if args.json:

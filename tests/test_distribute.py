@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = textwrap.dedent('''
     import contextlib, json, os, sys
+    from pathlib import Path
     sys.path.insert(0, os.environ["MLBENCH_ROOT"])
     mode = sys.argv[1]
     from mlbench.keras.device import configure_device
@@ -45,10 +46,12 @@ _CHILD = textwrap.dedent('''
         return {"f1": float(m["f1_micro"]), "auc": float(m["roc_auc_micro"]), "shape": list(scores.shape)}, scores
 
     if mode == "step":
-        # one step of the MLP on 2 replicas (the distributed fallback: dense first layer +
-        # Adam) against the track's own single-device step (SparseDense + LazyAdam)
+        # one step of the MLP on 2 replicas (padded rows into PaddedSparseDense + LazyAdam, the
+        # track's distributed path) against the track's own single-device step (SparseDense +
+        # LazyAdam on the SparseTensor batch)
         import keras, tensorflow as tf
         from baselines.lazy_adam import LazyAdam
+        from baselines.sparse_layers import sparse_to_padded
         from baselines.tfidf_mlp import build_classifier
         from baselines.tfidf_vectorizer import SparseRows, SparseTfidf, adapt_tfidf
         from mlbench.keras.strategy import make_strategy
@@ -66,20 +69,22 @@ _CHILD = textwrap.dedent('''
         strategy = make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
         with strategy.scope():
-            two = build_classifier(V, len(labels), hidden=(16, 8), sparse=False)
+            two = build_classifier(V, len(labels), hidden=(16, 8), sparse=True, padded=True)
             two.set_weights(init)
-            two.compile(optimizer=keras.optimizers.Adam(1e-2),
-                        loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        ds = tf.data.Dataset.from_tensors((tf.sparse.to_dense(x), y))  # one global batch of 32
+            two.compile(optimizer=LazyAdam(1e-2), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        ds = tf.data.Dataset.from_tensors((sparse_to_padded(x), y))  # one global batch of 32
         two.fit(ds, epochs=1, verbose=0)
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(one.get_weights(), two.get_weights()))
         moved = max(float(np.max(np.abs(a - b))) for a, b in zip(one.get_weights(), init))
+        # every replica's copy got the same update (LazyAdam writes each copy in place)
+        copies = [strategy.experimental_local_results(w.value) for w in two.weights]
+        replica_diff = max(float(np.max(np.abs(c[0].numpy() - c[1].numpy()))) for c in copies)
         # Adam's first step hardly depends on the gradient's scale; SGD's does, so a
         # sum-instead-of-mean all-reduce would show here
         sgd = {}
         for key, strat in (("one", None), ("two", strategy)):
             with (strat.scope() if strat else contextlib.nullcontext()):
-                m = build_classifier(V, len(labels), hidden=(16, 8), sparse=strat is None)
+                m = build_classifier(V, len(labels), hidden=(16, 8), sparse=True, padded=strat is not None)
                 m.set_weights(init)
                 m.compile(optimizer=keras.optimizers.SGD(0.5),
                           loss=keras.losses.BinaryCrossentropy(from_logits=True))
@@ -90,7 +95,8 @@ _CHILD = textwrap.dedent('''
             sgd[key] = m.get_weights()
         sgd_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(sgd["one"], sgd["two"]))
         sgd_moved = max(float(np.max(np.abs(a - b))) for a, b in zip(sgd["one"], init))
-        print(json.dumps({"diff": diff, "moved": moved, "sgd_diff": sgd_diff, "sgd_moved": sgd_moved}))
+        print(json.dumps({"diff": diff, "moved": moved, "sgd_diff": sgd_diff, "sgd_moved": sgd_moved,
+                          "replicas": [len(c) for c in copies], "replica_diff": replica_diff}))
 
     elif mode == "parity":
         from baselines.tfidf_mlp import TfidfMLPTrack
@@ -109,6 +115,15 @@ _CHILD = textwrap.dedent('''
                 metrics, _ = test_metrics(track, c, labels)
                 out[f"{name}/{strat}"] = {**metrics, "loss": history["loss"],
                                           "notices": list(getattr(track, "notices", []))}
+                if name == "mlp":  # the export: raw strings in, whatever strategy trained it
+                    import tensorflow as tf
+                    export = track.export(Path(os.environ["WORKDIR"]) / f"mlp_{strat}")
+                    loaded = tf.saved_model.load(str(export))
+                    out[f"{name}/{strat}"].update(
+                        export=str(export), text=c.test.texts[0],
+                        score=track.predict_scores([c.test.texts[0]])[0].tolist(),
+                        signatures={k: [repr(f.structured_input_signature), repr(f.structured_outputs)]
+                                    for k, f in sorted(loaded.signatures.items())})
         print(json.dumps(out))
 
     elif mode == "pretrained":
@@ -231,32 +246,59 @@ def test_global_batch_rule():
 
 # ------------------------------------------------------------------ in fresh processes
 def test_one_mirrored_step_equals_the_single_device_step():
-    """2 replicas × 16 (dense fallback + Adam) == 1 device × 32 (SparseDense + LazyAdam)."""
+    """2 replicas × 16 (padded rows, PaddedSparseDense + LazyAdam) == 1 device × 32
+    (SparseDense + LazyAdam), and both replicas' copies of every weight agree."""
     result = _result(_child("step"), timeout=100)
     assert result["moved"] > 1e-3 and result["sgd_moved"] > 1e-3  # the steps changed the weights
     assert result["diff"] < 1e-5, result
     assert result["sgd_diff"] < 1e-5, result
+    assert set(result["replicas"]) == {2} and result["replica_diff"] == 0.0, result
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device():
-    """Same global batch, 3 quick epochs: the encoder's training loss within 3 % each epoch
-    (the MLP's fallback trains with Adam, not LazyAdam, so its curve differs after step 1); test
-    micro ROC-AUC within 0.02 and micro-F1 at 0.5 within 0.06 (70 test documents: one
-    document moves it by 0.01-0.03).  Not identical: float sums run in another order,
-    and a partial batch split unevenly weights each replica's mean equally."""
-    result = _result(_child("parity"), timeout=200)
-    for name in ("mlp", "encoder"):
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory) -> dict:
+    """The "parity" child's result: MLP and encoder fitted with and without `mirrored`,
+    the MLPs exported to a temporary folder."""
+    workdir = tmp_path_factory.mktemp("parity")
+    return _result(_child("parity", env={"WORKDIR": str(workdir)}), timeout=400)
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device(parity):
+    """Same global batch, 3 quick epochs: training loss within 3 % each epoch for the encoder,
+    0.1 % for the MLP (the same layers and LazyAdam on both sides: only float sums run in
+    another order); test micro ROC-AUC within 0.02 and micro-F1 at 0.5 within 0.06 (70 test
+    documents: one document moves it by 0.01-0.03).  Not identical: float sums run in another
+    order, and a partial batch split unevenly weights each replica's mean equally."""
+    result = parity
+    for name, loss_rtol in (("mlp", 1e-3), ("encoder", 0.03)):
         one, two = result[f"{name}/default"], result[f"{name}/mirrored"]
         assert one["shape"] == two["shape"]
         assert len(one["loss"]) == len(two["loss"]) == 3
-        if name == "encoder":  # same optimizer on both sides (the MLP's: LazyAdam vs Adam)
-            for a, b in zip(one["loss"], two["loss"]):
-                assert abs(a - b) <= 0.03 * a, (name, one, two)
+        for a, b in zip(one["loss"], two["loss"]):
+            assert abs(a - b) <= loss_rtol * a, (name, one["loss"], two["loss"])
         assert abs(one["auc"] - two["auc"]) <= 0.02, (name, one, two)
         assert abs(one["f1"] - two["f1"]) <= 0.06, (name, one, two)
     assert result["mlp/mirrored"]["f1"] > 0.3  # it learned something
-    assert any("dense first layer" in n for n in result["mlp/mirrored"]["notices"])
-    assert result["mlp/default"]["notices"] == []
+    assert result["mlp/mirrored"]["notices"] == result["mlp/default"]["notices"] == []
+
+
+def test_mlp_trained_under_mirrored_exports_the_default_form(parity):
+    """The export of a `mirrored` fit has the signatures of a default fit's (raw strings in)
+    and ``saved_model_cli run`` gives the fitted track's scores."""
+    from tolerances import SCORE_ATOL
+
+    one, two = parity["mlp/default"], parity["mlp/mirrored"]
+    assert two["signatures"] == one["signatures"] and "decisions" in two["signatures"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run",
+         "--dir", two["export"], "--tag_set", "serve", "--signature_def", "decisions",
+         "--input_exprs", f"texts={[two['text']]!r}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first_row = proc.stdout.split("Result for output key scores:")[1].split("]")[0]
+    got = [float(v) for v in first_row.replace("[", " ").split()]
+    assert len(got) == len(two["score"])
+    assert max(abs(a - b) for a, b in zip(got, two["score"])) <= SCORE_ATOL, (got, two["score"])
 
 
 def _free_ports(n: int) -> list[int]:

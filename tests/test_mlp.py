@@ -156,7 +156,10 @@ def test_lazy_adam_updates_only_touched_rows(fused):
     assert not np.allclose(b.numpy()[7], after[7])  # dense Adam moved row 7 on its momentum
 
 
-def test_fused_and_tf_ops_lazy_adam_agree():
+@pytest.mark.parametrize("repeats", [False, True])
+def test_fused_and_tf_ops_lazy_adam_agree(repeats):
+    """Distinct ids, and repeated ones in any order (a replicated model's all-reduced
+    gradient: each replica's rows concatenated), which the kernel sums itself."""
     if fused_row_adam_op() is None:
         pytest.skip("fused row update could not be built")
     rng = np.random.default_rng(2)
@@ -165,6 +168,8 @@ def test_fused_and_tf_ops_lazy_adam_agree():
     fused, plain = LazyAdam(1e-3, fused=True), LazyAdam(1e-3, fused=False)
     for _ in range(4):
         ids = np.unique(rng.integers(0, 50, size=20)).astype(np.int64)
+        if repeats:
+            ids = np.concatenate([ids, rng.permutation(ids)[: len(ids) // 2], ids[:3]])
         g = tf.IndexedSlices(tf.constant(rng.normal(size=(len(ids), 16)).astype(np.float32)),
                              tf.constant(ids), tf.constant([50, 16], tf.int64))
         fused.apply([g], [a])
