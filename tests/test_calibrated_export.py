@@ -96,6 +96,7 @@ def calibrated(request, tmp_path_factory) -> tuple[Path, Calibration, list[str],
     return directory, cal, probe, before
 
 
+@pytest.mark.slow
 def test_probabilities_equal_apply_in_a_fresh_process(calibrated):
     directory, cal, probe, before = calibrated
     script = (
@@ -146,6 +147,7 @@ def test_mismatched_calibration_is_refused_and_export_untouched(tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == files
 
 
+@pytest.mark.slow
 def test_predict_prints_probabilities_and_raw(calibrated):
     directory, cal, probe, before = calibrated
     run = lambda *extra: subprocess.run(  # noqa: E731

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,24 @@ from mlbench_cli import main
 code = main(sys.argv[1:])
 assert "tensorflow" not in sys.modules, "TensorFlow was imported before the option was checked"
 sys.exit(code)
+"""
+
+#: the same probe over many argument lists in ONE process (a Python start per case cost
+#: most of this file's time): each case's exit code and stderr, and whether TensorFlow
+#: had been imported by then (by this case or any before it)
+BATCH_PROBE = """
+import contextlib, io, json, sys
+from mlbench_cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    out.append({"code": code, "stderr": err.getvalue(), "tensorflow": "tensorflow" in sys.modules})
+print(json.dumps(out))
 """
 
 BAD_RUN_OPTIONS = [
@@ -55,13 +74,28 @@ def _one_error_line(proc: subprocess.CompletedProcess, expect: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args, expect", BAD_RUN_OPTIONS)
-def test_bad_run_option_fails_before_data_and_tensorflow(tmp_path, args, expect):
+@pytest.fixture(scope="module")
+def bad_run_results(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Every `BAD_RUN_OPTIONS` case run by `BATCH_PROBE`; case i writes under ROOT/i."""
+    import json
+
+    root = tmp_path_factory.mktemp("bad_options")
+    cases = [["run", "--dataset", str(root / str(i) / "missing.csv"), "--out", str(root / str(i) / "runs"),
+              *args] for i, (args, _) in enumerate(BAD_RUN_OPTIONS)]
+    proc = subprocess.run([sys.executable, "-c", BATCH_PROBE, json.dumps(cases)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", range(len(BAD_RUN_OPTIONS)), ids=[a[0] for a, _ in BAD_RUN_OPTIONS])
+def test_bad_run_option_fails_before_data_and_tensorflow(bad_run_results, case):
     # the dataset file does not exist either: the option must be reported first
-    proc = run(["run", "--dataset", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "runs"), *args],
-               tmp_path)
-    _one_error_line(proc, expect)
-    assert not (tmp_path / "runs").exists()
+    root, results = bad_run_results
+    got = results[case]
+    assert not got["tensorflow"], "TensorFlow was imported before the option was checked"
+    _one_error_line(subprocess.CompletedProcess([], got["code"], "", got["stderr"]), BAD_RUN_OPTIONS[case][1])
+    assert not (root / str(case) / "runs").exists()
 
 
 def test_out_naming_a_file_is_one_error_line(tmp_path):

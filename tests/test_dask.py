@@ -162,6 +162,7 @@ def _assert_same(local: dict[str, Any], remote: dict[str, Any]) -> None:
     assert remote["search"] == local["search"] and remote.get("holdout") == local.get("holdout")
 
 
+@pytest.mark.slow
 def test_a_cluster_run_equals_the_local_run(tmp_path, corpus):
     from distributed import get_task_stream
 
@@ -179,6 +180,7 @@ def test_a_cluster_run_equals_the_local_run(tmp_path, corpus):
     assert len({t["worker"] for t in tasks}) == 2
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path, corpus):
     from distributed import Client
 

@@ -245,6 +245,7 @@ def test_global_batch_rule():
 
 
 # ------------------------------------------------------------------ in fresh processes
+@pytest.mark.slow
 def test_one_mirrored_step_equals_the_single_device_step():
     """2 replicas × 16 (padded rows, PaddedSparseDense + LazyAdam) == 1 device × 32
     (SparseDense + LazyAdam), and both replicas' copies of every weight agree."""
@@ -263,6 +264,7 @@ def parity(tmp_path_factory) -> dict:
     return _result(_child("parity", env={"WORKDIR": str(workdir)}), timeout=400)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_matches_one_device(parity):
     """Same global batch, 3 quick epochs: training loss within 3 % each epoch for the encoder,
     0.1 % for the MLP (the same layers and LazyAdam on both sides: only float sums run in
@@ -282,6 +284,7 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(parity):
     assert result["mlp/mirrored"]["notices"] == result["mlp/default"]["notices"] == []
 
 
+@pytest.mark.slow
 def test_mlp_trained_under_mirrored_exports_the_default_form(parity):
     """The export of a `mirrored` fit has the signatures of a default fit's (raw strings in)
     and ``saved_model_cli run`` gives the fitted track's scores."""
@@ -311,6 +314,7 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_train_the_mlp(tmp_path):
     """Two `run_experiment` processes train one MLP together; only the chief (worker 0)
     writes a run folder (results, checkpoints, export), the other writes to a scratch
@@ -394,6 +398,7 @@ def test_svm_fits_its_training_labels_at_150_labels():
     assert accuracy.min() > 0.99, np.sort(accuracy)[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.hub
 def test_pretrained_backbone_is_built_under_the_strategy_scope():
     """MiniLM on 2 logical CPU devices: every backbone variable (loaded with the

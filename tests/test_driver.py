@@ -112,6 +112,7 @@ def test_unknown_model_and_device_errors(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_predict_rejects_a_folder_that_is_not_a_model(tmp_path):
     proc = run_cli("-m", "mlbench", "predict", "--model", str(tmp_path), "hello")
     assert proc.returncode == 2 and "not an exported model" in proc.stderr

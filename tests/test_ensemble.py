@@ -165,6 +165,7 @@ def test_export_of_a_member_without_savedmodel_names_it(data, svms, tmp_path):
         ens.export(tmp_path / "ens")
 
 
+@pytest.mark.slow
 def test_exported_ensemble_matches_in_process_scores_in_a_fresh_process(data, tmp_path):
     from baselines.tfidf_mlp import TfidfMLPTrack
 

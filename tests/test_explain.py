@@ -115,6 +115,7 @@ def _complete_and_faithful(track, texts, picked) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_mlp_integrated_gradients_are_complete(corpus, labels):
     from baselines.tfidf_mlp import IG_STEPS, TfidfMLPTrack
 
@@ -130,6 +131,7 @@ def test_mlp_integrated_gradients_are_complete(corpus, labels):
     assert len(got) == 2 and all(len(pairs) <= 5 for row in got for pairs in row.values())
 
 
+@pytest.mark.slow
 def test_encoder_integrated_gradients_are_complete(corpus, labels):
     from transformers_track.encoder import IG_STEPS, EncoderTrack
 

@@ -125,6 +125,7 @@ def test_export_then_load_artifact_in_a_fresh_process_gives_the_same_scores(tmp_
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), track.predict_scores(texts), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_thresholds_json_beats_stored_thresholds_and_predict_cli_reads_fasttext(tmp_path):
     from mlbench.evaluation.thresholds import DecisionRule, save_thresholds
 

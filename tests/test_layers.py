@@ -258,3 +258,47 @@ def test_the_circle_check_sees_function_level_and_from_package_imports(tmp_path)
         path = pkg / f"{m}.py"
         graph[f"pkg.{m}"] = _module_edges(path, f"pkg.{m}", known)
     assert import_circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# -- the fast lane ---------------------------------------------------------------------------------
+def _is_slow_mark(node: ast.expr) -> bool:
+    """``pytest.mark.slow`` (also inside a list of marks)."""
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return any(_is_slow_mark(n) for n in node.elts)
+    return isinstance(node, ast.Attribute) and node.attr == "slow"
+
+
+def fast_tests(path: Path) -> list[str]:
+    """The test functions of a test module that ``-m "not slow"`` keeps (a module-level
+    ``pytestmark`` with `slow`, or a ``@pytest.mark.slow`` decorator, takes a test out)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            if _is_slow_mark(node.value):
+                return []
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")
+            and not any(_is_slow_mark(d) for d in node.decorator_list)]
+
+
+#: test modules that are end-to-end runs only (each names why): the fast lane skips them whole
+END_TO_END_ONLY = {
+    "test_reliability.py": "kill-and-resume of whole runs",
+    "test_onnx_runs.py": "ONNX exports of one quick `run_all` run",
+    "test_report_browser.py": "the report in a headless browser",
+}
+
+
+def test_every_test_module_has_unit_tests_in_the_fast_lane():
+    """``python -m pytest -q -m "not slow"`` (the fast lane) covers every module's unit
+    tests; only the modules in `END_TO_END_ONLY` are slow as a whole."""
+    empty = sorted(p.name for p in (REPO / "tests").glob("test_*.py") if not fast_tests(p))
+    assert empty == sorted(END_TO_END_ONLY)
+
+
+def test_the_fast_lane_check_sees_module_and_function_marks(tmp_path):
+    path = tmp_path / "test_x.py"
+    path.write_text("import pytest\n@pytest.mark.slow\ndef test_a(): pass\n@pytest.mark.hub\ndef test_b(): pass\n")
+    assert fast_tests(path) == ["test_b"]
+    path.write_text("import pytest\npytestmark = [pytest.mark.hub, pytest.mark.slow]\ndef test_b(): pass\n")
+    assert fast_tests(path) == []

@@ -203,6 +203,7 @@ def test_speed_options_train(tiny_corpus):
     assert track.describe()["mixed_precision"] == "mixed_bfloat16"
 
 
+@pytest.mark.slow
 def test_export_round_trip_in_a_fresh_process_matches_dense_path(tiny_corpus, tmp_path):
     from baselines.tfidf_mlp import build_classifier
     from mlbench.numeric import sigmoid

@@ -38,6 +38,8 @@ from mlbench.serving.text_frontend import (  # noqa: E402
 from mlbench.tracks import TrainSettings  # noqa: E402
 
 TRACKS = ("mlp", "svm", "encoder")
+#: the same, the Keras tracks marked slow: the fast lane (`-m "not slow"`) fits only the SVM
+TRACK_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n != "svm" else n for n in TRACKS]
 
 #: strings where Python and TensorFlow could disagree: Unicode case, non-ASCII
 #: whitespace (not a separator for tf.strings.split), control characters, punctuation
@@ -69,23 +71,27 @@ def corpus():
     return synthetic_corpus(400, seed=0, n_labels=8, vocab_size=2000, median_words=30)
 
 
-@pytest.fixture(scope="module")
-def fitted(corpus, tmp_path_factory):
-    """{track: (track, SavedModel dir, ONNX float dir, ONNX int8 dir)} on the synthetic corpus."""
-    from baselines.svm import LinearSVMTrack
-    from baselines.tfidf_mlp import TfidfMLPTrack
-    from mlbench.evaluation.thresholds import DecisionRule, save_thresholds
-    from transformers_track.encoder import EncoderTrack
+class _Fits(dict):
+    """{track: (track, SavedModel dir, ONNX float dir, ONNX int8 dir)}, each fitted and
+    exported on first use: the fast lane (`-m "not slow"`) touches only the SVM."""
 
-    labels = LabelSpace.from_training_labels(corpus.train.labels)
-    root = tmp_path_factory.mktemp("onnx")
-    tracks = {
-        "mlp": TfidfMLPTrack(TrainSettings(quick=True, epochs=2, verbose=0, seed=0), hidden=(64, 32)),
-        "svm": LinearSVMTrack(TrainSettings(quick=True, seed=0)),
-        "encoder": EncoderTrack(TrainSettings(quick=True, epochs=1, verbose=0, seed=0)),
-    }
-    out = {}
-    for name, track in tracks.items():
+    def __init__(self, corpus, root: Path):
+        super().__init__()
+        self.corpus, self.root = corpus, root
+        self.labels = LabelSpace.from_training_labels(corpus.train.labels)
+
+    def __missing__(self, name: str):
+        from baselines.svm import LinearSVMTrack
+        from baselines.tfidf_mlp import TfidfMLPTrack
+        from mlbench.evaluation.thresholds import DecisionRule, save_thresholds
+        from transformers_track.encoder import EncoderTrack
+
+        corpus, root, labels = self.corpus, self.root, self.labels
+        track = {
+            "mlp": lambda: TfidfMLPTrack(TrainSettings(quick=True, epochs=2, verbose=0, seed=0), hidden=(64, 32)),
+            "svm": lambda: LinearSVMTrack(TrainSettings(quick=True, seed=0)),
+            "encoder": lambda: EncoderTrack(TrainSettings(quick=True, epochs=1, verbose=0, seed=0)),
+        }[name]()
         track.fit(corpus.train, corpus.val, labels)
         saved = track.export(root / f"{name}_savedmodel")
         per_label = np.linspace(0.3, 0.6, len(labels))
@@ -96,19 +102,37 @@ def fitted(corpus, tmp_path_factory):
         # self-contained graph it gets by default is tested in tests/test_onnx_runs.py
         fp = export_onnx(saved, root / f"{name}_onnx", probe=corpus.val.texts[:20], python_frontend=True)
         q8 = export_onnx(saved, root / f"{name}_onnx_int8", int8=True, python_frontend=True)
-        out[name] = (track, saved, fp, q8)
-    return out
+        self[name] = (track, saved, fp, q8)
+        return self[name]
+
+
+class _SavedModelScores(dict):
+    """{track: its SavedModel's scores of `texts`}, computed on first use."""
+
+    def __init__(self, fitted: _Fits, texts: list[str]):
+        super().__init__()
+        self.fitted, self.texts = fitted, texts
+
+    def __missing__(self, name: str) -> np.ndarray:
+        from mlbench.serving.export import ExportedModel
+
+        self[name] = ExportedModel(self.fitted[name][1]).predict(self.texts)
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def fitted(corpus, tmp_path_factory) -> _Fits:
+    return _Fits(corpus, tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(scope="module")
 def savedmodel_scores(fitted, corpus):
-    from mlbench.serving.export import ExportedModel
-
     texts = list(corpus.test.texts) + TRICKY
-    return texts, {name: ExportedModel(saved).predict(texts) for name, (_, saved, _, _) in fitted.items()}
+    return texts, _SavedModelScores(fitted, texts)
 
 
 # -- front end == graph ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_mlp_frontend_matches_the_graph_features(fitted, corpus):
     track, _, folder, _ = fitted["mlp"]
     frontend = load_frontend(folder)
@@ -120,6 +144,7 @@ def test_mlp_frontend_matches_the_graph_features(fitted, corpus):
     assert_same_sparse(got, want.indices.numpy(), want.values.numpy())
 
 
+@pytest.mark.slow
 def test_encoder_frontend_matches_the_graph_ids(fitted, corpus):
     track, _, folder, _ = fitted["encoder"]
     frontend = load_frontend(folder)
@@ -147,7 +172,7 @@ def test_svm_frontend_matches_scikit_learn(fitted, corpus):
 
 
 # -- ONNX == SavedModel ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", TRACKS)
+@pytest.mark.parametrize("name", TRACK_PARAMS)
 def test_onnx_float_scores_match_the_savedmodel(fitted, savedmodel_scores, name):
     texts, reference = savedmodel_scores
     got = OnnxArtifact(fitted[name][2]).predict(texts, batch_size=37)  # uneven batches
@@ -157,7 +182,7 @@ def test_onnx_float_scores_match_the_savedmodel(fitted, savedmodel_scores, name)
     assert parity["max_abs_score_diff"] <= 1e-4 and parity["probe_texts"] > 20
 
 
-@pytest.mark.parametrize("name", TRACKS)
+@pytest.mark.parametrize("name", TRACK_PARAMS)
 def test_onnx_int8_agrees_on_the_top_label_and_is_smaller(fitted, savedmodel_scores, name):
     texts, reference = savedmodel_scores
     _, _, float_dir, int8_dir = fitted[name]
@@ -175,6 +200,7 @@ def test_onnx_int8_agrees_on_the_top_label_and_is_smaller(fitted, savedmodel_sco
 
 
 # -- the artifact -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_onnx_artifact_interface(fitted):
     from mlbench.serving.export import ExportedModel
 
@@ -194,6 +220,7 @@ def test_onnx_artifact_interface(fitted):
         OnnxArtifact(saved)  # a SavedModel folder is not an ONNX export
 
 
+@pytest.mark.slow
 def test_uncalibrated_onnx_has_labels_but_no_probabilities(fitted, savedmodel_scores):
     """An export without calibration.json: no ``probabilities`` output, a clear error for
     them, and ``labels`` = the saved best rule (per_label here) on the graph's scores."""
@@ -206,6 +233,7 @@ def test_uncalibrated_onnx_has_labels_but_no_probabilities(fitted, savedmodel_sc
     np.testing.assert_array_equal(out["labels"], (out["scores"] >= artifact.threshold().astype(np.float32)))
 
 
+@pytest.mark.slow
 def test_a_track_without_an_onnx_core_is_refused_naming_those_with_one(fitted, tmp_path):
     """The exporter asks the track registry (`Track.onnx_core`), not a list of names."""
     import shutil
@@ -219,6 +247,7 @@ def test_a_track_without_an_onnx_core_is_refused_naming_those_with_one(fitted, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_token_id_core_is_rebuilt_by_the_track_from_the_recorded_architecture(fitted, tmp_path):
     """The encoder track rebuilds its classifier from mlbench.json's "architecture"
     (`Track.onnx_keras_model`; serving imports no track); an export written before that

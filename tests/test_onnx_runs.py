@@ -29,6 +29,9 @@ import pytest
 
 from conftest import REPO
 
+#: every test reads one quick `run_all` run: CI only (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -21,6 +21,9 @@ import pytest
 
 from conftest import REPO
 
+#: kill-and-resume runs end to end: CI only (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1", "PYTHONUNBUFFERED": "1"}
 #: TensorFlow on CPU with 2 intra-op threads: float sums may reorder between runs
 TOLERANCE = 1e-6

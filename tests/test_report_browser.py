@@ -13,7 +13,8 @@ from reports.compare import write as write_compare
 from test_recommend import with_ensemble
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed"),
+              pytest.mark.slow]  # a browser per test: CI only
 sync_api = pytest.importorskip("playwright.sync_api")
 
 WIDTH = 1280

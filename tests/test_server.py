@@ -511,6 +511,7 @@ def test_create_app_checks_its_folder_and_limits(tmp_path, export_dir):
         assert httpx.get(f"{url}/v1/models/svm_balanced", timeout=10).status_code == 404
 
 
+@pytest.mark.slow
 def test_page_draws_label_bars_in_headless_chromium(served, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():

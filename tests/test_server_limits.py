@@ -55,6 +55,7 @@ def _ok(client: httpx.Client) -> None:
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_stalled_heads_and_bodies_are_closed_at_their_timeouts(url):
     silent = _connect(url)  # connects, sends nothing
     slow = _connect(url)  # sends half a head

@@ -173,6 +173,7 @@ def test_open_inference_protocol_with_tritons_client(url, calibrated_dir, texts)
 
 
 # --------------------------------------------------------------------------- the page on a calibrated export
+@pytest.mark.slow
 def test_page_shows_one_quantity_orders_by_it_and_clears_errors(url, calibrated_dir, tmp_path):
     """Bar length and number are both the calibrated probability; labels come highest first; an
     error replaces the bars and is gone on the next good request (headless Chromium)."""

@@ -62,10 +62,19 @@ def labels(corpus):
     return LabelSpace.from_training_labels(corpus.train.labels)
 
 
-def _names() -> list:
-    """Every registered track; the pretrained one carries the `hub` marker."""
-    return [pytest.param(n, marks=pytest.mark.hub) if n == "pretrained" else n
-            for n in track_names()]
+def _names(keras_slow: bool = False) -> list:
+    """Every registered track; the pretrained one carries the `hub` marker, and with
+    `keras_slow` a track that trains a Keras model (`uses_loss`) the `slow` one: the
+    fast lane (`-m "not slow"`) fits only the cheap tracks."""
+    def marks(name: str) -> list:
+        out = [pytest.mark.hub] if name == "pretrained" else []
+        try:
+            keras = get_track_class(name).uses_loss
+        except (ImportError, AttributeError):
+            keras = False
+        return out + ([pytest.mark.slow] if keras_slow and keras else [])
+
+    return [pytest.param(n, marks=marks(n)) for n in track_names()]
 
 
 def _track_class(name: str):
@@ -111,7 +120,7 @@ def test_predict_and_export_before_fit_raise_a_clear_error(name, tmp_path):
         track.export(tmp_path / "model")
 
 
-@pytest.mark.parametrize("name", _names())
+@pytest.mark.parametrize("name", _names(keras_slow=True))
 def test_scores_have_shape_n_by_labels_in_unit_interval(name, corpus, labels):
     track = _fitted(name, corpus, labels)
     texts = _texts(corpus)
@@ -121,7 +130,7 @@ def test_scores_have_shape_n_by_labels_in_unit_interval(name, corpus, labels):
     assert np.asarray(track.predict_scores([])).shape == (0, len(labels))
 
 
-@pytest.mark.parametrize("name", _names())
+@pytest.mark.parametrize("name", _names(keras_slow=True))
 def test_same_seed_gives_the_same_scores(name, corpus, labels):
     if name in NO_REFIT:
         _track_class(name)
@@ -207,6 +216,7 @@ def reloaded(corpus, labels, tmp_path_factory):
     return expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _names())
 def test_export_reloads_in_a_fresh_process(name, labels, reloaded):
     case = reloaded[name]
@@ -236,6 +246,7 @@ def test_export_reloads_in_a_fresh_process(name, labels, reloaded):
     assert 0 < got["decisions"].sum() < got["decisions"].size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _names())
 def test_export_explains_like_the_fitted_track(name, labels, reloaded):
     """Tracks with an explainer export it as the ``explain`` signature; it gives the fitted
@@ -264,6 +275,7 @@ def test_export_explains_like_the_fitted_track(name, labels, reloaded):
             assert [t for t, _ in doc[labels.names[j]]] == tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SAVED_MODEL_CLI)
 def test_saved_model_cli_runs_the_export(name, corpus, labels, tmp_path):
     """``saved_model_cli run``: the tool that tells whether TF Serving can load a model."""

@@ -194,6 +194,7 @@ def test_encoder_is_registered_and_validates_options():
         EncoderTrack(TrainSettings(options={"d_model": 30, "num_heads": 4}))
 
 
+@pytest.mark.slow
 def test_encoder_fit_lowers_training_loss(fitted_encoder, keyword_data):
     track, history = fitted_encoder
     assert history["loss"][-1] < history["loss"][0]
@@ -203,6 +204,7 @@ def test_encoder_fit_lowers_training_loss(fitted_encoder, keyword_data):
     assert track.size_bytes() == 4 * info["parameters"]
 
 
+@pytest.mark.slow
 def test_encoder_scores_do_not_depend_on_batching(fitted_encoder, keyword_data):
     """Length-bucketed, reordered prediction == plain full-length prediction."""
     from transformers_track.encoder import tokenize
@@ -217,6 +219,7 @@ def test_encoder_scores_do_not_depend_on_batching(fitted_encoder, keyword_data):
     assert track.predict_scores([]).shape == (0, 3)
 
 
+@pytest.mark.slow
 def test_encoder_export_round_trip_in_fresh_process(fitted_encoder, keyword_data, tmp_path):
     track, _ = fitted_encoder
     texts = keyword_data[1].texts[:20] + ["", "wheat " * 300]  # empty and over-long docs too
@@ -241,6 +244,7 @@ class _WeightsAtStart(keras.callbacks.Callback):
         self.iterations = int(self.model.optimizer.iterations.numpy())
 
 
+@pytest.mark.slow
 def test_encoder_resumes_from_checkpoint(keyword_data, tmp_path):
     train, val, labels = keyword_data
     settings = TrainSettings(quick=True, epochs=3, verbose=0, workdir=tmp_path / "ckpt")
@@ -308,6 +312,7 @@ def test_pretrained_options_and_errors(minilm, tmp_path):
         PretrainedTrack(TrainSettings(options={"encoder": str(tmp_path)}))
 
 
+@pytest.mark.slow
 @pytest.mark.hub
 def test_pretrained_fit_predict_export(minilm, keyword_data, tmp_path):
     from transformers_track.pretrained import PretrainedTrack
