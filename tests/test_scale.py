@@ -127,3 +127,46 @@ def test_svm_track_takes_dense_or_sparse_targets():
     assert sp.issparse(labels.encode_sparse(c.train.labels))
     np.testing.assert_array_equal(margins[0], margins[1])
     assert margins[0].shape == (len(c.test), len(labels))
+
+
+def test_scale_peers_table_reports_sklearn_micro_f1_of_the_same_arrays(tmp_path):
+    """`benchmarks/scale.py --peers` on a tiny corpus: one row for our SVM and each peer,
+    and every printed micro-F1 is scikit-learn's on the truth and decisions the row used,
+    whose truth is the test split's labels."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    pytest.importorskip("fasttext")
+    repo = Path(__file__).resolve().parents[1]
+    docs, n_labels = 600, 8
+    rows_file, saved = tmp_path / "rows.jsonl", tmp_path / "pred"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "scale.py"), "--docs", str(docs), "--labels", str(n_labels),
+         "--tracks", "svm", "--peers", "--n-jobs", "1", "--timeout", "200", "--json", str(rows_file),
+         "--save-predictions", str(saved)],
+        capture_output=True, text=True, timeout=400, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert [r["track"] for r in rows] == ["svm", "peer-svm", "fasttext"]
+    assert all(r["status"] == "ok" for r in rows), rows
+    printed = {line.split()[2]: line.split() for line in proc.stdout.splitlines()[1:]}
+
+    corpus = synthetic_corpus(docs, seed=0, n_labels=n_labels)
+    mlb = MultiLabelBinarizer().fit(corpus.train.labels)
+    for r in rows:
+        stem = saved / f"{docs}-{n_labels}-{r['track']}-default"
+        truth, predicted = sp.load_npz(f"{stem}-truth.npz"), sp.load_npz(f"{stem}-predicted.npz")
+        assert truth.shape == predicted.shape == (len(corpus.test), len(mlb.classes_))
+        if r["track"] != "svm":  # the peers' columns are MultiLabelBinarizer's
+            np.testing.assert_array_equal(truth.toarray(), mlb.transform(corpus.test.labels))
+        assert truth.nnz == sum(len(set(ls) & set(mlb.classes_)) for ls in corpus.test.labels)
+        expected = round(float(f1_score(truth.toarray(), predicted.toarray(), average="micro")), 4)
+        assert r["test_f1_micro"] == expected
+        assert float(printed[r["track"]][10]) == expected  # the table's test_F1 column
+        assert r["fit_s"] > 0 and r["predict_s"] > 0 and r["peak_mb"] > 0 and r["load_start"]
