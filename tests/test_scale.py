@@ -170,3 +170,61 @@ def test_scale_peers_table_reports_sklearn_micro_f1_of_the_same_arrays(tmp_path)
         assert r["test_f1_micro"] == expected
         assert float(printed[r["track"]][10]) == expected  # the table's test_F1 column
         assert r["fit_s"] > 0 and r["predict_s"] > 0 and r["peak_mb"] > 0 and r["load_start"]
+
+
+def test_compact_weights_keep_each_label_s_exact_non_zeros_or_float32(svm_data, monkeypatch):
+    """Above the size threshold a label's weights are CSR (its exact non-zeros) where that is
+    smaller, else float32; margins equal the float64 fit's (to float32 precision where
+    dense), and the export reads either form."""
+    import baselines.linear_track as linear_track
+    from baselines.linear_export import linear_weights
+    from baselines.svm import _QuietLinearSVC
+
+    x, y, x_test = svm_data
+    svc = _QuietLinearSVC(random_state=0)
+    ref = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    dense = np.vstack([e.coef_ for e in ref.estimators_])
+    # on 480 documents nearly every document is a support vector (the rare labels' weights
+    # are ~94 % non-zero; ~10 % at 40k documents × 5,000 labels): a density cut that sparsifies
+    # the rarer half here
+    density = np.count_nonzero(dense, axis=1) / dense.shape[1]
+    monkeypatch.setattr(linear_track, "SPARSE_COEF_MAX_DENSITY", float(np.median(density)))
+    monkeypatch.setattr(linear_track, "COEF_FLOAT32_BYTES", 0)
+    new = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)  # in this process: the patched cut applies
+    sparse_rows = [j for j, e in enumerate(new.estimators_) if sp.issparse(e.coef_)]
+    for j, e in enumerate(new.estimators_):
+        nonzeros = np.count_nonzero(dense[j])
+        assert sp.issparse(e.coef_) == (nonzeros <= linear_track.SPARSE_COEF_MAX_DENSITY * dense.shape[1])
+        if sp.issparse(e.coef_):  # exactly the fitted weights, zeros left out
+            assert e.coef_.nnz == nonzeros
+            np.testing.assert_array_equal(e.coef_.toarray().ravel(), dense[j])
+        else:
+            assert e.coef_.dtype == np.float32
+    assert 0 < len(sparse_rows) < y.shape[1]  # both forms
+    np.testing.assert_allclose(new.decision_function(x_test), ref.decision_function(x_test), atol=1e-6)
+    exact = np.asarray(ref.decision_function(x_test))[:, sparse_rows]
+    np.testing.assert_allclose(np.asarray(new.decision_function(x_test))[:, sparse_rows], exact,
+                               rtol=1e-12, atol=1e-12)
+    w, b = linear_weights(new, x.shape[1])
+    np.testing.assert_allclose(x_test @ w + b, ref.decision_function(x_test), atol=1e-6)
+
+
+def test_svm_track_on_file_backed_features_gives_the_same_margins(monkeypatch):
+    """`fit` hands large features to the joblib workers through a memory-mapped file:
+    the margins are those of the in-memory fit, number for number."""
+    import baselines.linear_track as linear_track
+    from baselines.svm import LinearSVMTrack
+    from mlbench.tracks import TrainSettings
+
+    c = synthetic_corpus(400, seed=3, vocab_size=1000, n_labels=6, median_words=25)
+    labels = LabelSpace.from_training_labels(c.train.labels)
+    ref = LinearSVMTrack(TrainSettings(n_jobs=2))
+    ref.fit(c.train, c.val, labels)
+    calls = []
+    real = linear_track.file_backed_csr
+    monkeypatch.setattr(linear_track, "file_backed_csr", lambda x, folder: calls.append(x.shape) or real(x, folder))
+    monkeypatch.setattr(linear_track, "FILE_BACKED_X_BYTES", 0)
+    new = LinearSVMTrack(TrainSettings(n_jobs=2))
+    new.fit(c.train, c.val, labels)
+    assert len(calls) == 1 and set(new.phase_seconds) == {"vectorize", "fit"}
+    np.testing.assert_array_equal(new.decision_function(c.test.texts), ref.decision_function(c.test.texts))
