@@ -206,6 +206,8 @@ def _ours(spec: dict, corpus, labels) -> dict:
             from transformers_track.encoder import EncoderTrack
 
             track = EncoderTrack(settings, callbacks=[timer])
+    if spec.get("svm_label_sample"):
+        return _svm_label_sample(track, corpus, labels, spec["svm_label_sample"])
     t = time.perf_counter()
     track.fit(corpus.train, corpus.val, labels)
     out["train_s"] = out["fit_s"] = round(time.perf_counter() - t, 2)  # train_s: the old rows' "fit s"
@@ -227,6 +229,45 @@ def _ours(spec: dict, corpus, labels) -> dict:
     truth = labels.encode_sparse(corpus.test.labels)
     out["test_f1_micro"] = round(micro_f1(truth, scores), 4)
     return {**out, "_truth": truth, "_predicted": scores >= 0.5}
+
+
+def _svm_label_sample(track, corpus, labels, k: int) -> dict:
+    """Fit `k` of the SVM's labels (evenly spaced in frequency rank, one process) and
+    extrapolate the full fit: the per-label CPU seconds times the trainable labels over
+    the joblib workers, and the weights' bytes (`compact_coef`, as the full fit stores
+    them).  For label counts whose full fit would not finish in the time at hand."""
+    import numpy as np
+    from joblib import effective_n_jobs
+
+    from baselines.linear_track import COEF_FLOAT32_BYTES, compact_coef
+
+    t = time.perf_counter()
+    vectorizer = track.build_vectorizer()
+    x = vectorizer.fit_transform(corpus.train.texts)
+    out: dict = {"vectorize_s": round(time.perf_counter() - t, 2), "n_features": x.shape[1]}
+    y = labels.encode_sparse(corpus.train.labels).tocsc()
+    positives = np.asarray(y.sum(axis=0)).ravel()
+    trainable = np.flatnonzero((positives > 0) & (positives < y.shape[0]))
+    ranked = trainable[np.argsort(-positives[trainable], kind="stable")]
+    sample = ranked[np.unique(np.linspace(0, len(ranked) - 1, min(k, len(ranked))).astype(int))]
+    compact = len(trainable) * x.shape[1] * 8 > COEF_FLOAT32_BYTES
+    cpu, wall, coef_bytes = [], [], []
+    for j in sample:
+        c, w = time.process_time(), time.perf_counter()
+        est = track.make_estimator().fit(x, y[:, j].toarray().ravel().astype(np.int32))
+        est = compact_coef(est) if compact else est
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+        coef = est.coef_
+        coef_bytes.append(coef.data.nbytes + getattr(coef, "indices", np.empty(0)).nbytes)
+    workers = min(effective_n_jobs(-1 if track.settings.n_jobs is None else track.settings.n_jobs), len(trainable))
+    out.update(sampled_labels=len(sample), trainable_labels=len(trainable),
+               label_cpu_s_mean=round(float(np.mean(cpu)), 3), label_wall_s_mean=round(float(np.mean(wall)), 3),
+               extrapolated_fit_cpu_s=round(float(np.mean(cpu)) * len(trainable)),
+               extrapolated_fit_s=round(float(np.mean(cpu)) * len(trainable) / workers),
+               extrapolated_coef_mb=round(float(np.mean(coef_bytes)) * len(trainable) / 2**20),
+               fit_s=round(float(np.sum(wall)), 2), predict_s=0.0, test_f1_micro=float("nan"))
+    return {**out, "_truth": np.zeros((0, 0)), "_predicted": np.zeros((0, 0))}
 
 
 def run_child(spec: dict, timeout: float) -> dict:
@@ -253,13 +294,19 @@ def _row(r: dict) -> str:
     """One table row: ours and the peers' in the same columns (vec_s "in fit": the
     Keras tracks build their vocabulary inside fit)."""
     name = f"{r['track']}{'/' + r['strategy'] if r['strategy'] != 'default' else ''}"
+    if r.get("svm_label_sample") and r["track"] == "svm":
+        name += "/sample"
     if r.get("status") != "ok":
         return f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['status']}"
     vec = r.get("vectorize_s", "in fit")
     epoch = r.get("s_per_epoch", "—")
     return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {vec:>8} {r['fit_s']:>8} "
             f"{r['predict_s']:>7} {epoch:>8} {r['docs_per_s']:>7} {r['peak_mb']:>8} {r['test_f1_micro']:>7}"
-            f"  {r['load_start']} → {r['load_end']}")
+            f"  {r['load_start']} → {r['load_end']}"
+            + (f"\n{'':>16}sample of {r['sampled_labels']} of {r['trainable_labels']} trainable labels: "
+               f"{r['label_cpu_s_mean']} CPU s ({r['label_wall_s_mean']} wall s) per label → EXTRAPOLATED fit "
+               f"{r['extrapolated_fit_cpu_s']} CPU s, {r['extrapolated_fit_s']} s on the workers, "
+               f"weights {r['extrapolated_coef_mb']} MB" if "extrapolated_fit_s" in r else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="SVM vocabulary cap (default: none; its weights are labels × features, dense)")
     p.add_argument("--peers", action="store_true",
                    help="also run scikit-learn's OvR LinearSVC and fastText on the same corpora")
+    p.add_argument("--svm-label-sample", type=int, default=None,
+                   help="fit only this many SVM labels (spread over frequency) and extrapolate the full fit")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
     p.add_argument("--save-predictions", type=Path,
                    help="write each row's 0/1 test truth and decisions (CSR .npz) to this folder")
@@ -310,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 spec = dict(docs=docs, labels=args.labels, track=track, strategy=strategy,
                             cpu_devices=args.cpu_devices, epochs=1 if track == "encoder" else args.epochs,
                             max_tokens=args.max_tokens, n_jobs=args.n_jobs,
-                            svm_max_features=args.svm_max_features,
+                            svm_max_features=args.svm_max_features, svm_label_sample=args.svm_label_sample,
                             save_predictions=str(args.save_predictions.resolve()) if args.save_predictions else None)
                 row = run_child(spec, args.timeout)
                 print(_row(row), flush=True)
