@@ -59,7 +59,7 @@ class QuietFit:
 COEF_FLOAT32_BYTES = 2 * 1024**3
 #: `fit` hands features of more than this many bytes (data + indices) to the label fits
 #: through a file (`file_backed_csr`) when they run in several processes
-FILE_BACKED_X_BYTES = 1024**3
+FILE_BACKED_X_BYTES = 256 * 1024**2
 #: a CSR weight costs 12 bytes (float64 value + int32 index), a dense float32 one 4
 SPARSE_COEF_MAX_DENSITY = 1 / 3
 
