@@ -55,6 +55,7 @@ class TreeMemory:
         import threading
 
         self.peak = 0
+        self._ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
@@ -83,9 +84,28 @@ class TreeMemory:
         except ImportError:
             return [os.getpid()]
 
+    @staticmethod
+    def _cpu_ticks(pid: int) -> int:
+        """User + system CPU clock ticks of `pid` so far (0 if it is gone)."""
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            return 0
+
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            self.peak = max(self.peak, sum(self._pss(pid) for pid in self._pids()))
+            pids = self._pids()
+            self.peak = max(self.peak, sum(self._pss(pid) for pid in pids))
+            for pid in pids:  # the last reading of each process (workers may end)
+                self._ticks[pid] = max(self._ticks.get(pid, 0), self._cpu_ticks(pid))
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process and its children as last sampled (load-independent,
+        unlike wall seconds on a shared machine); call after `stop`."""
+        self._ticks[os.getpid()] = self._cpu_ticks(os.getpid())
+        return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         """Stop sampling; the peak in MB."""
@@ -150,6 +170,7 @@ def child(spec: dict) -> dict:
     out["load_end"] = _load()
     out["peak_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["peak_mb"] = max(memory.stop(), out["peak_self_mb"])  # with the joblib workers
+    out["cpu_s"] = round(memory.cpu_seconds(), 1)  # the whole row, corpus generation included
     return out
 
 
@@ -287,7 +308,7 @@ def run_child(spec: dict, timeout: float) -> dict:
 
 
 HEADER = (f"{'docs':>8} {'labels':>6} {'track':<14} {'corpus_s':>8} {'vec_s':>8} {'fit_s':>8} "
-          f"{'pred_s':>7} {'s/epoch':>8} {'docs/s':>7} {'peak_MB':>8} {'test_F1':>7}  load 1/5/15 min (start → end)")
+          f"{'pred_s':>7} {'s/epoch':>8} {'docs/s':>7} {'peak_MB':>8} {'test_F1':>7} {'cpu_s':>7}  load 1/5/15 min (start → end)")
 
 
 def _row(r: dict) -> str:
@@ -302,7 +323,7 @@ def _row(r: dict) -> str:
     epoch = r.get("s_per_epoch", "—")
     return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {vec:>8} {r['fit_s']:>8} "
             f"{r['predict_s']:>7} {epoch:>8} {r['docs_per_s']:>7} {r['peak_mb']:>8} {r['test_f1_micro']:>7}"
-            f"  {r['load_start']} → {r['load_end']}"
+            f" {r.get('cpu_s', '—'):>7}  {r['load_start']} → {r['load_end']}"
             + (f"\n{'':>16}sample of {r['sampled_labels']} of {r['trainable_labels']} trainable labels: "
                f"{r['label_cpu_s_mean']} CPU s ({r['label_wall_s_mean']} wall s) per label → EXTRAPOLATED fit "
                f"{r['extrapolated_fit_cpu_s']} CPU s, {r['extrapolated_fit_s']} s on the workers, "
