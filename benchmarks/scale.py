@@ -16,8 +16,9 @@ Figures per row: corpus generation seconds, then per phase: vectorize (the SVM's
 TfidfVectorizer on train; the Keras tracks build theirs inside fit), fit, predict (test
 features and scores); seconds per epoch (Keras tracks: the mean of the timed epochs),
 training docs/s (train docs / epoch time; otherwise train docs / fit time), peak MB
-(this process and its joblib workers: `TreeMemory`), test micro-F1 at 0.5, and the
-load averages at the row's start and end (the machine may be shared).
+(this process and its joblib workers: `TreeMemory`), test micro-F1 at 0.5, the CPU
+seconds of that process tree (the whole row) and the load averages at the row's start
+and end (on a shared machine wall seconds measure the load as much as the code).
 ``--peers`` adds, on the same corpora and in the same table, scikit-learn's OvR
 LinearSVC and fastText as a user would write them (`benchmarks.scale_peers`).
 The encoder runs only up to ``--encoder-max-docs`` (default 50k) and with its quick
