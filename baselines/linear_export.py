@@ -130,7 +130,9 @@ def linear_weights(model: Any, n_features: int, block: int = 8192) -> tuple[np.n
         bias = np.broadcast_to(np.asarray(model.intercept_, dtype=np.float64), (coef.shape[0],))
         return coef.T.copy(), np.array(bias)
     if estimators is not None and all(hasattr(e, "coef_") for e in estimators):
-        coef = np.vstack([np.asarray(e.coef_, dtype=np.float64).reshape(1, -1) for e in estimators])
+        # a large model's estimators may keep coef_ as CSR (`linear_track.compact_coef`)
+        coef = np.vstack([np.asarray(e.coef_.toarray() if hasattr(e.coef_, "toarray") else e.coef_,
+                                     dtype=np.float64).reshape(1, -1) for e in estimators])
         bias = np.array([float(np.ravel(e.intercept_)[0]) for e in estimators])
         return coef.T.copy(), bias
     from scipy import sparse

@@ -58,25 +58,72 @@ class QuietFit:
 
 
 #: above this many bytes of float64 one-vs-rest weights (labels × features × 8) each
-#: label's estimator keeps its `coef_` [1, V] as float32 (margins then differ in the
-#: 7th digit): the weights are mostly non-zero, so sparse storage would not help, and
-#: with millions of bi-gram features they would be most of a large run's memory.
-#: Reuters- and arXiv-size models stay float64, unchanged.
+#: label's estimator keeps its `coef_` [1, V] in the smaller of two forms: CSR with
+#: exactly its non-zeros in float64 (`LinearSVC.sparsify`: the same weights; a rare
+#: label's SVM is a sum of a few support vectors, so most of its weights are exact
+#: zeros) when they are under a third of V, else dense float32 (margins then differ in
+#: the 7th digit).  With millions of bi-gram features and thousands of labels dense
+#: float64 weights would be most of a large run's memory.  Reuters- and arXiv-size
+#: models stay dense float64, unchanged.
 COEF_FLOAT32_BYTES = 2 * 1024**3
+#: `fit` hands features of more than this many bytes (data + indices) to the label fits
+#: through a file (`file_backed_csr`) when they run in several processes
+FILE_BACKED_X_BYTES = 256 * 1024**2
+#: a CSR weight costs 12 bytes (float64 value + int32 index), a dense float32 one 4
+SPARSE_COEF_MAX_DENSITY = 1 / 3
 
 
-def _fit_label_chunk(estimator: Any, x: Any, y: Any, float32_coef: bool) -> list:
+def compact_coef(est: Any) -> Any:
+    """Store `est.coef_` [1, V] as CSR (its exact non-zeros) or dense float32, whichever is
+    smaller (`COEF_FLOAT32_BYTES`); ``decision_function`` reads either."""
+    coef = np.asarray(est.coef_)
+    if np.count_nonzero(coef) <= SPARSE_COEF_MAX_DENSITY * coef.size:
+        est.sparsify()  # scikit-learn's own: coef_ = csr_matrix(coef_)
+    else:
+        est.coef_ = coef.astype(np.float32)
+    return est
+
+
+def _fit_label_chunk(estimator: Any, x: Any, y: Any, compact: bool) -> list:
     """One joblib task: a clone of `estimator` fitted on `x` [n, V] for each 0/1 column of
-    the CSC targets `y` [n, k], in column order (what `OneVsRestClassifier` fits per label)."""
+    the CSC targets `y` [n, k], in column order (what `OneVsRestClassifier` fits per label);
+    with `compact`, each fitted `coef_` is stored by `compact_coef` before the next fit
+    (a worker holds its chunk's weights until it returns them)."""
     from sklearn.base import clone
 
     fitted = []
     for j in range(y.shape[1]):
         est = clone(estimator).fit(x, y[:, j].toarray().ravel())
-        if float32_coef:
-            est.coef_ = est.coef_.astype(np.float32)
-        fitted.append(est)
+        fitted.append(compact_coef(est) if compact else est)
     return fitted
+
+
+def file_backed_csr(x: Any, folder: str) -> Any:
+    """`x` (CSR [n, V]) with its three arrays in .npy files under `folder`, memory-mapped
+    read-only (the same values).
+
+    Why: joblib's loky workers get a large array through a memory map; an array already
+    mapped from a file is passed by its file name, so the parent and the workers share one
+    copy of the pages instead of the parent's heap copy plus joblib's dump of it
+    (12 bytes per non-zero saved, ~1.8 GB at 800k documents).  The pages are a file's, so
+    the kernel may also drop them under memory pressure and read them back.
+    """
+    import os
+
+    import scipy.sparse as sp
+
+    arrays = []
+    for name in ("data", "indices", "indptr"):
+        a = getattr(x, name)
+        path = os.path.join(folder, f"{name}.npy")
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=a.dtype, shape=a.shape)
+        out[:] = a
+        out.flush()
+        del out
+        arrays.append(np.load(path, mmap_mode="r"))
+    mapped = sp.csr_matrix(tuple(arrays), shape=x.shape, copy=False)
+    mapped.has_sorted_indices = x.has_sorted_indices  # known: no scan (and no write) needed
+    return mapped
 
 
 def fit_one_vs_rest(estimator: Any, x: Any, y: Any, *, n_jobs: int):
@@ -175,10 +222,28 @@ class LinearTextTrack(SharedFeatures, Track):
         )
 
     def fit(self, train: Split, val: Split, labels: LabelSpace) -> dict[str, list[float]]:
+        """Vectorize `train`, then fit the classifiers; `phase_seconds` keeps the two times."""
+        import tempfile
+        import time
+
+        from joblib import effective_n_jobs
+
+        start = time.perf_counter()
         vectorizer = self.build_vectorizer()
         x = vectorizer.fit_transform(train.texts)
-        # CSR targets: no dense n × L copy at thousands of labels
-        return self.fit_features(vectorizer, x, labels.encode_sparse(train.labels), labels)
+        self.phase_seconds = {"vectorize": time.perf_counter() - start}
+        start = time.perf_counter()
+        n_jobs = -1 if self.settings.n_jobs is None else int(self.settings.n_jobs)
+        if self.settings.workdir is not None:
+            Path(self.settings.workdir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.settings.workdir) as folder:
+            if x.data.nbytes + x.indices.nbytes > FILE_BACKED_X_BYTES and effective_n_jobs(n_jobs) > 1:
+                x = file_backed_csr(x, folder)  # the heap copy goes: one copy shared with the workers
+            # CSR targets: no dense n × L copy at thousands of labels
+            history = self.fit_features(vectorizer, x, labels.encode_sparse(train.labels), labels)
+            del x
+        self.phase_seconds["fit"] = time.perf_counter() - start
+        return history
 
     def fit_features(self, vectorizer: Any, x: Any, y: np.ndarray, labels: LabelSpace) -> dict[str, list[float]]:
         """Fit the classifiers on `x` = ``vectorizer.transform(train)`` [n, V] with 0/1

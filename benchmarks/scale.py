@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --docs 50000,200000,1000000 --labels 150 --tracks mlp,svm,encoder --mirrored
     python benchmarks/scale.py --docs 200000 --labels 5000 --tracks mlp,svm
+    python benchmarks/scale.py --docs 200000,1000000 --labels 150 --tracks mlp,svm --peers
 
 Why child processes: each configuration (documents, labels, track, strategy) runs in
 a fresh process, so its peak RSS (``ru_maxrss``) is its own and the logical CPU
@@ -11,10 +12,15 @@ and, with ``--json``, appends the rows to a file.  A child that runs past
 ``--timeout`` or dies (out of memory) is reported as such: that is where a track
 stops scaling.
 
-Figures per row: corpus generation and LabelSpace seconds, fit seconds, seconds per
-epoch (Keras tracks: the mean of the timed epochs), training docs/s (train docs ×
-epochs / epoch time; the SVM: train docs / fit time), peak MB (this process and its
-joblib workers: `TreeMemory`), test micro-F1 at 0.5.
+Figures per row: corpus generation seconds, then per phase: vectorize (the SVM's
+TfidfVectorizer on train; the Keras tracks build theirs inside fit), fit, predict (test
+features and scores); seconds per epoch (Keras tracks: the mean of the timed epochs),
+training docs/s (train docs / epoch time; otherwise train docs / fit time), peak MB
+(this process and its joblib workers: `TreeMemory`), test micro-F1 at 0.5, the CPU
+seconds of that process tree (the whole row) and the load averages at the row's start
+and end (on a shared machine wall seconds measure the load as much as the code).
+``--peers`` adds, on the same corpora and in the same table, scikit-learn's OvR
+LinearSVC and fastText as a user would write them (`benchmarks.scale_peers`).
 The encoder runs only up to ``--encoder-max-docs`` (default 50k) and with its quick
 preset; the MLP caps its vocabulary at ``--max-tokens`` (uni+bigrams grow with the
 corpus, and the first layer is V × 512).
@@ -32,6 +38,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: what ``--peers`` adds on the same corpora (`benchmarks.scale_peers`)
+PEERS = ("peer-svm", "fasttext")
+OURS = ("mlp", "svm", "encoder")
 
 
 class TreeMemory:
@@ -47,6 +56,7 @@ class TreeMemory:
         import threading
 
         self.peak = 0
+        self._ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
@@ -75,9 +85,28 @@ class TreeMemory:
         except ImportError:
             return [os.getpid()]
 
+    @staticmethod
+    def _cpu_ticks(pid: int) -> int:
+        """User + system CPU clock ticks of `pid` so far (0 if it is gone)."""
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            return 0
+
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            self.peak = max(self.peak, sum(self._pss(pid) for pid in self._pids()))
+            pids = self._pids()
+            self.peak = max(self.peak, sum(self._pss(pid) for pid in pids))
+            for pid in pids:  # the last reading of each process (workers may end)
+                self._ticks[pid] = max(self._ticks.get(pid, 0), self._cpu_ticks(pid))
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process and its children as last sampled (load-independent,
+        unlike wall seconds on a shared machine); call after `stop`."""
+        self._ticks[os.getpid()] = self._cpu_ticks(os.getpid())
+        return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         """Stop sampling; the peak in MB."""
@@ -112,7 +141,6 @@ def child(spec: dict) -> dict:
         configure_device("cpu", cpu_devices=spec["cpu_devices"])
     from mlbench.data.synthetic import synthetic_corpus
     from mlbench.labels import LabelSpace
-    from mlbench.tracks import TrainSettings
 
     t = time.perf_counter()
     corpus = synthetic_corpus(spec["docs"], seed=0, n_labels=spec["labels"])
@@ -123,6 +151,54 @@ def child(spec: dict) -> dict:
     out["train_docs"], out["n_labels"] = len(corpus.train), len(labels)
     out["rss_before_fit_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
+    out["load_start"] = _load()
+    if spec["track"] in PEERS:
+        result = _peer(spec, corpus)
+    else:
+        result = _ours(spec, corpus, labels)
+    out.update({k: v for k, v in result.items() if not k.startswith("_")})
+    out["docs_per_s"] = round(len(corpus.train) / (out["s_per_epoch"] if "s_per_epoch" in out else out["fit_s"]))
+    if spec.get("save_predictions"):
+        import scipy.sparse as sp
+
+        from benchmarks.scale_peers import as_csr
+
+        folder = Path(spec["save_predictions"])
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{spec['docs']}-{spec['labels']}-{spec['track']}-{spec['strategy']}"
+        sp.save_npz(folder / f"{stem}-truth.npz", as_csr(result["_truth"]))
+        sp.save_npz(folder / f"{stem}-predicted.npz", as_csr(result["_predicted"]))
+    out["load_end"] = _load()
+    out["peak_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["peak_mb"] = max(memory.stop(), out["peak_self_mb"])  # with the joblib workers
+    out["cpu_s"] = round(memory.cpu_seconds(), 1)  # the whole row, corpus generation included
+    return out
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (`uptime`): the machine is shared."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _peer(spec: dict, corpus) -> dict:
+    """A peer's phases and test micro-F1 (`benchmarks.scale_peers`)."""
+    from benchmarks.scale_peers import peer_fasttext, peer_svm
+
+    if spec["track"] == "peer-svm":
+        return peer_svm(corpus, spec.get("n_jobs"))
+    from joblib import effective_n_jobs
+
+    return peer_fasttext(corpus, threads=effective_n_jobs(-1 if spec.get("n_jobs") is None else spec["n_jobs"]))
+
+
+def _ours(spec: dict, corpus, labels) -> dict:
+    """One of the suite's tracks: phase seconds (the SVM's vectorizer apart from its
+    solver; the Keras tracks build their vocabulary inside fit) and test micro-F1."""
+    import numpy as np
+
+    from mlbench.tracks import TrainSettings
+
+    out: dict = {}
     settings = TrainSettings(epochs=spec["epochs"], seed=0, strategy=spec["strategy"], verbose=0,
                              quick=spec["track"] == "encoder", n_jobs=spec.get("n_jobs"),
                              batch_size=spec.get("batch_size"))
@@ -153,23 +229,68 @@ def child(spec: dict) -> dict:
             from transformers_track.encoder import EncoderTrack
 
             track = EncoderTrack(settings, callbacks=[timer])
+    if spec.get("svm_label_sample"):
+        return _svm_label_sample(track, corpus, labels, spec["svm_label_sample"])
     t = time.perf_counter()
     track.fit(corpus.train, corpus.val, labels)
-    out["fit_s"] = round(time.perf_counter() - t, 2)
+    out["train_s"] = out["fit_s"] = round(time.perf_counter() - t, 2)  # train_s: the old rows' "fit s"
+    if spec["track"] == "svm":  # its vectorizer and its solver apart (`LinearTextTrack.phase_seconds`)
+        out["vectorize_s"] = round(track.phase_seconds["vectorize"], 2)
+        out["fit_s"] = round(track.phase_seconds["fit"], 2)
+        out["n_features"] = len(track.vectorizer.vocabulary_)
+        coefs = [e.coef_ for e in getattr(track.model, "estimators_", [])]
+        out["coef_mb"] = round(sum(c.data.nbytes + getattr(c, "indices", np.empty(0)).nbytes
+                                   for c in coefs) / 2**20)
     if timer is not None and timer.seconds:
         epoch_s = sum(timer.seconds) / len(timer.seconds)
         out["epochs_run"], out["s_per_epoch"] = len(timer.seconds), round(epoch_s, 2)
-        out["docs_per_s"] = round(len(corpus.train) / epoch_s)
-    else:
-        out["docs_per_s"] = round(len(corpus.train) / out["fit_s"])
     out["notices"] = list(getattr(track, "notices", []) or [])
     t = time.perf_counter()
     scores = track.predict_scores(corpus.test.texts)
-    out["predict_docs_per_s"] = round(len(corpus.test) / (time.perf_counter() - t))
-    out["test_f1_micro"] = round(micro_f1(labels.encode_sparse(corpus.test.labels), scores), 4)
-    out["peak_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    out["peak_mb"] = max(memory.stop(), out["peak_self_mb"])  # with the joblib workers
-    return out
+    out["predict_s"] = round(time.perf_counter() - t, 2)
+    out["predict_docs_per_s"] = round(len(corpus.test) / out["predict_s"]) if out["predict_s"] else None
+    truth = labels.encode_sparse(corpus.test.labels)
+    out["test_f1_micro"] = round(micro_f1(truth, scores), 4)
+    return {**out, "_truth": truth, "_predicted": scores >= 0.5}
+
+
+def _svm_label_sample(track, corpus, labels, k: int) -> dict:
+    """Fit `k` of the SVM's labels (evenly spaced in frequency rank, one process) and
+    extrapolate the full fit: the per-label CPU seconds times the trainable labels over
+    the joblib workers, and the weights' bytes (`compact_coef`, as the full fit stores
+    them).  For label counts whose full fit would not finish in the time at hand."""
+    import numpy as np
+    from joblib import effective_n_jobs
+
+    from baselines.linear_track import COEF_FLOAT32_BYTES, compact_coef
+
+    t = time.perf_counter()
+    vectorizer = track.build_vectorizer()
+    x = vectorizer.fit_transform(corpus.train.texts)
+    out: dict = {"vectorize_s": round(time.perf_counter() - t, 2), "n_features": x.shape[1]}
+    y = labels.encode_sparse(corpus.train.labels).tocsc()
+    positives = np.asarray(y.sum(axis=0)).ravel()
+    trainable = np.flatnonzero((positives > 0) & (positives < y.shape[0]))
+    ranked = trainable[np.argsort(-positives[trainable], kind="stable")]
+    sample = ranked[np.unique(np.linspace(0, len(ranked) - 1, min(k, len(ranked))).astype(int))]
+    compact = len(trainable) * x.shape[1] * 8 > COEF_FLOAT32_BYTES
+    cpu, wall, coef_bytes = [], [], []
+    for j in sample:
+        c, w = time.process_time(), time.perf_counter()
+        est = track.make_estimator().fit(x, y[:, j].toarray().ravel().astype(np.int32))
+        est = compact_coef(est) if compact else est
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+        coef = est.coef_
+        coef_bytes.append(coef.data.nbytes + getattr(coef, "indices", np.empty(0)).nbytes)
+    workers = min(effective_n_jobs(-1 if track.settings.n_jobs is None else track.settings.n_jobs), len(trainable))
+    out.update(sampled_labels=len(sample), trainable_labels=len(trainable),
+               label_cpu_s_mean=round(float(np.mean(cpu)), 3), label_wall_s_mean=round(float(np.mean(wall)), 3),
+               extrapolated_fit_cpu_s=round(float(np.mean(cpu)) * len(trainable)),
+               extrapolated_fit_s=round(float(np.mean(cpu)) * len(trainable) / workers),
+               extrapolated_coef_mb=round(float(np.mean(coef_bytes)) * len(trainable) / 2**20),
+               fit_s=round(float(np.sum(wall)), 2), predict_s=0.0, test_f1_micro=float("nan"))
+    return {**out, "_truth": np.zeros((0, 0)), "_predicted": np.zeros((0, 0))}
 
 
 def run_child(spec: dict, timeout: float) -> dict:
@@ -188,13 +309,27 @@ def run_child(spec: dict, timeout: float) -> dict:
     return {**json.loads(lines[-1]), "status": "ok"}
 
 
+HEADER = (f"{'docs':>8} {'labels':>6} {'track':<14} {'corpus_s':>8} {'vec_s':>8} {'fit_s':>8} "
+          f"{'pred_s':>7} {'s/epoch':>8} {'docs/s':>7} {'peak_MB':>8} {'test_F1':>7} {'cpu_s':>7}  load 1/5/15 min (start → end)")
+
+
 def _row(r: dict) -> str:
+    """One table row: ours and the peers' in the same columns (vec_s "in fit": the
+    Keras tracks build their vocabulary inside fit)."""
     name = f"{r['track']}{'/' + r['strategy'] if r['strategy'] != 'default' else ''}"
+    if r.get("svm_label_sample") and r["track"] == "svm":
+        name += "/sample"
     if r.get("status") != "ok":
         return f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['status']}"
-    epoch = f"{r['s_per_epoch']:>8}" if "s_per_epoch" in r else f"{'—':>8}"
-    return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {r['label_space_s']:>7} "
-            f"{r['fit_s']:>8} {epoch} {r['docs_per_s']:>8} {r['peak_mb']:>8} {r['test_f1_micro']:>7}")
+    vec = r.get("vectorize_s", "in fit")
+    epoch = r.get("s_per_epoch", "—")
+    return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {vec:>8} {r['fit_s']:>8} "
+            f"{r['predict_s']:>7} {epoch:>8} {r['docs_per_s']:>7} {r['peak_mb']:>8} {r['test_f1_micro']:>7}"
+            f" {r.get('cpu_s', '—'):>7}  {r['load_start']} → {r['load_end']}"
+            + (f"\n{'':>16}sample of {r['sampled_labels']} of {r['trainable_labels']} trainable labels: "
+               f"{r['label_cpu_s_mean']} CPU s ({r['label_wall_s_mean']} wall s) per label → EXTRAPOLATED fit "
+               f"{r['extrapolated_fit_cpu_s']} CPU s, {r['extrapolated_fit_s']} s on the workers, "
+               f"weights {r['extrapolated_coef_mb']} MB" if "extrapolated_fit_s" in r else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirrored", action="store_true", help="also run the Keras tracks under mirrored")
     p.add_argument("--cpu-devices", type=int, default=2, help="logical CPU devices for --mirrored")
     p.add_argument("--mirrored-max-docs", type=int, default=50_000,
-                   help="largest corpus run under mirrored (the MLP's dense fallback costs V × 512 per row)")
+                   help="largest corpus run under mirrored")
     p.add_argument("--mirrored-batch-size", type=int, default=None,
                    help="per-replica batch of the mirrored rows (default: the track's own, so the global "
                         "batch grows with the devices; 64 on 2 devices keeps the MLP's global 128)")
@@ -215,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-jobs", type=int, default=None, help="SVM joblib jobs (default: all cores)")
     p.add_argument("--svm-max-features", type=int, default=None,
                    help="SVM vocabulary cap (default: none; its weights are labels × features, dense)")
+    p.add_argument("--peers", action="store_true",
+                   help="also run scikit-learn's OvR LinearSVC and fastText on the same corpora")
+    p.add_argument("--svm-label-sample", type=int, default=None,
+                   help="fit only this many SVM labels (spread over frequency) and extrapolate the full fit")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
+    p.add_argument("--save-predictions", type=Path,
+                   help="write each row's 0/1 test truth and decisions (CSR .npz) to this folder")
     p.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -223,23 +364,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return 0
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()]
-    unknown = sorted(set(tracks) - {"mlp", "svm", "encoder"})
+    unknown = sorted(set(tracks) - set(OURS) - set(PEERS))
     if unknown:
-        p.error(f"--tracks: unknown {', '.join(unknown)} (mlp, svm, encoder)")
-    print(f"{'docs':>8} {'labels':>6} {'track':<14} {'corpus_s':>8} {'labels_s':>7} {'fit_s':>8} "
-          f"{'s/epoch':>8} {'docs/s':>8} {'peak_MB':>8} {'test_F1':>7}", flush=True)
-    for docs in (int(d) for d in args.docs.split(",")):
+        p.error(f"--tracks: unknown {', '.join(unknown)} (one of {', '.join(OURS + PEERS)})")
+    if args.peers:
+        tracks += [t for t in PEERS if t not in tracks]
+    try:
+        sizes = [int(d) for d in args.docs.split(",")]
+    except ValueError:
+        p.error(f"--docs: expected comma-separated integers, got {args.docs!r}")
+    print(HEADER, flush=True)
+    for docs in sizes:
         for track in tracks:
             if track == "encoder" and docs > args.encoder_max_docs:
                 continue
             strategies = ["default"]
-            if args.mirrored and track != "svm" and docs <= args.mirrored_max_docs:
+            if args.mirrored and track in ("mlp", "encoder") and docs <= args.mirrored_max_docs:
                 strategies.append("mirrored")
             for strategy in strategies:
                 spec = dict(docs=docs, labels=args.labels, track=track, strategy=strategy,
                             cpu_devices=args.cpu_devices, epochs=1 if track == "encoder" else args.epochs,
                             max_tokens=args.max_tokens, n_jobs=args.n_jobs,
-                            svm_max_features=args.svm_max_features,
+                            svm_max_features=args.svm_max_features, svm_label_sample=args.svm_label_sample,
+                            save_predictions=str(args.save_predictions.resolve()) if args.save_predictions else None,
                             batch_size=args.mirrored_batch_size if strategy == "mirrored" else None)
                 row = run_child(spec, args.timeout)
                 print(_row(row), flush=True)

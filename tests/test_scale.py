@@ -127,3 +127,104 @@ def test_svm_track_takes_dense_or_sparse_targets():
     assert sp.issparse(labels.encode_sparse(c.train.labels))
     np.testing.assert_array_equal(margins[0], margins[1])
     assert margins[0].shape == (len(c.test), len(labels))
+
+
+def test_scale_peers_table_reports_sklearn_micro_f1_of_the_same_arrays(tmp_path):
+    """`benchmarks/scale.py --peers` on a tiny corpus: one row for our SVM and each peer,
+    and every printed micro-F1 is scikit-learn's on the truth and decisions the row used,
+    whose truth is the test split's labels."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    pytest.importorskip("fasttext")
+    repo = Path(__file__).resolve().parents[1]
+    docs, n_labels = 600, 8
+    rows_file, saved = tmp_path / "rows.jsonl", tmp_path / "pred"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "scale.py"), "--docs", str(docs), "--labels", str(n_labels),
+         "--tracks", "svm", "--peers", "--n-jobs", "1", "--timeout", "200", "--json", str(rows_file),
+         "--save-predictions", str(saved)],
+        capture_output=True, text=True, timeout=400, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert [r["track"] for r in rows] == ["svm", "peer-svm", "fasttext"]
+    assert all(r["status"] == "ok" for r in rows), rows
+    printed = {line.split()[2]: line.split() for line in proc.stdout.splitlines()[1:]}
+
+    corpus = synthetic_corpus(docs, seed=0, n_labels=n_labels)
+    mlb = MultiLabelBinarizer().fit(corpus.train.labels)
+    for r in rows:
+        stem = saved / f"{docs}-{n_labels}-{r['track']}-default"
+        truth, predicted = sp.load_npz(f"{stem}-truth.npz"), sp.load_npz(f"{stem}-predicted.npz")
+        assert truth.shape == predicted.shape == (len(corpus.test), len(mlb.classes_))
+        if r["track"] != "svm":  # the peers' columns are MultiLabelBinarizer's
+            np.testing.assert_array_equal(truth.toarray(), mlb.transform(corpus.test.labels))
+        assert truth.nnz == sum(len(set(ls) & set(mlb.classes_)) for ls in corpus.test.labels)
+        expected = round(float(f1_score(truth.toarray(), predicted.toarray(), average="micro")), 4)
+        assert r["test_f1_micro"] == expected
+        assert float(printed[r["track"]][10]) == expected  # the table's test_F1 column
+        assert r["fit_s"] > 0 and r["predict_s"] > 0 and r["peak_mb"] > 0 and r["load_start"]
+
+
+def test_compact_weights_keep_each_label_s_exact_non_zeros_or_float32(svm_data, monkeypatch):
+    """Above the size threshold a label's weights are CSR (its exact non-zeros) where that is
+    smaller, else float32; margins equal the float64 fit's (to float32 precision where
+    dense), and the export reads either form."""
+    import baselines.linear_track as linear_track
+    from baselines.linear_export import linear_weights
+    from baselines.svm import _QuietLinearSVC
+
+    x, y, x_test = svm_data
+    svc = _QuietLinearSVC(random_state=0)
+    ref = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    dense = np.vstack([e.coef_ for e in ref.estimators_])
+    # on 480 documents nearly every document is a support vector (the rare labels' weights
+    # are ~94 % non-zero; ~10 % at 40k documents × 5,000 labels): a density cut that sparsifies
+    # the rarer half here
+    density = np.count_nonzero(dense, axis=1) / dense.shape[1]
+    monkeypatch.setattr(linear_track, "SPARSE_COEF_MAX_DENSITY", float(np.median(density)))
+    monkeypatch.setattr(linear_track, "COEF_FLOAT32_BYTES", 0)
+    new = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)  # in this process: the patched cut applies
+    sparse_rows = [j for j, e in enumerate(new.estimators_) if sp.issparse(e.coef_)]
+    for j, e in enumerate(new.estimators_):
+        nonzeros = np.count_nonzero(dense[j])
+        assert sp.issparse(e.coef_) == (nonzeros <= linear_track.SPARSE_COEF_MAX_DENSITY * dense.shape[1])
+        if sp.issparse(e.coef_):  # exactly the fitted weights, zeros left out
+            assert e.coef_.nnz == nonzeros
+            np.testing.assert_array_equal(e.coef_.toarray().ravel(), dense[j])
+        else:
+            assert e.coef_.dtype == np.float32
+    assert 0 < len(sparse_rows) < y.shape[1]  # both forms
+    np.testing.assert_allclose(new.decision_function(x_test), ref.decision_function(x_test), atol=1e-6)
+    exact = np.asarray(ref.decision_function(x_test))[:, sparse_rows]
+    np.testing.assert_allclose(np.asarray(new.decision_function(x_test))[:, sparse_rows], exact,
+                               rtol=1e-12, atol=1e-12)
+    w, b = linear_weights(new, x.shape[1])
+    np.testing.assert_allclose(x_test @ w + b, ref.decision_function(x_test), atol=1e-6)
+
+
+def test_svm_track_on_file_backed_features_gives_the_same_margins(monkeypatch):
+    """`fit` hands large features to the joblib workers through a memory-mapped file:
+    the margins are those of the in-memory fit, number for number."""
+    import baselines.linear_track as linear_track
+    from baselines.svm import LinearSVMTrack
+    from mlbench.tracks import TrainSettings
+
+    c = synthetic_corpus(400, seed=3, vocab_size=1000, n_labels=6, median_words=25)
+    labels = LabelSpace.from_training_labels(c.train.labels)
+    ref = LinearSVMTrack(TrainSettings(n_jobs=2))
+    ref.fit(c.train, c.val, labels)
+    calls = []
+    real = linear_track.file_backed_csr
+    monkeypatch.setattr(linear_track, "file_backed_csr", lambda x, folder: calls.append(x.shape) or real(x, folder))
+    monkeypatch.setattr(linear_track, "FILE_BACKED_X_BYTES", 0)
+    new = LinearSVMTrack(TrainSettings(n_jobs=2))
+    new.fit(c.train, c.val, labels)
+    assert len(calls) == 1 and set(new.phase_seconds) == {"vectorize", "fit"}
+    np.testing.assert_array_equal(new.decision_function(c.test.texts), ref.decision_function(c.test.texts))
