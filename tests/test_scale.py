@@ -169,7 +169,7 @@ def test_scale_peers_table_reports_sklearn_micro_f1_of_the_same_arrays(tmp_path)
         expected = round(float(f1_score(truth.toarray(), predicted.toarray(), average="micro")), 4)
         assert r["test_f1_micro"] == expected
         assert float(printed[r["track"]][10]) == expected  # the table's test_F1 column
-        assert r["fit_s"] > 0 and r["predict_s"] > 0 and r["peak_mb"] > 0 and r["load_start"]
+        assert r["fit_s"] > 0 and r["predict_s"] >= 0 and r["peak_mb"] > 0 and r["load_start"]  # a tiny predict rounds to 0.0
 
 
 def test_compact_weights_keep_each_label_s_exact_non_zeros_or_float32(svm_data, monkeypatch):
