@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from corpus_files import write_corpus_csv
 
 #: every test reads one quick `run_all` run: CI only (`-m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
@@ -54,13 +55,7 @@ def run_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("onnx_run")
     corpus = synthetic_corpus(1500, seed=5, n_labels=10, vocab_size=5000, median_words=60)
-    data = root / "synthetic.csv"
-    with data.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "labels"])
-        for split in (corpus.train, corpus.val, corpus.test):
-            for text, labels in zip(split.texts, split.labels):
-                w.writerow([text, "|".join(labels)])
+    data = write_corpus_csv(corpus, root / "synthetic.csv")
     proc = subprocess.run([sys.executable, "run_all.py", "--dataset", str(data), "--label-sep", "|",
                            "--models", "mlp,svm,encoder,fasttext", "--quick", "--bootstrap", "0",
                            "--no-report", "--out", str(root / "runs")],

@@ -8,7 +8,6 @@ an uninterrupted run of the same seed.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from corpus_files import write_corpus_csv
 
 #: kill-and-resume runs end to end: CI only (`-m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
@@ -34,14 +34,7 @@ def corpus_csv(tmp_path_factory) -> Path:
     from mlbench.data.synthetic import synthetic_corpus
 
     corpus = synthetic_corpus(3000, seed=3, n_labels=12, vocab_size=6000, median_words=60)
-    path = tmp_path_factory.mktemp("data") / "synthetic.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "labels"])
-        for split in (corpus.train, corpus.val, corpus.test):
-            for text, labels in zip(split.texts, split.labels):
-                w.writerow([text, "|".join(labels)])
-    return path
+    return write_corpus_csv(corpus, tmp_path_factory.mktemp("data") / "synthetic.csv")
 
 
 def base_args(data: Path, out: Path, protocol: str = "holdout") -> list[str]:
