@@ -213,10 +213,11 @@ class LinearTextTrack(SharedFeatures, Track):
         ``n_iter_``, ``max_iter``) with this track's C and class weights, seeded."""
 
     def build_vectorizer(self):
-        """A fresh (unfitted) TfidfVectorizer of this track's `vectorizer_keys`."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        """A fresh (unfitted) TfidfVectorizer of this track's `vectorizer_keys`; its fit
+        reads the corpus in chunks (`baselines.chunked_tfidf`: the same matrix, bounded memory)."""
+        from baselines.chunked_tfidf import ChunkedTfidfVectorizer
 
-        return TfidfVectorizer(
+        return ChunkedTfidfVectorizer(
             ngram_range=self.ngram_range, sublinear_tf=self.sublinear_tf,
             min_df=self.min_df, max_features=self.max_features,
         )
