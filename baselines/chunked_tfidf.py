@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 CHUNK_DOCS = 20_000
 
 
-def _count_chunks(analyze, texts: Sequence[str], chunk_docs: int) -> tuple[dict, list]:
+def _count_chunks(analyze, texts: Sequence[str], chunk_docs: int) -> tuple[defaultdict, list]:
     """scikit-learn's `_count_vocab` loop, one chunk at a time.
 
     Returns the provisional vocabulary (term → index in order of first appearance, as
@@ -60,13 +60,19 @@ def _count_chunks(analyze, texts: Sequence[str], chunk_docs: int) -> tuple[dict,
             shape=(len(indptr) - 1, len(vocabulary)))
         counts.sort_indices()
         chunks.append(counts)
-    return dict(vocabulary), chunks
+    vocabulary.default_factory = None  # a plain lookup from here on (no copy: it may hold millions)
+    return vocabulary, chunks
 
 
-def _kept_terms(vectorizer: Any, vocabulary: dict, df: np.ndarray, tf: np.ndarray, n_doc: int) -> np.ndarray:
-    """Provisional index → final column (-1: pruned), and `vocabulary` rewritten to the
-    final columns, by `CountVectorizer.fit_transform`'s rules (min_df, max_df,
-    max_features with its tie order; kept terms numbered alphabetically)."""
+def _kept_terms(vectorizer: Any, vocabulary: dict, df: np.ndarray, tf: np.ndarray,
+                n_doc: int) -> tuple[dict, np.ndarray]:
+    """The final vocabulary (term → column) and provisional index → final column (-1:
+    pruned), by `CountVectorizer.fit_transform`'s rules (min_df, max_df, max_features with
+    its tie order; kept terms numbered alphabetically).
+
+    The kept terms go into a new dict, so the caller can drop the provisional one and its
+    table (scikit-learn deletes the pruned terms in place: the table keeps its size).
+    """
     max_df, min_df, limit = vectorizer.max_df, vectorizer.min_df, vectorizer.max_features
     high = max_df if isinstance(max_df, Integral) else max_df * n_doc
     low = min_df if isinstance(min_df, Integral) else min_df * n_doc
@@ -84,17 +90,14 @@ def _kept_terms(vectorizer: Any, vocabulary: dict, df: np.ndarray, tf: np.ndarra
         keep_sorted[np.where(sorted_mask)[0][mask_inds]] = True
         mask = np.zeros(len(order), dtype=bool)
         mask[order[keep_sorted]] = True
-    for term, old in list(vocabulary.items()):
-        if not mask[old]:
-            del vocabulary[term]
-    if not vocabulary:
+    kept = {term: old for term, old in vocabulary.items() if mask[old]}
+    if not kept:
         raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
     new_index = np.full(len(mask), -1, dtype=np.int64)
-    for new, term in enumerate(sorted(vocabulary)):
-        old = vocabulary[term]
-        vocabulary[term] = new
-        new_index[old] = new
-    return new_index
+    for new, term in enumerate(sorted(kept)):
+        new_index[kept[term]] = new
+        kept[term] = new
+    return kept, new_index
 
 
 def _idf(transformer: Any, df: np.ndarray, n_doc: int, dtype: Any) -> np.ndarray:
@@ -137,7 +140,7 @@ def fit_transform(vectorizer: Any, texts: Sequence[str], *, chunk_docs: int = CH
         for counts in chunks:
             counts.data.fill(1)
         tf = df
-    new_index = _kept_terms(vectorizer, vocabulary, df, tf, n_doc)
+    vocabulary, new_index = _kept_terms(vectorizer, vocabulary, df, tf, n_doc)  # the provisional one goes
     n_features = len(vocabulary)
 
     transformer = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,

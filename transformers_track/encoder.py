@@ -64,7 +64,6 @@ PARAMS: dict[str, Param] = preset_params(PRESETS, {
     "norm_first": Param(True, convert=coerce_like(True)),
     "max_train_seconds": Param(None),
 })
-OPTION_NAMES = frozenset(PARAMS)
 
 
 # --------------------------------------------------------------------------- preprocessor

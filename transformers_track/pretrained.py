@@ -87,7 +87,6 @@ PARAMS: dict[str, Param] = preset_params(PRESETS, {
     "n_buckets": Param(6, convert=int, expected="int"),
     "max_train_seconds": Param(None),
 })
-OPTION_NAMES = frozenset(PARAMS)
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
