@@ -209,6 +209,27 @@ def test_compact_weights_keep_each_label_s_exact_non_zeros_or_float32(svm_data, 
     np.testing.assert_allclose(x_test @ w + b, ref.decision_function(x_test), atol=1e-6)
 
 
+def test_ovr_margins_equal_one_vs_rest_s_for_every_weight_form(svm_data, monkeypatch):
+    """`ovr_margins` (what the linear tracks predict with) equals OvR's per-label
+    `decision_function` number for number: dense float64, dense float32 and CSR weights."""
+    import baselines.linear_track as linear_track
+    from baselines.svm import _QuietLinearSVC
+
+    x, y, x_test = svm_data
+    svc = _QuietLinearSVC(random_state=0)
+    plain = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    dense = np.vstack([e.coef_ for e in plain.estimators_])
+    monkeypatch.setattr(linear_track, "SPARSE_COEF_MAX_DENSITY",
+                        float(np.median(np.count_nonzero(dense, axis=1) / dense.shape[1])))
+    monkeypatch.setattr(linear_track, "COEF_FLOAT32_BYTES", 0)
+    mixed = linear_track.fit_one_vs_rest(svc, x, y, n_jobs=1)
+    forms = {(sp.issparse(e.coef_), e.coef_.dtype.name) for e in mixed.estimators_}
+    assert forms == {(True, "float64"), (False, "float32")}
+    for model in (plain, mixed):
+        np.testing.assert_array_equal(linear_track.ovr_margins(model.estimators_, x_test),
+                                      model.decision_function(x_test))
+
+
 def test_svm_track_on_file_backed_features_gives_the_same_margins(monkeypatch):
     """`fit` hands large features to the joblib workers through a memory-mapped file:
     the margins are those of the in-memory fit, number for number."""
