@@ -332,6 +332,31 @@ def _row(r: dict) -> str:
                f"weights {r['extrapolated_coef_mb']} MB" if "extrapolated_fit_s" in r else ""))
 
 
+#: the timed phases of a row, as `growth_lines` names them
+PHASES = (("corpus", "corpus_s"), ("vectorize", "vectorize_s"), ("fit", "fit_s"), ("predict", "predict_s"),
+          ("peak MB", "peak_mb"))
+
+
+def growth_lines(rows: list[dict]) -> list[str]:
+    """Per track and strategy, each phase's growth between consecutive corpus sizes: its
+    ratio and that ratio over the documents' ratio (1.0 = linear), from rows that
+    finished ("status" "ok")."""
+    lines = []
+    keys = sorted({(r["track"], r["strategy"]) for r in rows}, key=str)
+    for track, strategy in keys:
+        done = sorted((r for r in rows if (r["track"], r["strategy"]) == (track, strategy)
+                       and r.get("status") == "ok"), key=lambda r: r["docs"])
+        for small, large in zip(done, done[1:]):
+            docs = large["docs"] / small["docs"]
+            parts = [f"{name} ×{large[key] / small[key]:.2f} ({large[key] / small[key] / docs:.2f} of linear)"
+                     for name, key in PHASES
+                     if isinstance(small.get(key), (int, float)) and isinstance(large.get(key), (int, float))
+                     and small[key] > 0]
+            lines.append(f"growth {track}{'' if strategy == 'default' else '/' + strategy} "
+                         f"{small['docs']} → {large['docs']} documents (×{docs:g}): " + ", ".join(parts))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--docs", default="50000,200000,1000000", help="comma list of corpus sizes")
@@ -374,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--docs: expected comma-separated integers, got {args.docs!r}")
     print(HEADER, flush=True)
+    rows = []
     for docs in sizes:
         for track in tracks:
             if track == "encoder" and docs > args.encoder_max_docs:
@@ -389,10 +415,13 @@ def main(argv: list[str] | None = None) -> int:
                             save_predictions=str(args.save_predictions.resolve()) if args.save_predictions else None,
                             batch_size=args.mirrored_batch_size if strategy == "mirrored" else None)
                 row = run_child(spec, args.timeout)
+                rows.append(row)
                 print(_row(row), flush=True)
                 if args.json:
                     with args.json.open("a", encoding="utf-8") as f:
                         f.write(json.dumps(row) + "\n")
+    for line in growth_lines(rows):
+        print(line)
     return 0
 
 
