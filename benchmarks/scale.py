@@ -340,12 +340,13 @@ PHASES = (("corpus", "corpus_s"), ("vectorize", "vectorize_s"), ("fit", "fit_s")
 def growth_lines(rows: list[dict]) -> list[str]:
     """Per track and strategy, each phase's growth between consecutive corpus sizes: its
     ratio and that ratio over the documents' ratio (1.0 = linear), from rows that
-    finished ("status" "ok")."""
+    finished ("status" "ok"); of two rows of one size, the later."""
     lines = []
     keys = sorted({(r["track"], r["strategy"]) for r in rows}, key=str)
     for track, strategy in keys:
-        done = sorted((r for r in rows if (r["track"], r["strategy"]) == (track, strategy)
-                       and r.get("status") == "ok"), key=lambda r: r["docs"])
+        by_size = {r["docs"]: r for r in rows if (r["track"], r["strategy"]) == (track, strategy)
+                   and r.get("status") == "ok"}  # a size measured twice: its last row
+        done = [by_size[d] for d in sorted(by_size)]
         for small, large in zip(done, done[1:]):
             docs = large["docs"] / small["docs"]
             parts = [f"{name} ×{large[key] / small[key]:.2f} ({large[key] / small[key] / docs:.2f} of linear)"
@@ -383,8 +384,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-predictions", type=Path,
                    help="write each row's 0/1 test truth and decisions (CSR .npz) to this folder")
     p.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
+    p.add_argument("--growth-from", type=Path,
+                   help="print each phase's growth between the corpus sizes of the rows in this "
+                        "--json file (rows of separate runs) and exit")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.growth_from:
+        try:
+            rows = [json.loads(line) for line in args.growth_from.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+        except (OSError, ValueError) as e:
+            p.error(f"--growth-from {args.growth_from}: {e}")
+        for line in growth_lines(rows):
+            print(line)
+        return 0
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return 0

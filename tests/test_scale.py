@@ -251,14 +251,25 @@ def test_svm_track_on_file_backed_features_gives_the_same_margins(monkeypatch):
     np.testing.assert_array_equal(new.decision_function(c.test.texts), ref.decision_function(c.test.texts))
 
 
-def test_growth_lines_state_each_phase_s_ratio_against_the_documents_ratio():
-    from benchmarks.scale import growth_lines
+def test_growth_lines_state_each_phase_s_ratio_against_the_documents_ratio(tmp_path):
+    """`scale.py --growth-from rows.jsonl`: each phase's ratio between consecutive sizes and
+    that ratio over the documents' ratio; unfinished rows and zero phases left out."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
     rows = [dict(track="svm", strategy="default", status="ok", docs=d, corpus_s=c, vectorize_s=v, fit_s=f,
                  predict_s=p, peak_mb=m) for d, c, v, f, p, m in
             [(200, 1.0, 2.0, 10.0, 0.0, 100), (1000, 5.0, 9.0, 60.0, 1.0, 300)]]
     rows.append(dict(track="svm", strategy="default", status="timeout after 9 s", docs=5000))
-    (line,) = growth_lines(rows)  # the unfinished row is left out; predict 0 → no ratio
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "scale.py"), "--growth-from", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = proc.stdout.splitlines()
     assert line.startswith("growth svm 200 → 1000 documents (×5):")
     assert "vectorize ×4.50 (0.90 of linear)" in line and "fit ×6.00 (1.20 of linear)" in line
     assert "corpus ×5.00 (1.00 of linear)" in line and "peak MB ×3.00 (0.60 of linear)" in line
