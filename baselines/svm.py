@@ -3,6 +3,10 @@
 Word unigrams and bigrams with sublinear tf, then one `LinearSVC` per label (the
 shared machinery: `baselines.linear_track`).
 
+Solver: scikit-learn's liblinear, or above `dual_cd.AUTO_DCD_BYTES` of features the same
+algorithm run on the features' own arrays (`baselines.dual_cd`: liblinear copies them per
+fit, 16 bytes a non-zero in every worker); ``solver`` picks one.
+
 Scores: a LinearSVC gives margins, not probabilities.  We map a margin m to
 ``sigmoid(scale · m)`` (scale 1 by default): monotone, so rankings (P@k, ROC-AUC)
 are unchanged, and the SVM's own decision boundary m = 0 lands exactly on the
@@ -14,13 +18,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sklearn.svm import LinearSVC
+from baselines.dual_cd import InPlaceLinearSVC
+from baselines.linear_track import LINEAR_PARAMS, LinearTextTrack, QuietFit
+from mlbench.tracks import UNSET, Param, TrainSettings, with_defaults
 
-from baselines.linear_track import LinearTextTrack, QuietFit
-from mlbench.tracks import Param, with_defaults
+#: ``solver``: "liblinear" (scikit-learn's), "dcd" (the same algorithm in place,
+#: `baselines.dual_cd`), "auto" (in place above `dual_cd.AUTO_DCD_BYTES` of features)
+SOLVERS = ("auto", "liblinear", "dcd")
 
 
-class _QuietLinearSVC(QuietFit, LinearSVC):
+class _QuietLinearSVC(QuietFit, InPlaceLinearSVC):
     """LinearSVC that reports non-convergence through the track's notices only."""
 
 
@@ -29,6 +36,12 @@ class LinearSVMTrack(LinearTextTrack):
 
     name = "svm"
     estimator_name = "LinearSVC"
+    params: ClassVar[dict[str, Param]] = {
+        **LINEAR_PARAMS,
+        "solver": Param("auto", lambda v: v in SOLVERS, " or ".join(map(repr, SOLVERS)), flag="--svm-solver",
+                        help="SVM tracks: liblinear (scikit-learn's), dcd (the same algorithm without "
+                             "liblinear's copy of the features per fit), auto (dcd above 256 MiB of features)"),
+    }
     #: validation search (`mlbench.tuning`): a log grid of C, tf damping, class weights
     #: (so `svm_balanced` is one corner of it) and n-grams; min_df=2 keeps bigram fits
     #: fast.  The search starts at each option's first candidate (the cheap unigram,
@@ -45,8 +58,16 @@ class LinearSVMTrack(LinearTextTrack):
     #: (one full sweep is 8: balanced bigram fits are the slow ones)
     search_budget: ClassVar[int | None] = 10
 
+    def __init__(self, settings: TrainSettings | None = None, *, solver: str = UNSET, **linear: Any):
+        super().__init__(settings, **linear)
+        self.solver = self.resolve_params({"solver": solver})["solver"]
+
     def make_estimator(self) -> Any:
-        return _QuietLinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.settings.seed)
+        return _QuietLinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.settings.seed,
+                               solver=self.solver)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "solver": self.solver}
 
 
 class BalancedLinearSVMTrack(LinearSVMTrack):

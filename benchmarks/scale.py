@@ -206,7 +206,8 @@ def _ours(spec: dict, corpus, labels) -> dict:
     if spec["track"] == "svm":
         from baselines.svm import LinearSVMTrack
 
-        track = LinearSVMTrack(settings, min_df=2, max_features=spec.get("svm_max_features"))
+        track = LinearSVMTrack(settings, min_df=2, max_features=spec.get("svm_max_features"),
+                               solver=spec.get("svm_solver") or "auto")
     else:
         import keras
 
@@ -239,6 +240,8 @@ def _ours(spec: dict, corpus, labels) -> dict:
         out["fit_s"] = round(track.phase_seconds["fit"], 2)
         out["n_features"] = len(track.vectorizer.vocabulary_)
         coefs = [e.coef_ for e in getattr(track.model, "estimators_", [])]
+        out["svm_solver_used"] = ",".join(sorted({getattr(e, "solver_", "?")
+                                                  for e in getattr(track.model, "estimators_", [])}))
         out["coef_mb"] = round(sum(c.data.nbytes + getattr(c, "indices", np.empty(0)).nbytes
                                    for c in coefs) / 2**20)
     if timer is not None and timer.seconds:
@@ -319,6 +322,8 @@ def _row(r: dict) -> str:
     name = f"{r['track']}{'/' + r['strategy'] if r['strategy'] != 'default' else ''}"
     if r.get("svm_label_sample") and r["track"] == "svm":
         name += "/sample"
+    if r.get("svm_solver_used"):
+        name += f"/{r['svm_solver_used']}"
     if r.get("status") != "ok":
         return f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['status']}"
     vec = r.get("vectorize_s", "in fit")
@@ -376,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-jobs", type=int, default=None, help="SVM joblib jobs (default: all cores)")
     p.add_argument("--svm-max-features", type=int, default=None,
                    help="SVM vocabulary cap (default: none; its weights are labels × features, dense)")
+    p.add_argument("--svm-solver", default="auto", choices=("auto", "liblinear", "dcd"),
+                   help="the SVM's solver (`baselines.dual_cd`; auto: dcd above 256 MiB of features)")
     p.add_argument("--peers", action="store_true",
                    help="also run scikit-learn's OvR LinearSVC and fastText on the same corpora")
     p.add_argument("--svm-label-sample", type=int, default=None,
@@ -424,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                 spec = dict(docs=docs, labels=args.labels, track=track, strategy=strategy,
                             cpu_devices=args.cpu_devices, epochs=1 if track == "encoder" else args.epochs,
                             max_tokens=args.max_tokens, n_jobs=args.n_jobs,
-                            svm_max_features=args.svm_max_features, svm_label_sample=args.svm_label_sample,
+                            svm_max_features=args.svm_max_features, svm_solver=args.svm_solver,
+                            svm_label_sample=args.svm_label_sample,
                             save_predictions=str(args.save_predictions.resolve()) if args.save_predictions else None,
                             batch_size=args.mirrored_batch_size if strategy == "mirrored" else None)
                 row = run_child(spec, args.timeout)
