@@ -311,6 +311,8 @@ class LinearTextTrack(SharedFeatures, Track):
     def decision_function_features(self, x: Any, n: int | None = None) -> np.ndarray:
         """Margins [n, n_labels] of rows `x` already vectorized by `self.vectorizer`."""
         n = x.shape[0] if n is None else n
+        if self.model is not None and n and len(self._columns) == len(self._constant):
+            return ovr_margins(self.model.estimators_, x)  # every label trained: no n × L copy
         margins = np.tile(self._constant, (n, 1)).astype(np.float64)
         if self.model is not None and n:
             margins[:, self._columns] = ovr_margins(self.model.estimators_, x)
