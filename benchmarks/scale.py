@@ -56,6 +56,9 @@ class TreeMemory:
         import threading
 
         self.peak = 0
+        #: when the tree's peak was sampled, and this process's own largest RSS and when
+        self.peak_at = self.self_peak_at = time.perf_counter()
+        self.self_peak = 0
         self._ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
@@ -76,6 +79,18 @@ class TreeMemory:
             return psutil.Process(pid).memory_info().rss
         except Exception:  # the process is gone
             return 0
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        """Resident bytes of `pid` now (``VmRSS``; 0 if unreadable)."""
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
 
     def _pids(self) -> list[int]:
         try:
@@ -98,7 +113,12 @@ class TreeMemory:
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
             pids = self._pids()
-            self.peak = max(self.peak, sum(self._pss(pid) for pid in pids))
+            now, total = time.perf_counter(), sum(self._pss(pid) for pid in pids)
+            if total > self.peak:
+                self.peak, self.peak_at = total, now
+            own = self._rss(os.getpid())
+            if own > self.self_peak:
+                self.self_peak, self.self_peak_at = own, now
             for pid in pids:  # the last reading of each process (workers may end)
                 self._ticks[pid] = max(self._ticks.get(pid, 0), self._cpu_ticks(pid))
 
@@ -152,6 +172,7 @@ def child(spec: dict) -> dict:
     out["rss_before_fit_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     out["load_start"] = _load()
+    started = time.perf_counter()
     if spec["track"] in PEERS:
         result = _peer(spec, corpus)
     else:
@@ -171,8 +192,25 @@ def child(spec: dict) -> dict:
     out["load_end"] = _load()
     out["peak_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["peak_mb"] = max(memory.stop(), out["peak_self_mb"])  # with the joblib workers
+    # which phase the sampled peaks fell in (the phases run one after another from `started`)
+    out["peak_phase"] = phase_at(out, started, memory.peak_at)
+    out["self_peak_phase"] = phase_at(out, started, memory.self_peak_at)
     out["cpu_s"] = round(memory.cpu_seconds(), 1)  # the whole row, corpus generation included
     return out
+
+
+def phase_at(row: dict, started: float, when: float) -> str:
+    """The phase of `row` running at `when`: "corpus" before `started`, then vectorize,
+    fit and predict in turn for as many seconds as the row took in each (those it has),
+    "evaluate" after them."""
+    if when < started:
+        return "corpus"
+    end = started
+    for name, key in (("vectorize", "vectorize_s"), ("fit", "fit_s"), ("predict", "predict_s")):
+        end += row.get(key) or 0.0
+        if when <= end:
+            return name
+    return "evaluate"
 
 
 def _load() -> str:
@@ -331,6 +369,8 @@ def _row(r: dict) -> str:
     return (f"{r['docs']:>8} {r['labels']:>6} {name:<14} {r['corpus_s']:>8} {vec:>8} {r['fit_s']:>8} "
             f"{r['predict_s']:>7} {epoch:>8} {r['docs_per_s']:>7} {r['peak_mb']:>8} {r['test_f1_micro']:>7}"
             f" {r.get('cpu_s', '—'):>7}  {r['load_start']} → {r['load_end']}"
+            + (f"\n{'':>16}peak {r['peak_mb']} MB in {r['peak_phase']}; this process alone "
+               f"{r['peak_self_mb']} MB, in {r['self_peak_phase']}" if "peak_phase" in r else "")
             + (f"\n{'':>16}sample of {r['sampled_labels']} of {r['trainable_labels']} trainable labels: "
                f"{r['label_cpu_s_mean']} CPU s ({r['label_wall_s_mean']} wall s) per label → EXTRAPOLATED fit "
                f"{r['extrapolated_fit_cpu_s']} CPU s, {r['extrapolated_fit_s']} s on the workers, "
