@@ -276,3 +276,33 @@ def test_growth_lines_state_each_phase_s_ratio_against_the_documents_ratio(tmp_p
     assert "vectorize ×4.50 (0.90 of linear)" in line and "fit ×6.00 (1.20 of linear)" in line
     assert "corpus ×5.00 (1.00 of linear)" in line and "peak MB ×3.00 (0.60 of linear)" in line
     assert "predict" not in line
+
+
+def test_file_backed_features_are_written_without_mapping_them_into_this_process(tmp_path):
+    """`file_backed_csr` writes its files with plain writes: this process's resident peak
+    grows by far less than the features' bytes (a writable map would add all of them:
+    at 1M documents that was the run's peak), and the mapped arrays equal the originals."""
+    import scipy.sparse as sp
+
+    import baselines.linear_track as linear_track
+
+    def status(field: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+    n, per_row = 100_000, 200  # 20M non-zeros: 240 MB of data and indices
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random(n * per_row), rng.integers(0, 50_000, n * per_row, dtype=np.int32),
+                       np.arange(0, n * per_row + 1, per_row, dtype=np.int32)), shape=(n, 50_000))
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")  # reset this process's resident high-water mark (VmHWM)
+    except OSError:
+        pytest.skip("cannot reset the resident high-water mark here")
+    before = status("VmRSS")
+    mapped = linear_track.file_backed_csr(x, str(tmp_path))
+    grown = status("VmHWM") - before
+    assert grown < (x.data.nbytes + x.indices.nbytes) / 4, grown
+    for name in ("data", "indices", "indptr"):
+        assert not getattr(mapped, name).flags.writeable  # a read-only map of the file
+        np.testing.assert_array_equal(getattr(mapped, name), getattr(x, name))
