@@ -169,23 +169,48 @@ def fit_one_vs_rest(estimator: Any, x: Any, y: Any, *, n_jobs: int):
     return model
 
 
+#: `ovr_margins` multiplies this many labels at once (a block [V, 8] of float64 weights:
+#: each non-zero of a row reads one 64-byte cache line of them) when one label's weight
+#: vector is over `BLOCK_ABOVE_BYTES`, too large for the cache to keep between rows
+BLOCK_LABELS = 8
+BLOCK_ABOVE_BYTES = 8 * 1024**2
+
+
 def ovr_margins(estimators: Sequence[Any], x: Any) -> np.ndarray:
     """Margins [n, k] of the fitted binary estimators (``coef_`` [1, V] dense or CSR,
     ``intercept_``) on CSR rows `x` [n, V]: what ``OneVsRestClassifier.decision_function``
     returns, number for number (tested).
 
     Why not OvR's: with CSR weights (`compact_coef`) it makes a sparse × sparse product
-    per label; a CSR label's weights are expanded to one dense float64 vector [V] for its
-    product instead (a sparse-matrix × vector pass, as for a dense label), which sums the
-    same terms in the same order.  Weights stacked into blocks were slower still: a block
-    [V, k] no longer stays in cache (`benchmarks/ovr_margins_speed.py`).
+    per label; here each label's weights are a dense float64 vector [V] for the product (a
+    sparse-matrix × vector pass), which sums the same terms in the same order.  Past
+    `BLOCK_ABOVE_BYTES` a vector no longer stays in cache, and every non-zero of `x` costs a
+    cache miss per label; `BLOCK_LABELS` labels then share one pass over `x` with their
+    weights side by side in a block [V, 8] (one line per non-zero; each column's sum keeps
+    its order, so the margins stay equal).  Below it a block is slower
+    (`benchmarks/ovr_margins_speed.py`).
     """
     import scipy.sparse as sp
 
+    n_features = x.shape[1]
     out = np.empty((x.shape[0], len(estimators)))
-    for j, e in enumerate(estimators):
-        w = e.coef_.toarray() if sp.issparse(e.coef_) else e.coef_
-        out[:, j] = x @ np.asarray(w, dtype=np.float64).ravel()
+    width = BLOCK_LABELS if n_features * 8 > BLOCK_ABOVE_BYTES else 1
+    block = np.zeros((n_features, width)) if width > 1 else None
+    for start in range(0, len(estimators), width):
+        group = estimators[start:start + width]
+        if block is None:
+            coef = group[0].coef_
+            w = coef.toarray() if sp.issparse(coef) else coef
+            out[:, start] = x @ np.asarray(w, dtype=np.float64).ravel()
+            continue
+        block.fill(0.0)
+        for c, e in enumerate(group):
+            if sp.issparse(e.coef_):
+                coef = e.coef_.tocsr()
+                block[coef.indices, c] = coef.data
+            else:
+                block[:, c] = np.ravel(e.coef_)
+        out[:, start:start + len(group)] = (x @ block)[:, :len(group)]
     out += np.array([float(np.ravel(e.intercept_)[0]) for e in estimators])
     return out
 

@@ -67,7 +67,8 @@ class LinearSVMTrack(LinearTextTrack):
                                solver=self.solver)
 
     def describe(self) -> dict:
-        return {**super().describe(), "solver": self.solver}
+        used = sorted({getattr(e, "solver_", "?") for e in getattr(self.model, "estimators_", [])})
+        return {**super().describe(), "solver": self.solver, **({"solver_used": ",".join(used)} if used else {})}
 
 
 class BalancedLinearSVMTrack(LinearSVMTrack):

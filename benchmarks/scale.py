@@ -65,14 +65,22 @@ class TreeMemory:
         self._thread.start()
 
     @staticmethod
-    def _pss(pid: int) -> int:
+    def _proc_bytes(pid: int, name: str, field: str) -> int | None:
+        """The ``field:`` line of ``/proc/<pid>/<name>`` (kB) in bytes; None if unreadable."""
         try:
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1]) * 1024
         except OSError:
             pass
+        return None
+
+    @classmethod
+    def _pss(cls, pid: int) -> int:
+        pss = cls._proc_bytes(pid, "smaps_rollup", "Pss")
+        if pss is not None:
+            return pss
         try:
             import psutil
 
@@ -80,17 +88,10 @@ class TreeMemory:
         except Exception:  # the process is gone
             return 0
 
-    @staticmethod
-    def _rss(pid: int) -> int:
+    @classmethod
+    def _rss(cls, pid: int) -> int:
         """Resident bytes of `pid` now (``VmRSS``; 0 if unreadable)."""
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return cls._proc_bytes(pid, "status", "VmRSS") or 0
 
     def _pids(self) -> list[int]:
         try:

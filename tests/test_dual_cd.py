@@ -125,7 +125,7 @@ def test_svm_track_solver_option_in_parallel_on_file_backed_features(monkeypatch
         track.fit(corpus.train, corpus.val, labels)
         margins[solver] = track.decision_function(corpus.test.texts)
         solvers[solver] = {e.solver_ for e in track.model.estimators_}
-        assert track.describe()["solver"] == solver
+        assert track.describe()["solver"] == track.describe()["solver_used"] == solver
     assert solvers == {"dcd": {"dcd"}, "liblinear": {"liblinear"}}
     np.testing.assert_allclose(margins["dcd"], margins["liblinear"], atol=1e-3)
     np.testing.assert_array_equal(margins["dcd"] >= 0, margins["liblinear"] >= 0)

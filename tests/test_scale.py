@@ -230,6 +230,13 @@ def test_ovr_margins_equal_one_vs_rest_s_for_every_weight_form(svm_data, monkeyp
     for model in (plain, mixed):
         np.testing.assert_array_equal(linear_track.ovr_margins(model.estimators_, x_test),
                                       model.decision_function(x_test))
+    # blocks of labels (past BLOCK_ABOVE_BYTES; forced here, with a last block part-filled)
+    monkeypatch.setattr(linear_track, "BLOCK_ABOVE_BYTES", 0)
+    monkeypatch.setattr(linear_track, "BLOCK_LABELS", 5)
+    assert len(mixed.estimators_) % 5
+    for model in (plain, mixed):
+        np.testing.assert_array_equal(linear_track.ovr_margins(model.estimators_, x_test),
+                                      model.decision_function(x_test))
 
 
 def test_svm_track_on_file_backed_features_gives_the_same_margins(monkeypatch):
