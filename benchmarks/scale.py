@@ -279,8 +279,7 @@ def _ours(spec: dict, corpus, labels) -> dict:
         out["fit_s"] = round(track.phase_seconds["fit"], 2)
         out["n_features"] = len(track.vectorizer.vocabulary_)
         coefs = [e.coef_ for e in getattr(track.model, "estimators_", [])]
-        out["svm_solver_used"] = ",".join(sorted({getattr(e, "solver_", "?")
-                                                  for e in getattr(track.model, "estimators_", [])}))
+        out["svm_solver_used"] = track.describe().get("solver_used")
         out["coef_mb"] = round(sum(c.data.nbytes + getattr(c, "indices", np.empty(0)).nbytes
                                    for c in coefs) / 2**20)
     if timer is not None and timer.seconds:

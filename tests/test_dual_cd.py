@@ -50,7 +50,9 @@ def test_in_place_solver_reaches_liblinears_optimum(class_weight, loss):
     assert ours.solver_ == "dcd" and ours.coef_.shape == (1, x.shape[1]) and ours.intercept_.shape == (1,)
     best = primal_objective(tight, x, y)
     gap = {name: primal_objective(fitted, x, y) - best for name, fitted in (("ours", ours), ("theirs", theirs))}
-    assert -1e-9 * best <= gap["ours"] <= 3 * max(gap["theirs"], 0.0) + 1e-9 * best
+    # a floor of 1e-7 relative: last-bit differences between CPUs cannot fail it, a wrong
+    # update or stopping rule (gaps of 1e-3 and more) does
+    assert -1e-7 * best <= gap["ours"] <= 3 * max(gap["theirs"], 0.0) + 1e-7 * best
     for fitted in (ours, theirs):
         np.testing.assert_allclose(fitted.decision_function(x), tight.decision_function(x), atol=2e-4)
     assert ours.n_iter_ < ours.max_iter

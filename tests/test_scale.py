@@ -158,6 +158,9 @@ def test_scale_peers_table_reports_sklearn_micro_f1_of_the_same_arrays(tmp_path)
     # a row's name is its track, then "/" and its SVM solver (a small corpus: liblinear)
     printed = {line.split()[2].split("/")[0]: line.split() for line in proc.stdout.splitlines()[1:]}
     assert printed["svm"][2] == "svm/liblinear"
+    # each row names the phase of its memory peak (the phases `scale.py` times, in order)
+    phases = {"corpus", "vectorize", "fit", "predict", "evaluate"}
+    assert all(r["peak_phase"] in phases and r["self_peak_phase"] in phases for r in rows)
 
     corpus = synthetic_corpus(docs, seed=0, n_labels=n_labels)
     mlb = MultiLabelBinarizer().fit(corpus.train.labels)
